@@ -1,0 +1,38 @@
+# The two commands a new user runs: `make run` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(CURDIR)/$(VENV)/bin
+PYTHON ?= python3
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: install run test bench lint chromium screenshot clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+# Browser tests drive Debian's Chromium; never a downloaded browser.
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+run: install
+	PATH="$(BIN):$$PATH" $(BIN)/honcho start
+
+test: install chromium
+	PATH="$(BIN):$$PATH" $(PY) -m pytest
+
+bench: install
+	PATH="$(BIN):$$PATH" $(PY) bench/run.py
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,119 @@
+"""Read-only SQL over the query socket, answered on a thread with its own DuckDB cursor.
+
+One statement per request, SELECT-like only; file and URL access are disabled on the
+database (see :class:`collector.store.Store`); a row cap and a timeout bound every query.
+Results travel as an Arrow IPC stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import duckdb
+import pyarrow as pa
+import zmq
+
+from traindash import wire
+from traindash.query import arrow_reader
+
+log = logging.getLogger("traindash.collector.query")
+
+POLL_MS = 100
+
+
+class QueryRefused(ValueError):
+    """A request that is not a single read-only statement."""
+
+
+def check_sql(cursor: duckdb.DuckDBPyConnection, sql: str) -> None:
+    try:
+        statements = cursor.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryRefused(str(exc).splitlines()[0]) from None
+    if len(statements) != 1:
+        raise QueryRefused(f"one statement per query, got {len(statements)}")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise QueryRefused(f"only read-only SELECT queries are answered, not {kind.name}")
+
+
+def run_query(cursor: duckdb.DuckDBPyConnection, sql: str, max_rows: int,
+              timeout: float) -> tuple[bytes, bool]:
+    """Arrow IPC bytes of the result (at most ``max_rows`` rows) and whether it was cut."""
+    check_sql(cursor, sql)
+    timer = threading.Timer(timeout, cursor.interrupt)
+    timer.start()
+    try:
+        reader = arrow_reader(cursor, sql)
+        batches, count, truncated = [], 0, False
+        for batch in reader:
+            if count + batch.num_rows > max_rows:
+                batches.append(batch.slice(0, max_rows - count))
+                truncated = True
+                break
+            batches.append(batch)
+            count += batch.num_rows
+        schema = reader.schema
+    except duckdb.InterruptException:
+        raise QueryRefused(f"query cancelled after {timeout:g} s") from None
+    except duckdb.Error as exc:
+        raise QueryRefused(str(exc).splitlines()[0]) from None
+    finally:
+        timer.cancel()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+    return sink.getvalue().to_pybytes(), truncated
+
+
+class QueryServer(threading.Thread):
+    """Answers ``query`` messages on a ROUTER socket until ``stop()``."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, cursor: duckdb.DuckDBPyConnection,
+                 timeout: float, max_rows: int) -> None:
+        super().__init__(name="traindash-query", daemon=True)
+        self.sock = ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, 1024 * 1024)
+        self.sock.bind(endpoint)
+        self.cursor = cursor
+        self.timeout = timeout
+        self.max_rows = max_rows
+        self._stop_flag = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_flag.set()
+        self.cursor.interrupt()
+
+    def run(self) -> None:
+        try:
+            while not self._stop_flag.is_set():
+                if not self.sock.poll(POLL_MS):
+                    continue
+                frames = self.sock.recv_multipart()
+                if len(frames) < 3:
+                    continue
+                envelope, body = frames[:-2], frames[-2:]
+                self.sock.send_multipart(envelope + wire.encode(self._answer(body)))
+        finally:
+            self.sock.close(0)
+            self.cursor.close()
+
+    def _answer(self, frames: list[bytes]) -> wire.Message:
+        try:
+            msg = wire.decode(frames)
+        except wire.WireError as exc:
+            return wire.Error(f"malformed request: {exc}")
+        if not isinstance(msg, wire.Query):
+            return wire.Error("expected a query message")
+        limit = max(0, min(msg.max_rows, self.max_rows))
+        try:
+            data, truncated = run_query(self.cursor, msg.sql, limit, self.timeout)
+        except QueryRefused as exc:
+            return wire.Error(str(exc))
+        except Exception as exc:  # a query must never end the server
+            log.exception("query failed")
+            return wire.Error(f"internal error: {type(exc).__name__}")
+        return wire.Result(data, truncated)

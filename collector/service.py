@@ -1,0 +1,218 @@
+"""The collector process: ingest, validate, batch into DuckDB, acknowledge, fan out.
+
+Shutdown is a flag the loop checks (SIGTERM/SIGINT set it; a second signal forces exit):
+the loop then commits what it holds, publishes the acks, and closes the file.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+import time
+from collections import Counter
+from types import FrameType
+
+import zmq
+
+from collector.queryserver import QueryServer
+from collector.sequencer import Sequencer
+from collector.store import Store, StoreError, Work
+from traindash import wire
+from traindash.config import CollectorConfig
+
+log = logging.getLogger("traindash.collector")
+
+LIVENESS_INTERVAL = 1.0
+REJECT_LOG_INTERVAL = 5.0
+INGEST_RCVHWM = 200
+ROWS_SNDHWM = 100_000
+
+
+class CollectorError(RuntimeError):
+    """The collector cannot start (address in use, database locked or unwritable)."""
+
+
+def _bind(sock: zmq.Socket, endpoint: str, what: str) -> None:
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CollectorError(f"{what} address {endpoint} is already in use "
+                                 "(is another collector running?)") from None
+        raise CollectorError(f"cannot bind {what} socket to {endpoint}: {exc}") from None
+
+
+class Collector:
+    """Owns the DuckDB file and the ingest, rows and query sockets."""
+
+    def __init__(self, config: CollectorConfig) -> None:
+        self.config = config
+        self.should_exit = False
+        self.force_exit = False
+        self.rejects: Counter[str] = Counter()
+        self.committed_rows = 0
+        self._last_reject_log = 0.0
+        self.ctx = zmq.Context()
+        self._socks: list[zmq.Socket] = []
+        try:
+            self.ingest = self._socket(zmq.SUB)
+            self.ingest.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
+            self.ingest.setsockopt(zmq.RCVHWM, INGEST_RCVHWM)
+            self.ingest.setsockopt(zmq.SUBSCRIBE, b"")
+            _bind(self.ingest, config.endpoints.ingest, "ingest")
+            self.rows = self._socket(zmq.PUB)
+            self.rows.setsockopt(zmq.SNDHWM, ROWS_SNDHWM)
+            self.rows.setsockopt(zmq.LINGER, 500)
+            _bind(self.rows, config.endpoints.rows, "rows")
+            try:
+                self.store = Store(config.db)
+            except StoreError as exc:
+                raise CollectorError(str(exc)) from None
+            try:
+                self.queries = QueryServer(self.ctx, config.endpoints.query, self.store.cursor(),
+                                           config.query_timeout, config.query_max_rows)
+            except zmq.ZMQError as exc:
+                self.store.close()
+                if exc.errno == errno.EADDRINUSE:
+                    raise CollectorError(f"query address {config.endpoints.query} is already "
+                                         "in use (is another collector running?)") from None
+                raise CollectorError(f"cannot bind query socket: {exc}") from None
+        except BaseException:
+            self._close_sockets()
+            raise
+        self.seq = Sequencer(self.store.marks())
+        self.work = Work()
+        self.ack_due: set[str] = set()
+
+    def _socket(self, kind: int) -> zmq.Socket:
+        sock = self.ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        self._socks.append(sock)
+        return sock
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+
+    def run(self) -> None:
+        self.queries.start()
+        log.info("collector: ingest %s, rows %s, query %s, db %s",
+                 self.config.endpoints.ingest, self.config.endpoints.rows,
+                 self.config.endpoints.query, self.config.db)
+        poller = zmq.Poller()
+        poller.register(self.ingest, zmq.POLLIN)
+        next_liveness = time.monotonic() + LIVENESS_INTERVAL
+        first_pending = 0.0
+        try:
+            while not self.should_exit:
+                wait = 0 if self.work else 100
+                if poller.poll(wait):
+                    if not self.work:
+                        first_pending = time.monotonic()
+                    self._drain(first_pending)
+                if self.work or self.ack_due:
+                    self._commit()
+                now = time.monotonic()
+                if now >= next_liveness:
+                    next_liveness = now + LIVENESS_INTERVAL
+                    self._liveness()
+        finally:
+            self.shutdown()
+
+    def _drain(self, started: float) -> None:
+        """Receive what is waiting, up to a batch's worth of rows or the commit interval."""
+        deadline = started + self.config.commit_interval
+        while self.work.rows < self.config.max_batch_rows:
+            try:
+                frames = self.ingest.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.handle(frames)
+            if time.monotonic() >= deadline:
+                return
+
+    def handle(self, frames: list[bytes]) -> None:
+        """Admit one ingest message into the pending work (malformed ones are counted)."""
+        try:
+            msg = wire.decode(frames)
+        except wire.WireError as exc:
+            self._reject(exc.reason, str(exc))
+            return
+        now = time.time()
+        if isinstance(msg, wire.Batch):
+            sections = self.seq.offer(msg)
+            for section in sections:
+                self.work.sections.append((msg.run_id, section))
+                self.work.rows += len(section)
+            self.work.seen[msg.run_id] = now
+            if sections:
+                self.work.marks[msg.run_id] = self.seq.mark(msg.run_id)
+            else:
+                self.ack_due.add(msg.run_id)
+        elif isinstance(msg, wire.Heartbeat):
+            self.work.seen[msg.run_id] = now
+            self.ack_due.add(msg.run_id)
+        else:
+            self._reject("unexpected-kind", type(msg).__name__)
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self.rejects[reason] += 1
+        now = time.monotonic()
+        if now - self._last_reject_log >= REJECT_LOG_INTERVAL:
+            self._last_reject_log = now
+            log.warning("rejected a malformed message (%s); rejects so far: %s",
+                        detail, dict(self.rejects))
+
+    def _commit(self) -> None:
+        work, self.work = self.work, Work()
+        if work:
+            try:
+                self.store.commit(work)
+            except StoreError as exc:
+                # Nothing is acknowledged; producers keep their records and re-send them.
+                log.error("%s; %d rows will be re-sent by their producers", exc, work.rows)
+                self.seq.rollback()
+                self.ack_due.clear()
+                return
+            self.seq.commit()
+            self.committed_rows += work.rows
+        acks = self.ack_due | work.marks.keys()
+        self.ack_due = set()
+        for run_id in acks:
+            self.rows.send_multipart(wire.encode(wire.Ack(run_id, self.seq.committed.get(run_id, 0))))
+        for run_id, section in work.sections:
+            self.rows.send_multipart(wire.encode(wire.Rows(run_id, section)))
+
+    def _liveness(self) -> None:
+        try:
+            self.store.update_liveness(time.time(), self.config.stall_after, self.config.lost_after)
+        except Exception as exc:
+            log.warning("liveness update failed: %s", exc)
+
+    def shutdown(self) -> None:
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
+        try:
+            if not self.force_exit and (self.work or self.ack_due):
+                self._commit()
+        finally:
+            if self.queries.is_alive():
+                self.queries.stop()
+                self.queries.join(timeout=5)
+            else:
+                self.queries.sock.close(0)
+            self.store.close()
+            self._close_sockets()
+            log.info("collector stopped; %d rows committed this session", self.committed_rows)
+
+    def _close_sockets(self) -> None:
+        for sock in self._socks:
+            sock.close()
+        self.ctx.term()

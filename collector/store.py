@@ -1,0 +1,225 @@
+"""The DuckDB store. All SQL that writes lives here; the collector is the file's only owner.
+
+Rows and the per-run high-water marks (``runs.acked_seq``) are committed in one
+transaction, so a restarted collector never stores a re-sent record twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from collector.tables import CORE_COLUMNS, TABLE_OF_KIND, records, section_table, to_json
+from traindash.wire import RecordKind, Section
+
+log = logging.getLogger("traindash.collector.store")
+
+SCHEMA_VERSION = 1
+
+RUNS_DDL = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY,
+    experiment VARCHAR,
+    name VARCHAR,
+    host VARCHAR,
+    pid BIGINT,
+    started_at TIMESTAMP,
+    ended_at TIMESTAMP,
+    status VARCHAR,
+    hyperparameters JSON,
+    tags VARCHAR[],
+    description VARCHAR,
+    acked_seq BIGINT NOT NULL DEFAULT 0,
+    last_seen TIMESTAMP,
+    final_metrics JSON,
+    role VARCHAR DEFAULT 'trainer'
+)"""
+
+VIEWS = [
+    """CREATE OR REPLACE VIEW leaderboard AS
+    SELECT r.run_id, r.experiment, r.name, r.status, r.started_at,
+           count(e.seq) AS episodes, max(e.profit) AS best_profit,
+           avg(e.profit) AS mean_profit, max(e.sharpe) AS best_sharpe,
+           avg(e.win_rate) AS mean_win_rate, max(e.drawdown) AS max_drawdown,
+           arg_max(e.profit, e.seq) AS last_profit
+    FROM runs r LEFT JOIN episodes e USING (run_id)
+    WHERE coalesce(r.role, 'trainer') = 'trainer'
+    GROUP BY ALL""",
+]
+
+
+class StoreError(RuntimeError):
+    """The database could not be opened or a commit failed (nothing of it was kept)."""
+
+
+@dataclass
+class Work:
+    """What one commit writes: accepted sections, new marks, liveness."""
+
+    sections: list[tuple[str, Section]] = field(default_factory=list)
+    marks: dict[str, int] = field(default_factory=dict)
+    seen: dict[str, float] = field(default_factory=dict)
+    rows: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.sections or self.marks or self.seen)
+
+
+def _micros(ts: float | None) -> int | None:
+    return None if ts is None else int(ts * 1e6)
+
+
+class Store:
+    """The collector's DuckDB file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.con = duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            msg = str(exc).splitlines()[0]
+            if "lock" in msg.lower():
+                raise StoreError(f"{path} is already open in another process (is a collector "
+                                 f"already running?): {msg}") from None
+            raise StoreError(f"cannot open {path}: {msg}") from None
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
+        self._create_schema()
+        # Reading files or URLs from SQL is never needed here; the query socket relies on it.
+        self.con.execute("SET enable_external_access = false")
+        self.columns = {t: self._columns(t) for t in CORE_COLUMNS}
+
+    def _create_schema(self) -> None:
+        c = self.con
+        c.execute(RUNS_DDL)
+        for table, cols in CORE_COLUMNS.items():
+            body = ", ".join(f'"{n}" {t}' for n, t in cols.items())
+            c.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body})")
+        c.execute("CREATE TABLE IF NOT EXISTS schema_info (version INTEGER)")
+        if not c.execute("SELECT count(*) FROM schema_info").fetchone()[0]:
+            c.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
+        for view in VIEWS:
+            c.execute(view)
+
+    def _columns(self, table: str) -> dict[str, str]:
+        rows = self.con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "AND table_schema = 'main'", [table]).fetchall()
+        return {name.lower(): name for (name,) in rows}
+
+    def marks(self) -> dict[str, int]:
+        return dict(self.con.execute("SELECT run_id, acked_seq FROM runs").fetchall())
+
+    def commit(self, work: Work) -> None:
+        """Write ``work`` in one transaction; on failure nothing is kept."""
+        c = self.con
+        added: dict[str, dict[str, str]] = {}
+        try:
+            c.execute("BEGIN TRANSACTION")
+            for stream_id, section in work.sections:
+                if section.kind is RecordKind.RUN:
+                    self._upsert_runs(stream_id, records(section))
+            for stream_id, section in work.sections:
+                table = TABLE_OF_KIND.get(section.kind)
+                if table is not None:
+                    self._insert(table, stream_id, section, added)
+            for stream_id, section in work.sections:
+                if section.kind is RecordKind.END:
+                    self._end_runs(stream_id, records(section))
+            self._write_marks(work.marks, work.seen)
+            c.execute("COMMIT")
+        except Exception as exc:
+            try:
+                c.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            for table, cols in added.items():
+                for key in cols:
+                    self.columns[table].pop(key, None)
+            raise StoreError(f"commit failed: {str(exc).splitlines()[0]}") from exc
+
+    def _insert(self, table: str, stream_id: str, section: Section,
+                added: dict[str, dict[str, str]]) -> None:
+        existing = self.columns[table]
+        arrow, new_cols = section_table(table, stream_id, section, existing)
+        for name, sqltype in new_cols.items():
+            self.con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {sqltype}')
+            existing[name.lower()] = name
+            added.setdefault(table, {})[name.lower()] = name
+        self.con.register("_incoming", arrow)
+        try:
+            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
+        finally:
+            self.con.unregister("_incoming")
+
+    def _upsert_runs(self, stream_id: str, rows: Iterable[dict]) -> None:
+        for r in rows:
+            tags = r.get("tags")
+            self.con.execute(
+                """INSERT INTO runs (run_id, experiment, name, host, pid, started_at, status,
+                       hyperparameters, tags, description, role, last_seen)
+                   VALUES (?, ?, ?, ?, ?, make_timestamp(?), 'running', ?, ?, ?, ?, make_timestamp(?))
+                   ON CONFLICT (run_id) DO UPDATE SET experiment = excluded.experiment,
+                       name = excluded.name, host = excluded.host, pid = excluded.pid,
+                       started_at = coalesce(runs.started_at, excluded.started_at),
+                       status = 'running', ended_at = NULL,
+                       hyperparameters = excluded.hyperparameters, tags = excluded.tags,
+                       description = excluded.description, role = excluded.role,
+                       last_seen = excluded.last_seen""",
+                [stream_id, _str(r.get("experiment")), _str(r.get("name")), _str(r.get("host")),
+                 _int(r.get("pid")), _micros(r.get("ts")), to_json(r.get("hyperparameters") or {}),
+                 [str(t) for t in tags] if isinstance(tags, list) else [],
+                 _str(r.get("description")) or "", _str(r.get("role")) or "trainer",
+                 _micros(r.get("ts"))])
+
+    def _end_runs(self, stream_id: str, rows: Iterable[dict]) -> None:
+        for r in rows:
+            self.con.execute(
+                "UPDATE runs SET ended_at = make_timestamp(?), status = ?, final_metrics = ? "
+                "WHERE run_id = ?",
+                [_micros(r.get("ts")), _str(r.get("status")) or "finished",
+                 to_json(r.get("final_metrics") or {}), stream_id])
+
+    def _write_marks(self, marks: dict[str, int], seen: dict[str, float]) -> None:
+        for run_id in marks.keys() | seen.keys():
+            acked, ts = marks.get(run_id), seen.get(run_id)
+            self.con.execute(
+                """INSERT INTO runs (run_id, acked_seq, last_seen, status)
+                   VALUES ($1, coalesce($2, 0), make_timestamp($3), 'running')
+                   ON CONFLICT (run_id) DO UPDATE SET
+                       acked_seq = coalesce($2, runs.acked_seq),
+                       last_seen = coalesce(make_timestamp($3), runs.last_seen),
+                       status = CASE WHEN runs.status IN ('stalled', 'lost') THEN 'running'
+                                     ELSE runs.status END""",
+                [run_id, acked, _micros(ts)])
+
+    def update_liveness(self, now: float, stall_after: float, lost_after: float) -> None:
+        """Running runs with no sign of life become stalled, then lost."""
+        self.con.execute(
+            """UPDATE runs SET status = CASE
+                   WHEN last_seen < make_timestamp(?) THEN 'lost' ELSE 'stalled' END
+               WHERE status IN ('running', 'stalled') AND last_seen < make_timestamp(?)""",
+            [_micros(now - lost_after), _micros(now - stall_after)])
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self.con.cursor()
+
+    def close(self) -> None:
+        try:
+            self.con.execute("CHECKPOINT")
+        except duckdb.Error as exc:
+            log.warning("checkpoint on close failed: %s", exc)
+        self.con.close()
+
+
+def _str(value: object) -> str | None:
+    return None if value is None else str(value)[:10_000]
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and abs(value) < 2**63 else None
+

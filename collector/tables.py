@@ -1,0 +1,175 @@
+"""Pure mapping from wire sections to Arrow tables shaped like the DuckDB tables.
+
+No I/O here: given a section and the columns a table already has, build the Arrow table
+to insert and name the custom columns that must be added first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from traindash.wire import RecordKind, Section
+
+EPISODES = "episodes"
+MODEL_METRICS = "model_metrics"
+ALERTS = "alerts"
+
+TABLE_OF_KIND = {
+    RecordKind.EPISODE: EPISODES,
+    RecordKind.MODEL: MODEL_METRICS,
+    RecordKind.ALERT: ALERTS,
+}
+
+# Column -> DuckDB type, in table order. Custom numeric fields become extra DOUBLE columns.
+CORE_COLUMNS: dict[str, dict[str, str]] = {
+    EPISODES: {
+        "run_id": "VARCHAR", "seq": "BIGINT", "ts": "TIMESTAMP", "episode": "BIGINT",
+        "profit": "DOUBLE", "sharpe": "DOUBLE", "win_rate": "DOUBLE", "drawdown": "DOUBLE",
+        "num_trades": "BIGINT", "epsilon": "DOUBLE", "learning_rate": "DOUBLE", "extra": "JSON",
+    },
+    MODEL_METRICS: {
+        "run_id": "VARCHAR", "seq": "BIGINT", "ts": "TIMESTAMP", "step": "BIGINT",
+        "episode": "BIGINT", "loss": "DOUBLE", "q_mean": "DOUBLE", "q_std": "DOUBLE",
+        "q_min": "DOUBLE", "q_max": "DOUBLE", "q_values": "DOUBLE[]", "grad_mean": "DOUBLE",
+        "grad_std": "DOUBLE", "extra": "JSON",
+    },
+    ALERTS: {
+        "ts": "TIMESTAMP", "run_id": "VARCHAR", "level": "VARCHAR", "rule": "VARCHAR",
+        "title": "VARCHAR", "message": "VARCHAR", "data": "JSON", "channels": "VARCHAR[]",
+        "source": "VARCHAR", "seq": "BIGINT",
+    },
+}
+
+_ARROW_TYPES = {
+    "VARCHAR": pa.string(), "BIGINT": pa.int64(), "DOUBLE": pa.float64(),
+    "TIMESTAMP": pa.timestamp("us"), "JSON": pa.string(), "DOUBLE[]": pa.list_(pa.float64()),
+    "VARCHAR[]": pa.list_(pa.string()),
+}
+
+
+def to_json(value: Any) -> str | None:
+    """JSON text for DuckDB; NaN/Inf become strings since JSON has no spelling for them."""
+    if value is None:
+        return None
+    return json.dumps(_json_safe(value), default=str, allow_nan=False)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def timestamps(ts: np.ndarray) -> pa.Array:
+    micros = np.nan_to_num(ts, nan=0.0, posinf=0.0, neginf=0.0) * 1e6
+    return pa.array(micros.astype(np.int64), type=pa.int64()).cast(pa.timestamp("us"))
+
+
+def _integers(values: np.ndarray) -> pa.Array:
+    if values.dtype.kind in "iu":
+        return pa.array(values, type=pa.int64())
+    finite = np.isfinite(values) & (np.abs(values) < 2**62)
+    return pa.array(np.where(finite, values, 0).astype(np.int64), mask=~finite)
+
+
+def _float_list(values: list) -> pa.Array:
+    out = []
+    for v in values:
+        if isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v):
+            out.append([float(x) for x in v])
+        else:
+            out.append(None)
+    return pa.array(out, type=pa.list_(pa.float64()))
+
+
+def _strings(values: list) -> pa.Array:
+    return pa.array([v if isinstance(v, str) else (None if v is None else to_json(v))
+                     for v in values], type=pa.string())
+
+
+def _string_lists(values: list) -> pa.Array:
+    out = [[str(x) for x in v] if isinstance(v, (list, tuple)) else None for v in values]
+    return pa.array(out, type=pa.list_(pa.string()))
+
+
+def _convert(sqltype: str, values: Any) -> pa.Array:
+    if isinstance(values, np.ndarray):
+        if sqltype == "BIGINT":
+            return _integers(values)
+        if sqltype == "DOUBLE":
+            return pa.array(values.astype(np.float64, copy=False))
+        if sqltype == "TIMESTAMP":
+            return timestamps(values.astype(np.float64, copy=False))
+        if sqltype in ("VARCHAR", "JSON"):
+            return pa.array([str(v) for v in values.tolist()], type=pa.string())
+        return pa.nulls(len(values), type=_ARROW_TYPES[sqltype])
+    if sqltype == "DOUBLE[]":
+        return _float_list(values)
+    if sqltype == "VARCHAR[]":
+        return _string_lists(values)
+    if sqltype == "JSON":
+        return pa.array([to_json(v) for v in values], type=pa.string())
+    if sqltype == "VARCHAR":
+        return _strings(values)
+    return pa.nulls(len(values), type=_ARROW_TYPES[sqltype])
+
+
+def section_table(table: str, stream_id: str, section: Section,
+                  existing: dict[str, str]) -> tuple[pa.Table, dict[str, str]]:
+    """The Arrow table to insert for ``section`` and the new DOUBLE columns it needs.
+
+    ``existing`` maps lower-cased column names of the DuckDB table to their names there;
+    custom columns match case-insensitively, as DuckDB identifiers do.
+    """
+    core = CORE_COLUMNS[table]
+    n = len(section)
+    arrays: dict[str, pa.Array] = {}
+    new_columns: dict[str, str] = {}
+    leftovers: dict[str, list] = {}
+    for name, values in section.cols.items():
+        key = name.lower()
+        if name in core:
+            arrays[name] = _convert(core[name], values)
+        elif isinstance(values, np.ndarray):
+            column = existing.get(key) or new_columns.setdefault(key, name)
+            arrays[column] = pa.array(values.astype(np.float64, copy=False))
+        else:
+            leftovers[name] = values
+    if table == ALERTS:
+        arrays["source"] = pa.array([stream_id] * n, type=pa.string())
+        if "run_id" not in section.cols:
+            arrays["run_id"] = pa.array([stream_id] * n, type=pa.string())
+    else:
+        arrays["run_id"] = pa.array([stream_id] * n, type=pa.string())
+    extra_col = "data" if table == ALERTS else "extra"
+    if leftovers:
+        base = section.cols.get(extra_col)
+        rows = []
+        for i in range(n):
+            row = dict(base[i]) if isinstance(base, list) and isinstance(base[i], dict) else {}
+            for name, values in leftovers.items():
+                if values[i] is not None:
+                    row[name] = values[i]
+            rows.append(to_json(row) if row else None)
+        arrays[extra_col] = pa.array(rows, type=pa.string())
+    return pa.table(arrays), {v: "DOUBLE" for v in new_columns.values()}
+
+
+def records(section: Section) -> list[dict[str, Any]]:
+    """Rows of a small section (run/end records) as dicts of plain Python values."""
+    out = []
+    cols = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in section.cols.items()}
+    for i in range(len(section)):
+        out.append({k: v[i] for k, v in cols.items()})
+    return out

@@ -1,0 +1,315 @@
+"""MetricsLogger: the guide's logging API on top of the traindash pipeline."""
+
+from __future__ import annotations
+
+import atexit
+import csv
+import json
+import logging
+import math
+import os
+import socket
+import time
+import uuid
+import weakref
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from producer.packing import EPISODE, MODEL, OTHER
+from producer.sender import Sender
+from producer.spool import load_last_seq
+from producer.stats import RunStats
+from traindash import config as tdconfig
+from traindash.query import QueryClient, QueryError, sql_literal
+from traindash.wire import RecordKind
+
+log = logging.getLogger("traindash.producer")
+
+_open_loggers: weakref.WeakSet[MetricsLogger] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for logger in list(_open_loggers):
+        logger.close()
+
+
+def new_run_id(experiment_name: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in experiment_name)[:40]
+    return f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+class MetricsLogger:
+    """Logs episode and model metrics of one training run to the traindash collector.
+
+    A log call appends to an in-memory queue and returns in microseconds; a background
+    thread packs batches and publishes them, keeps each record until the collector has
+    committed it, and re-sends what went missing. ``close()`` (or leaving a ``with``
+    block, or interpreter exit) waits, bounded, for the collector to acknowledge
+    everything; what it has not acknowledged by then stays in the run's spool file in
+    ``output_dir`` and is re-sent by the next logger with the same ``run_id`` or by
+    ``traindash replay``.
+
+    Args:
+        experiment_name: the experiment this run belongs to.
+        output_dir: where ``save_metrics`` writes and where the spool lives.
+        buffer_size: the sender wakes early once this many records wait.
+        auto_save_interval: every this many episodes, ``save_metrics('json')`` refreshes a
+            local snapshot of the run (written by the sender thread); 0 turns it off.
+        enable_async: with False, each log call also packs its record in the caller.
+        run_id: resume an earlier run (its spool is re-sent); a new unique id by default.
+        hyperparameters, tags, description, name: stored in the ``runs`` table.
+        history_size: how many recent records the local statistics window keeps.
+        config: endpoints and intervals; by default from ``TRAINDASH_*`` variables.
+    """
+
+    def __init__(
+        self,
+        experiment_name: str,
+        output_dir: str = "training_logs",
+        buffer_size: int = 100,
+        auto_save_interval: int = 50,
+        enable_async: bool = True,
+        *,
+        run_id: str | None = None,
+        name: str | None = None,
+        hyperparameters: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        description: str = "",
+        history_size: int = 10_000,
+        config: tdconfig.ProducerConfig | None = None,
+    ) -> None:
+        if not isinstance(experiment_name, str) or not experiment_name:
+            raise ValueError("experiment_name must be a non-empty string")
+        if buffer_size < 1:
+            raise ValueError("buffer_size must be at least 1")
+        self.experiment_name = experiment_name
+        self.output_dir = Path(output_dir)
+        self.buffer_size = buffer_size
+        self.auto_save_interval = auto_save_interval
+        self.enable_async = enable_async
+        self.config = config or tdconfig.ProducerConfig.resolve()
+        self.run_id = run_id or new_run_id(experiment_name)
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self._queue: deque[tuple] = deque()
+        self._stats = RunStats(history_size)
+        self._model_step = 0
+        self._last_episode: Any = None
+        self._closed = False
+        self._sender = Sender(self.run_id, self.config, self._queue, self._stats,
+                              self.output_dir, self.host, self.pid,
+                              last_seq=load_last_seq(self.output_dir, self.run_id))
+        self._queue.append((OTHER, time.time(), RecordKind.RUN, {
+            "experiment": experiment_name, "name": name or self.run_id, "host": self.host,
+            "pid": self.pid, "hyperparameters": hyperparameters or {}, "tags": list(tags or []),
+            "description": description,
+        }))
+        self._sender.start()
+        _open_loggers.add(self)
+
+    # -- logging (the hot path: append and return) -----------------------------------
+    def log_episode(self, episode: int, profit: float, sharpe: float = 0.0,
+                    win_rate: float = 0.0, drawdown: float = 0.0, num_trades: int = 0,
+                    epsilon: float = 0.0, learning_rate: float = 0.0, **kwargs: Any) -> None:
+        """Queue one episode's metrics; extra keyword metrics become columns of their own."""
+        q = self._queue
+        q.append((EPISODE, time.time(), episode, profit, sharpe, win_rate, drawdown,
+                  num_trades, epsilon, learning_rate, kwargs))
+        self._last_episode = episode
+        if len(q) == self.buffer_size:
+            self._sender.wake.set()
+        if not self.enable_async:
+            self._sender.drain()
+
+    def log_model_metrics(self, loss: float, q_values: Any = None,
+                          gradients: dict[str, float] | None = None,
+                          weights: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        """Queue one model update: loss, Q-values (summarised and kept), gradient stats."""
+        step = kwargs.pop("step", None)
+        self._model_step = self._model_step + 1 if step is None else int(step)
+        q = None
+        if q_values is not None:
+            try:
+                q = np.array(q_values, dtype=np.float64).ravel()
+            except (TypeError, ValueError):
+                q = None
+        episode = kwargs.pop("episode", self._last_episode)
+        self._queue.append((MODEL, time.time(), self._model_step, episode, loss, q,
+                            dict(gradients) if gradients else None,
+                            dict(weights) if weights else None, kwargs))
+        if not self.enable_async:
+            self._sender.drain()
+
+    def log_event(self, kind: RecordKind, **fields: Any) -> None:
+        """Queue a run-level record (used for alerts and the run's end)."""
+        self._queue.append((OTHER, time.time(), kind, fields))
+
+    # -- local statistics --------------------------------------------------------------
+    def _sync(self) -> None:
+        self._sender.drain()
+
+    @property
+    def episode_metrics(self) -> list[dict[str, Any]]:
+        """The most recent episodes (up to ``history_size``), oldest first."""
+        self._sync()
+        return self._stats.recent_episodes()
+
+    @episode_metrics.setter
+    def episode_metrics(self, value: list[dict[str, Any]]) -> None:
+        # The guide trims this list to save memory; the window is bounded already.
+        if not value:
+            self._stats.clear_window()
+
+    def get_latest_episode(self) -> dict[str, Any]:
+        self._sync()
+        return self._stats.latest_episode()
+
+    def get_best_episode(self, metric: str = "profit") -> dict[str, Any] | None:
+        self._sync()
+        return self._stats.best_record(metric)
+
+    def get_smoothed_metric(self, name: str, window: int = 10) -> float:
+        self._sync()
+        return self._stats.smoothed(name, window)
+
+    def get_statistics(self) -> dict[str, Any]:
+        self._sync()
+        stats = self._stats.statistics()
+        stats.update(experiment_name=self.experiment_name, run_id=self.run_id,
+                     pending_records=self._sender.pending)
+        return stats
+
+    # -- saving --------------------------------------------------------------------------
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the collector has acknowledged everything logged so far."""
+        self._sync()
+        target = self._sender.last_seq
+        deadline = time.monotonic() + timeout
+        while self._sender.acked < target and time.monotonic() < deadline:
+            if not self._sender.is_alive():
+                break
+            time.sleep(0.005)
+        return self._sender.acked >= target
+
+    def _history(self) -> tuple[list[dict], list[dict], str]:
+        if self.flush(timeout=5.0):
+            try:
+                with QueryClient(self.config.endpoints.query, timeout=10.0) as client:
+                    where = f"WHERE run_id = {sql_literal(self.run_id)} ORDER BY seq"
+                    eps = client.query(f"SELECT * EXCLUDE (run_id) FROM episodes {where}")
+                    mods = client.query(f"SELECT * EXCLUDE (run_id) FROM model_metrics {where}")
+                return _records(eps.to_pylist()), _records(mods.to_pylist()), "collector"
+            except QueryError as exc:
+                log.warning("save_metrics: %s; writing the local window instead", exc)
+        with self._stats.lock:
+            return self._stats.episodes.last(), self._stats.models.last(), "local"
+
+    def save_metrics(self, format: str = "json") -> Path:
+        """Write this run's metrics to ``output_dir`` as JSON or CSV; returns the path.
+
+        The rows come from the collector (every stored row); when no collector answers,
+        from the local window of recent records.
+        """
+        if format not in ("json", "csv"):
+            raise ValueError("format must be 'json' or 'csv'")
+        episodes, models, source = self._history()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        stem = self.output_dir / f"{self.experiment_name}_{self.run_id}"
+        if format == "json":
+            path = stem.with_suffix(".json")
+            doc = {"experiment_name": self.experiment_name, "run_id": self.run_id,
+                   "source": source, "statistics": self._stats.statistics(),
+                   "episodes": episodes, "model_metrics": models}
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(doc, default=_json_default, indent=1))
+            os.replace(tmp, path)
+            return path
+        path = stem.with_suffix(".csv")
+        _write_csv(path, episodes)
+        if models:
+            _write_csv(stem.parent / f"{stem.name}_model.csv", models)
+        return path
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self, status: str = "finished", final_metrics: dict[str, Any] | None = None,
+              timeout: float | None = None) -> None:
+        """Send the run's end, wait (bounded) for every acknowledgement, then stop."""
+        if self._closed:
+            return
+        self._closed = True
+        _open_loggers.discard(self)
+        self.log_event(RecordKind.END, status=status,
+                       final_metrics=final_metrics or _final(self._stats.statistics()))
+        self._sender.stop(self.config.close_timeout if timeout is None else timeout)
+        self._sender.join()
+        left = self._sender.pending
+        if left:
+            log.warning("traindash: %d records of run %s were not acknowledged by a collector at "
+                        "%s; they are kept in %s and will be re-sent by a logger with the same "
+                        "run_id or by `traindash replay`", left, self.run_id,
+                        self.config.endpoints.ingest, self._sender.spool.path)
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> MetricsLogger:
+        return self
+
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        self.close(status="crashed" if exc_type is not None else "finished")
+
+    def __repr__(self) -> str:
+        return f"MetricsLogger(experiment_name={self.experiment_name!r}, run_id={self.run_id!r})"
+
+
+def _final(stats: dict[str, Any]) -> dict[str, Any]:
+    keys = ("total_episodes", "best_profit", "best_episode", "avg_profit", "best_sharpe",
+            "max_drawdown", "training_time")
+    return {k: stats[k] for k in keys if k in stats}
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def _records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        extra = row.pop("extra", None)
+        clean = {k: v for k, v in row.items() if v is not None}
+        if isinstance(extra, str):
+            try:
+                clean.update(json.loads(extra))
+            except ValueError:
+                clean["extra"] = extra
+        out.append(clean)
+    return out
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    fields: dict[str, None] = {}
+    for row in rows:
+        fields.update(dict.fromkeys(row))
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(fields))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(v) for k, v in row.items()})
+    os.replace(tmp, path)
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=str)
+    return value

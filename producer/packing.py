@@ -1,0 +1,232 @@
+"""Pure conversion of queued log records into columnar wire sections.
+
+A log call queues a tuple; the sender thread turns a run of tuples into sections, one per
+record kind and set of custom fields, with typed columns (no per-value objects on the
+wire). Custom numeric fields become float64 columns; anything else travels in ``extra``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from traindash.wire import NAME_RE, RecordKind, Section
+
+EPISODE = 0
+MODEL = 1
+OTHER = 2
+
+EPISODE_FIELDS = ("episode", "profit", "sharpe", "win_rate", "drawdown", "num_trades",
+                  "epsilon", "learning_rate")
+INT_FIELDS = ("episode", "num_trades")
+RESERVED = frozenset({"run_id", "seq", "ts", "extra"}) | frozenset(EPISODE_FIELDS)
+MODEL_RESERVED = frozenset({"run_id", "seq", "ts", "extra", "step", "episode", "loss", "q_mean",
+                            "q_std", "q_min", "q_max", "q_values", "grad_mean", "grad_std"})
+MAX_Q_VALUES = 4096
+_NUMERIC = (int, float, np.number)
+
+
+def plain(value: Any) -> Any:
+    """A msgpack-friendly copy of ``value`` (numpy/torch scalars unwrapped, others as text)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        if isinstance(value, int) and not -(2**63) <= value < 2**64:
+            return str(value)
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return plain(value.tolist())
+    if hasattr(value, "item"):
+        try:
+            return plain(value.item())
+        except (TypeError, ValueError):
+            pass
+    return str(value)
+
+
+def _floats(values: list) -> np.ndarray:
+    try:
+        return np.array(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        out = np.empty(len(values))
+        for i, v in enumerate(values):
+            try:
+                out[i] = float(v)
+            except (TypeError, ValueError):
+                out[i] = math.nan
+        return out
+
+
+def _matrix(rows: list[tuple], width: int) -> np.ndarray:
+    try:
+        return np.array(rows, dtype=np.float64).reshape(len(rows), width)
+    except (TypeError, ValueError):
+        return np.array([_floats(list(r)) for r in rows], dtype=np.float64).reshape(len(rows), width)
+
+
+def _ints_or_floats(values: np.ndarray) -> np.ndarray:
+    if np.isfinite(values).all() and (np.abs(values) < 2**62).all():
+        return values.astype(np.int64)
+    return values
+
+
+def _custom_columns(dicts: Sequence[dict], keys: tuple, reserved: frozenset) -> tuple[dict, list | None]:
+    cols: dict[str, Any] = {}
+    extra: list | None = None
+    for key in keys:
+        values = [d[key] for d in dicts]
+        if key not in reserved and NAME_RE.match(key) and all(
+                isinstance(v, _NUMERIC) for v in values):
+            cols[key] = _floats(values)
+        else:
+            if extra is None:
+                extra = [{} for _ in dicts]
+            for row, v in zip(extra, values):
+                row[key] = plain(v)
+    return cols, extra
+
+
+def _episode_section(rows: list[tuple], seqs: np.ndarray) -> Section:
+    core = _matrix([r[1:10] for r in rows], 9)
+    cols: dict[str, Any] = {"seq": seqs, "ts": core[:, 0].copy()}
+    for j, name in enumerate(EPISODE_FIELDS, start=1):
+        column = core[:, j].copy()
+        cols[name] = _ints_or_floats(column) if name in INT_FIELDS else column
+    kwargs = rows[0][10]
+    if kwargs:
+        custom, extra = _custom_columns([r[10] for r in rows], tuple(kwargs), RESERVED)
+        cols.update(custom)
+        if extra is not None:
+            cols["extra"] = extra
+    return Section(RecordKind.EPISODE, cols)
+
+
+def model_fields(row: tuple) -> dict[str, Any]:
+    """Flattened custom fields of a queued model record (gradients, weights, kwargs)."""
+    _, _ts, _step, _episode, _loss, _q, grads, weights, kwargs = row
+    out: dict[str, Any] = {}
+    if grads:
+        for k, v in grads.items():
+            if k not in ("mean", "std"):
+                out[f"grad_{k}"] = v
+    if weights:
+        for k, v in weights.items():
+            out[f"weight_{k}"] = v
+    if kwargs:
+        out.update(kwargs)
+    return out
+
+
+def _q_summary(q: np.ndarray | None) -> tuple[float, float, float, float]:
+    if q is None or q.size == 0:
+        return (math.nan,) * 4
+    return float(q.mean()), float(q.std()), float(q.min()), float(q.max())
+
+
+def _model_section(rows: list[tuple], seqs: np.ndarray, fields: list[dict]) -> Section:
+    n = len(rows)
+    summary = np.array([_q_summary(r[5]) for r in rows], dtype=np.float64).reshape(n, 4)
+    grads = [r[6] or {} for r in rows]
+    cols: dict[str, Any] = {
+        "seq": seqs,
+        "ts": _floats([r[1] for r in rows]),
+        "step": np.array([r[2] for r in rows], dtype=np.int64),
+        "episode": _ints_or_floats(_floats([math.nan if r[3] is None else r[3] for r in rows])),
+        "loss": _floats([r[4] for r in rows]),
+        "q_mean": summary[:, 0].copy(), "q_std": summary[:, 1].copy(),
+        "q_min": summary[:, 2].copy(), "q_max": summary[:, 3].copy(),
+        "q_values": [None if r[5] is None else r[5][:MAX_Q_VALUES].tolist() for r in rows],
+        "grad_mean": _floats([g.get("mean", math.nan) for g in grads]),
+        "grad_std": _floats([g.get("std", math.nan) for g in grads]),
+    }
+    if fields[0]:
+        custom, extra = _custom_columns(fields, tuple(fields[0]), MODEL_RESERVED)
+        cols.update(custom)
+        if extra is not None:
+            cols["extra"] = extra
+    return Section(RecordKind.MODEL, cols)
+
+
+def _other_section(row: tuple, seq: int) -> Section:
+    _, ts, kind, fields = row
+    cols: dict[str, Any] = {"seq": np.array([seq], dtype=np.int64),
+                            "ts": np.array([ts], dtype=np.float64)}
+    for k, v in fields.items():
+        if NAME_RE.match(k) and k not in ("seq", "ts"):
+            cols[k] = [plain(v)]
+    return Section(kind, cols)
+
+
+def pack(rows: list[tuple], first_seq: int) -> list[Section]:
+    """Sections for ``rows``, which get seqs ``first_seq, first_seq + 1, ...`` in order."""
+    with np.errstate(all="ignore"):
+        try:
+            return _pack(rows, first_seq)
+        except Exception:
+            # Odd values must not cost rows: fall back to one section per record.
+            return [_row_section(row, first_seq + i) for i, row in enumerate(rows)]
+
+
+def _fields(row: tuple) -> tuple[RecordKind, dict[str, Any]]:
+    code = row[0]
+    if code == EPISODE:
+        fields = dict(zip(EPISODE_FIELDS, row[2:10]))
+        fields.update(row[10] or {})
+        return RecordKind.EPISODE, fields
+    if code == MODEL:
+        fields = {"step": row[2], "episode": row[3], "loss": row[4]}
+        if row[5] is not None:
+            fields["q_values"] = plain(row[5])
+        fields.update(model_fields(row))
+        return RecordKind.MODEL, fields
+    return row[2], dict(row[3])
+
+
+def _row_section(row: tuple, seq: int) -> Section:
+    kind, fields = _fields(row)
+    cols: dict[str, Any] = {"seq": np.array([seq], dtype=np.int64),
+                            "ts": _floats([row[1]])}
+    extra: dict[str, Any] = {}
+    for k, v in fields.items():
+        if not NAME_RE.match(k) or k in ("seq", "ts", "extra", "run_id"):
+            extra[k] = plain(v)
+        elif isinstance(v, _NUMERIC):
+            cols[k] = _floats([v])
+        else:
+            cols[k] = [plain(v)]
+    if extra:
+        cols["extra"] = [extra]
+    return Section(kind, cols)
+
+
+def _pack(rows: list[tuple], first_seq: int) -> list[Section]:
+    groups: dict[tuple, list[int]] = {}
+    model_extra: dict[int, dict] = {}
+    for i, row in enumerate(rows):
+        code = row[0]
+        if code == EPISODE:
+            key: tuple = (EPISODE, tuple(row[10]) if row[10] else ())
+        elif code == MODEL:
+            fields = model_extra[i] = model_fields(row)
+            key = (MODEL, tuple(fields))
+        else:
+            key = (OTHER, i)
+        groups.setdefault(key, []).append(i)
+    sections = []
+    for key, idx in groups.items():
+        seqs = np.asarray(idx, dtype=np.int64) + first_seq
+        if key[0] == EPISODE:
+            sections.append(_episode_section([rows[i] for i in idx], seqs))
+        elif key[0] == MODEL:
+            sections.append(_model_section([rows[i] for i in idx], seqs,
+                                           [model_extra[i] for i in idx]))
+        else:
+            sections.append(_other_section(rows[idx[0]], int(seqs[0])))
+    return sections

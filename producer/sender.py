@@ -1,0 +1,264 @@
+"""The background half of a MetricsLogger: pack, publish, track acks, re-send, spool.
+
+The training thread only appends tuples to a deque. This thread (or a ``get_*`` call that
+needs fresh statistics) drains the deque under ``pack_lock``, assigns seqs, packs columnar
+batches into an outbox, and publishes them. Every batch stays in ``unacked`` until the
+collector's ack covers it; past ``max_unacked_bytes`` the oldest spill to the spool file.
+Batches still unacknowledged after ``resend_after`` with no ack progress are re-sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+
+from producer.packing import pack
+from producer.spool import Spool, read_bodies, save_last_seq, spool_path
+from producer.stats import RunStats
+from traindash import wire
+from traindash.config import ProducerConfig
+
+log = logging.getLogger("traindash.producer")
+
+RESEND_BUDGET_BYTES = 8 * 1024 * 1024
+NO_COLLECTOR_GRACE = 3.0
+SNDHWM = 10_000
+
+
+@dataclass
+class Pending:
+    first: int
+    last: int
+    size: int
+    sent_at: float
+    body: bytes | None = None
+    offset: int | None = None
+
+
+class Sender(threading.Thread):
+    """Owns the logger's sockets; everything here runs off the training thread."""
+
+    def __init__(self, run_id: str, config: ProducerConfig, queue: deque, stats: RunStats,
+                 output_dir: Path, host: str, pid: int, last_seq: int = 0) -> None:
+        super().__init__(name=f"traindash-sender-{run_id}", daemon=True)
+        self.run_id = run_id
+        self.config = config
+        self.queue = queue
+        self.stats = stats
+        self.output_dir = output_dir
+        self.host, self.pid = host, pid
+        self.pack_lock = threading.Lock()
+        self.wake = threading.Event()
+        self.outbox: deque[tuple[int, int, bytes]] = deque()
+        self.last_seq = last_seq
+        self.acked = 0
+        self.ack_seen = False
+        self._resend_now = False
+        self.unacked: OrderedDict[int, Pending] = OrderedDict()
+        self.mem_bytes = 0
+        self.spool = Spool(spool_path(output_dir, run_id))
+        self.stop_deadline: float | None = None
+        self.last_progress = time.monotonic()
+        self.failures = 0
+        self._warned: set[str] = set()
+        self._load_spool()
+
+    # -- called from any thread -------------------------------------------------------
+    def drain(self) -> None:
+        """Pack everything queued into the outbox (safe from any thread)."""
+        with self.pack_lock:
+            queue, limit = self.queue, self.config.max_batch_rows
+            while queue:
+                n = min(len(queue), limit)
+                rows = [queue.popleft() for _ in range(n)]
+                first = self.last_seq + 1
+                try:
+                    sections = pack(rows, first)
+                except Exception:  # a bug here must not take the trainer down
+                    self._warn_once("pack", "could not pack %d records; they are dropped", n,
+                                    exc_info=True)
+                    continue
+                self.last_seq += n
+                self.stats.update(sections)
+                frames = wire.encode(wire.Batch(self.run_id, first, self.last_seq, tuple(sections)))
+                self.outbox.append((first, self.last_seq, frames[1]))
+
+    def stop(self, timeout: float) -> None:
+        self.stop_deadline = time.monotonic() + timeout
+        self.wake.set()
+
+    @property
+    def pending(self) -> int:
+        """Records logged but not yet acknowledged by the collector."""
+        return max(0, self.last_seq - self.acked) + len(self.queue)
+
+    # -- the thread -------------------------------------------------------------------
+    def run(self) -> None:
+        ctx = zmq.Context()
+        pub = ctx.socket(zmq.PUB)
+        sub = ctx.socket(zmq.SUB)
+        try:
+            for sock in (pub, sub):
+                sock.setsockopt(zmq.LINGER, 0)
+            pub.setsockopt(zmq.SNDHWM, SNDHWM)
+            pub.connect(self.config.endpoints.ingest)
+            sub.setsockopt(zmq.SUBSCRIBE, wire.ack_topic(self.run_id))
+            sub.connect(self.config.endpoints.rows)
+            self._loop(pub, sub)
+        except Exception:
+            self._warn_once("sender", "traindash sender stopped on an error", exc_info=True)
+        finally:
+            self._finish()
+            pub.close()
+            sub.close()
+            ctx.term()
+
+    def _loop(self, pub: zmq.Socket, sub: zmq.Socket) -> None:
+        cfg = self.config
+        next_heartbeat = 0.0
+        while True:
+            self.wake.wait(cfg.flush_interval)
+            self.wake.clear()
+            now = time.monotonic()
+            self._read_acks(sub, now)
+            self.drain()
+            self._send_outbox(pub, now)
+            if now >= next_heartbeat:
+                next_heartbeat = now + cfg.heartbeat_interval
+                pub.send_multipart(wire.encode(wire.Heartbeat(
+                    self.run_id, self.last_seq, time.time(), self.host, self.pid)))
+            self._resend(pub, now)
+            if self.stop_deadline is not None:
+                if not self.queue and not self.outbox and self.acked >= self.last_seq:
+                    return
+                deadline = self.stop_deadline
+                if not self.ack_seen:
+                    deadline = min(deadline, self.stop_started + NO_COLLECTOR_GRACE)
+                if now >= deadline:
+                    return
+
+    @property
+    def stop_started(self) -> float:
+        assert self.stop_deadline is not None
+        return self.stop_deadline - self.config.close_timeout
+
+    def _read_acks(self, sub: zmq.Socket, now: float) -> None:
+        progressed = False
+        while True:
+            try:
+                frames = sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            try:
+                msg = wire.decode(frames)
+            except wire.WireError:
+                continue
+            if isinstance(msg, wire.Ack) and msg.run_id == self.run_id:
+                if not self.ack_seen:
+                    # A collector just answered: whatever it lacks was sent into the void.
+                    self.ack_seen = True
+                    self._resend_now = True
+                if msg.acked > self.acked:
+                    self.acked = msg.acked
+                    progressed = True
+        if not progressed:
+            return
+        self.last_progress = now
+        while self.unacked:
+            first, entry = next(iter(self.unacked.items()))
+            if entry.last > self.acked:
+                break
+            del self.unacked[first]
+            if entry.body is not None:
+                self.mem_bytes -= entry.size
+        if not self.unacked:
+            self.spool.truncate()
+
+    def _send_outbox(self, pub: zmq.Socket, now: float) -> None:
+        while self.outbox:
+            first, last, body = self.outbox.popleft()
+            pub.send_multipart([wire.TOPIC_BATCH, body])
+            self.unacked[first] = Pending(first, last, len(body), now, body=body)
+            self.mem_bytes += len(body)
+        if self.mem_bytes > self.config.max_unacked_bytes:
+            self._spill()
+
+    def _spill(self) -> None:
+        for entry in self.unacked.values():
+            if self.mem_bytes <= self.config.max_unacked_bytes // 2:
+                break
+            if entry.body is not None:
+                entry.offset = self.spool.append(entry.body)
+                entry.body = None
+                self.mem_bytes -= entry.size
+
+    def _resend(self, pub: zmq.Socket, now: float) -> None:
+        after = self.config.resend_after
+        if self._resend_now:
+            self._resend_now = False
+            after = 0.0
+        if not self.unacked or now - self.last_progress < after:
+            return
+        budget = RESEND_BUDGET_BYTES
+        for entry in self.unacked.values():
+            if now - entry.sent_at < after:
+                break
+            body = entry.body if entry.body is not None else self.spool.read(entry.offset or 0)
+            pub.send_multipart([wire.TOPIC_BATCH, body])
+            entry.sent_at = now
+            budget -= entry.size
+            if budget <= 0:
+                break
+        self.last_progress = now
+
+    def _load_spool(self) -> None:
+        """Records a previous logger with this run_id left unacknowledged go out first."""
+        path = self.spool.path
+        if not path.exists():
+            return
+        bodies = []
+        for body in read_bodies(path):
+            try:
+                msg = wire.decode([wire.TOPIC_BATCH, body])
+            except wire.WireError:
+                continue
+            if isinstance(msg, wire.Batch) and msg.run_id == self.run_id:
+                bodies.append((msg.first, msg.last, body))
+        self.spool.truncate()
+        for first, last, body in bodies:
+            offset = self.spool.append(body)
+            self.unacked[first] = Pending(first, last, len(body), 0.0, offset=offset)
+            self.last_seq = max(self.last_seq, last)
+        self.last_progress = 0.0
+
+    def _finish(self) -> None:
+        """Keep what is still unacknowledged in the spool for a resume or a replay."""
+        try:
+            self.drain()
+            now = time.monotonic()
+            for first, last, body in self.outbox:
+                self.unacked[first] = Pending(first, last, len(body), now, body=body)
+            self.outbox.clear()
+            bodies = [e.body if e.body is not None else self.spool.read(e.offset or 0)
+                      for e in self.unacked.values()]
+            self.spool.truncate()
+            for body in bodies:
+                self.spool.append(body)
+            self.spool.close(remove_if_empty=True)
+            if self.last_seq:
+                save_last_seq(self.output_dir, self.run_id, self.last_seq)
+        except Exception:
+            self._warn_once("finish", "could not write the spool for run %s", self.run_id,
+                            exc_info=True)
+
+    def _warn_once(self, key: str, msg: str, *args: object, exc_info: bool = False) -> None:
+        self.failures += 1
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(msg, *args, exc_info=exc_info)

@@ -1,0 +1,1 @@
+"""Subcommands of the ``traindash`` CLI; each module has ``add_arguments`` and ``run``."""

@@ -1,0 +1,206 @@
+"""Configuration: one frozen dataclass per service, built once.
+
+Every value comes from, in order: a command-line flag, a ``TRAINDASH_*`` environment
+variable, the ``training_dashboard`` block of the guide's JSON config file, the default.
+This is the only module that reads ``os.environ``. Secrets are read from the environment
+only, are never part of a dataclass ``repr``, and never reach a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_INGEST = "tcp://127.0.0.1:5555"
+DEFAULT_ROWS = "tcp://127.0.0.1:5556"
+DEFAULT_QUERY = "tcp://127.0.0.1:5557"
+DEFAULT_DB = "traindash.duckdb"
+DEFAULT_PORT = 8050
+THEMES = ("cyberpunk", "dark", "light")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names it."""
+
+
+def environ() -> Mapping[str, str]:
+    return os.environ
+
+
+def load_file(path: str | Path | None) -> dict[str, Any]:
+    """The ``training_dashboard`` block of a guide-style JSON config (or the whole file)."""
+    if path is None:
+        path = environ().get("TRAINDASH_CONFIG")
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must hold a JSON object")
+    block = data.get("training_dashboard", data)
+    if not isinstance(block, dict):
+        raise ConfigError(f"config {path}: 'training_dashboard' must be an object")
+    return block
+
+
+def _dig(block: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = block
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+class _Resolver:
+    def __init__(self, flags: Mapping[str, Any] | None, env: Mapping[str, str] | None,
+                 file_block: Mapping[str, Any] | None) -> None:
+        self.flags = flags or {}
+        self.env = environ() if env is None else env
+        self.block = file_block or {}
+
+    def get(self, flag: str, env: str | None, dotted: str | None, default: Any, kind: type = str) -> Any:
+        value = self.flags.get(flag)
+        source = f"--{flag.replace('_', '-')}"
+        if value is None and env and env in self.env:
+            value, source = self.env[env], env
+        if value is None and dotted:
+            value, source = _dig(self.block, dotted), f"config '{dotted}'"
+        if value is None:
+            return default
+        try:
+            if kind is bool and isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: {value!r} is not a valid {kind.__name__}") from None
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the collector's three sockets are."""
+
+    ingest: str = DEFAULT_INGEST
+    rows: str = DEFAULT_ROWS
+    query: str = DEFAULT_QUERY
+
+    @classmethod
+    def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+                file_block: Mapping[str, Any] | None = None) -> Endpoints:
+        r = _Resolver(flags, env, file_block)
+        return cls(
+            ingest=r.get("ingest", "TRAINDASH_INGEST", "collector.ingest", DEFAULT_INGEST),
+            rows=r.get("rows", "TRAINDASH_ROWS", "collector.rows", DEFAULT_ROWS),
+            query=r.get("query", "TRAINDASH_QUERY", "collector.query", DEFAULT_QUERY),
+        )
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    """Settings of the collector process."""
+
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    db: Path = Path(DEFAULT_DB)
+    commit_interval: float = 0.005
+    max_batch_rows: int = 200_000
+    max_message_bytes: int = 64 * 1024 * 1024
+    query_timeout: float = 30.0
+    query_max_rows: int = 1_000_000
+    stall_after: float = 5.0
+    lost_after: float = 30.0
+
+    @classmethod
+    def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+                file_block: Mapping[str, Any] | None = None) -> CollectorConfig:
+        r = _Resolver(flags, env, file_block)
+        return cls(
+            endpoints=Endpoints.resolve(flags, env, file_block),
+            db=Path(r.get("db", "TRAINDASH_DB", "collector.db", DEFAULT_DB)),
+            max_message_bytes=r.get("max_message_bytes", "TRAINDASH_MAX_MESSAGE_BYTES",
+                                    "collector.max_message_bytes", cls.max_message_bytes, int),
+            query_timeout=r.get("query_timeout", "TRAINDASH_QUERY_TIMEOUT",
+                                "collector.query_timeout", cls.query_timeout, float),
+            query_max_rows=r.get("query_max_rows", "TRAINDASH_QUERY_MAX_ROWS",
+                                 "collector.query_max_rows", cls.query_max_rows, int),
+        )
+
+
+@dataclass(frozen=True)
+class ProducerConfig:
+    """Settings of a MetricsLogger's sender (intervals are in seconds)."""
+
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    flush_interval: float = 0.005
+    max_batch_rows: int = 8192
+    heartbeat_interval: float = 1.0
+    resend_after: float = 2.0
+    close_timeout: float = 10.0
+    max_unacked_bytes: int = 8 * 1024 * 1024
+
+    @classmethod
+    def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+                file_block: Mapping[str, Any] | None = None) -> ProducerConfig:
+        r = _Resolver(flags, env, file_block)
+        return cls(
+            endpoints=Endpoints.resolve(flags, env, file_block),
+            flush_interval=r.get("flush_interval", "TRAINDASH_FLUSH_INTERVAL",
+                                 "metrics_logging.flush_interval", cls.flush_interval, float),
+            resend_after=r.get("resend_after", "TRAINDASH_RESEND_AFTER",
+                               "metrics_logging.resend_after", cls.resend_after, float),
+            close_timeout=r.get("close_timeout", "TRAINDASH_CLOSE_TIMEOUT",
+                                "metrics_logging.close_timeout", cls.close_timeout, float),
+            max_unacked_bytes=r.get("max_unacked_bytes", "TRAINDASH_MAX_UNACKED_BYTES",
+                                    "metrics_logging.max_unacked_bytes", cls.max_unacked_bytes, int),
+        )
+
+
+@dataclass(frozen=True)
+class UIConfig:
+    """Settings of the Panel dashboard server."""
+
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    theme: str = "cyberpunk"
+    update_interval: int = 2000
+    db: Path = Path(DEFAULT_DB)
+
+    @classmethod
+    def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+                file_block: Mapping[str, Any] | None = None) -> UIConfig:
+        r = _Resolver(flags, env, file_block)
+        theme = r.get("theme", "TRAINDASH_THEME", "theme", "cyberpunk")
+        if theme not in THEMES:
+            raise ConfigError(f"theme {theme!r} is not one of {', '.join(THEMES)}")
+        port = r.get("port", "TRAINDASH_PORT", "port", DEFAULT_PORT, int)
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"port {port} is out of range")
+        return cls(
+            endpoints=Endpoints.resolve(flags, env, file_block),
+            host=r.get("host", "TRAINDASH_UI_HOST", "host", "127.0.0.1"),
+            port=port,
+            theme=theme,
+            update_interval=r.get("update_interval", "TRAINDASH_UPDATE_INTERVAL",
+                                  "update_interval_ms", 2000, int),
+            db=Path(r.get("db", "TRAINDASH_DB", "collector.db", DEFAULT_DB)),
+        )
+
+
+def output_dir(explicit: str | None, file_block: Mapping[str, Any] | None = None) -> Path:
+    r = _Resolver({"output_dir": explicit}, None, file_block)
+    return Path(r.get("output_dir", "TRAINDASH_OUTPUT_DIR", "metrics_logging.output_dir", "training_logs"))
+
+
+def secret(name: str) -> str | None:
+    """A secret from the environment (``name`` is the variable), or None."""
+    value = environ().get(name)
+    return value or None

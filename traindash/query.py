@@ -1,0 +1,138 @@
+"""Read-only SQL: through the collector's query socket, or the DuckDB file when none runs.
+
+DuckDB lets no other process open a file while the collector holds it, so everyone reads
+through the collector; only when no collector answers is the file opened, read-only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import zmq
+
+from traindash import wire
+
+DEFAULT_TIMEOUT = 2.0
+
+
+class QueryError(RuntimeError):
+    """The query was refused or failed; the message is meant for the user."""
+
+
+class CollectorUnavailable(QueryError):
+    """No collector answered on the query endpoint in time."""
+
+
+def arrow_reader(con: Any, sql: str, batch_size: int = 10_000) -> pa.RecordBatchReader:
+    """A streaming record-batch reader over a read-only query on a DuckDB connection."""
+    return con.sql(sql).to_arrow_reader(batch_size)
+
+
+def sql_literal(value: str) -> str:
+    """A single-quoted SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+class QueryClient:
+    """Sends read-only SQL to a collector and returns Arrow tables."""
+
+    def __init__(self, endpoint: str, timeout: float = DEFAULT_TIMEOUT,
+                 ctx: zmq.Context | None = None) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._own_ctx = ctx is None
+        self.ctx = ctx or zmq.Context()
+        self._sock: zmq.Socket | None = None
+
+    def _socket(self) -> zmq.Socket:
+        if self._sock is None:
+            sock = self.ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            try:
+                sock.connect(self.endpoint)
+            except zmq.ZMQError as exc:
+                sock.close(0)
+                raise QueryError(f"bad query endpoint {self.endpoint!r}: {exc.strerror}") from None
+            self._sock = sock
+        return self._sock
+
+    def query(self, sql: str, max_rows: int = 1_000_000, timeout: float | None = None) -> pa.Table:
+        sock = self._socket()
+        sock.send_multipart(wire.encode(wire.Query(sql, max_rows)))
+        wait = self.timeout if timeout is None else timeout
+        if not sock.poll(int(wait * 1000)):
+            # A reply that arrives later would be read as the answer to the next query.
+            sock.close(0)
+            self._sock = None
+            raise CollectorUnavailable(f"no collector answered at {self.endpoint} within {wait:g} s")
+        try:
+            msg = wire.decode(sock.recv_multipart())
+        except wire.WireError as exc:
+            raise QueryError(f"malformed reply from the collector: {exc}") from None
+        if isinstance(msg, wire.Error):
+            raise QueryError(msg.message)
+        if not isinstance(msg, wire.Result):
+            raise QueryError("unexpected reply from the collector")
+        return pa.ipc.open_stream(msg.arrow).read_all()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close(0)
+            self._sock = None
+        if self._own_ctx:
+            self.ctx.term()
+
+    def __enter__(self) -> QueryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def query_file(db: Path, sql: str, max_rows: int = 1_000_000) -> pa.Table:
+    """Run read-only SQL on the DuckDB file directly (only when no collector holds it)."""
+    import duckdb
+
+    if not db.exists():
+        raise QueryError(f"no collector answered and there is no database at {db}")
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0]
+        if "lock" in first.lower():
+            raise QueryError(f"the collector holding {db} did not answer in time; try again "
+                             "or raise --timeout") from None
+        raise QueryError(f"cannot open {db}: {first}") from None
+    try:
+        con.execute("SET enable_external_access = false")
+        statements = con.extract_statements(sql)
+        if len(statements) != 1:
+            raise QueryError(f"one statement per query, got {len(statements)}")
+        if statements[0].type != duckdb.StatementType.SELECT:
+            raise QueryError(f"only read-only SELECT queries are answered, not "
+                             f"{statements[0].type.name}")
+        reader = arrow_reader(con, sql)
+        batches, count = [], 0
+        for batch in reader:
+            batches.append(batch.slice(0, max_rows - count))
+            count += batch.num_rows
+            if count >= max_rows:
+                break
+        return pa.Table.from_batches(batches, schema=reader.schema)
+    except duckdb.Error as exc:
+        raise QueryError(str(exc).splitlines()[0]) from None
+    finally:
+        con.close()
+
+
+def run_sql(sql: str, query_endpoint: str, db: Path, timeout: float = DEFAULT_TIMEOUT,
+            max_rows: int = 1_000_000) -> pa.Table:
+    """Through the collector when one answers, else the file read-only."""
+    with QueryClient(query_endpoint, timeout) as client:
+        try:
+            return client.query(sql, max_rows)
+        except CollectorUnavailable:
+            pass
+    return query_file(db, sql, max_rows)

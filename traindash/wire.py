@@ -1,0 +1,337 @@
+"""The traindash wire format, version 1. This module is its only owner.
+
+Every ZeroMQ message is two frames, ``[topic, body]``; ``body`` is a msgpack map that
+always carries ``v`` (the format version) and ``k`` (a :class:`Kind`).
+
+Ingest socket (trainers PUB -> collector SUB), topics ``b"batch"`` and ``b"hb"``:
+
+``batch``  ``{v, k, run, first, last, sections}`` records ``first..last`` of one run's
+           stream, every seq in that range exactly once. ``sections`` is a list of
+           ``{kind, cols}``: ``kind`` a :class:`RecordKind`, ``cols`` a map from field name
+           to a column. Every section has the columns ``seq`` (int64) and ``ts`` (float64,
+           Unix seconds). A column is ``["f8", bytes]`` (little-endian float64),
+           ``["i8", bytes]`` (little-endian int64) or ``["obj", [values...]]`` (any msgpack
+           value per row: strings, lists such as q_values, maps such as hyperparameters).
+``hb``     ``{v, k, run, seq, ts, host, pid}``: a heartbeat; ``seq`` is the highest seq
+           the producer has assigned, so the collector can tell what it is missing.
+
+Rows socket (collector PUB -> ui, alerts, producers):
+
+``ack``    topic ``b"ack\\0" + run + b"\\0"``: ``{v, k, run, acked}``; every record of the
+           run up to ``acked`` is committed to DuckDB.
+``rows``   topic ``b"rows\\0" + kind + b"\\0" + run + b"\\0"``:
+           ``{v, k, run, kind, cols}``, rows just committed, in the batch column format.
+
+Query socket (DEALER/REQ -> collector ROUTER):
+
+``query``  ``{v, k, sql, max_rows}``; answered by ``result`` ``{v, k, arrow, truncated}``
+           (``arrow``: an Arrow IPC stream) or ``error`` ``{v, k, message}``.
+
+Record kinds: ``run`` (start: experiment, name, host, pid, hyperparameters, tags,
+description), ``episode``, ``model`` (loss, q summary and values, gradients), ``end``
+(status, final metrics) and ``alert``. Fields a reader does not know are kept, not dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Union
+
+import msgpack
+import numpy as np
+
+FORMAT_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_RUN_ID_LEN = 128
+MAX_NAME_LEN = 63
+MAX_SEQ = 2**63 - 1
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+TOPIC_BATCH = b"batch"
+TOPIC_HEARTBEAT = b"hb"
+TOPIC_ACK = b"ack\0"
+TOPIC_ROWS = b"rows\0"
+
+Column = Union[np.ndarray, list]
+
+
+class WireError(ValueError):
+    """A message that does not follow the wire format; ``reason`` is a short tag."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+class Kind(str, Enum):
+    BATCH = "batch"
+    HEARTBEAT = "hb"
+    ACK = "ack"
+    ROWS = "rows"
+    QUERY = "query"
+    RESULT = "result"
+    ERROR = "error"
+
+
+class RecordKind(str, Enum):
+    RUN = "run"
+    EPISODE = "episode"
+    MODEL = "model"
+    END = "end"
+    ALERT = "alert"
+
+
+@dataclass(frozen=True)
+class Section:
+    """Rows of one record kind; ``cols`` always holds ``seq`` and ``ts``."""
+
+    kind: RecordKind
+    cols: dict[str, Column]
+
+    def __len__(self) -> int:
+        return len(self.cols["seq"])
+
+
+@dataclass(frozen=True)
+class Batch:
+    run_id: str
+    first: int
+    last: int
+    sections: tuple[Section, ...]
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    run_id: str
+    seq: int
+    ts: float
+    host: str = ""
+    pid: int = 0
+
+
+@dataclass(frozen=True)
+class Ack:
+    run_id: str
+    acked: int
+
+
+@dataclass(frozen=True)
+class Rows:
+    run_id: str
+    section: Section
+
+
+@dataclass(frozen=True)
+class Query:
+    sql: str
+    max_rows: int = 100_000
+
+
+@dataclass(frozen=True)
+class Result:
+    arrow: bytes
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class Error:
+    message: str
+
+
+Message = Union[Batch, Heartbeat, Ack, Rows, Query, Result, Error]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds applied while unpacking untrusted bytes."""
+
+    max_bin_len: int = MAX_MESSAGE_BYTES
+    max_str_len: int = 1024 * 1024
+    max_array_len: int = 1_000_000
+    max_map_len: int = 10_000
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def ack_topic(run_id: str) -> bytes:
+    return TOPIC_ACK + run_id.encode() + b"\0"
+
+
+def rows_topic(kind: RecordKind | None = None, run_id: str | None = None) -> bytes:
+    """Topic (or subscription prefix) for committed rows."""
+    topic = TOPIC_ROWS
+    if kind is not None:
+        topic += kind.value.encode() + b"\0"
+        if run_id is not None:
+            topic += run_id.encode() + b"\0"
+    return topic
+
+
+def _pack_col(values: Column) -> list:
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind in "iub":
+            return ["i8", np.ascontiguousarray(values, dtype="<i8").tobytes()]
+        return ["f8", np.ascontiguousarray(values, dtype="<f8").tobytes()]
+    return ["obj", list(values)]
+
+
+def _pack_section(section: Section) -> dict:
+    return {"kind": section.kind.value, "cols": {k: _pack_col(v) for k, v in section.cols.items()}}
+
+
+def encode(msg: Message) -> list[bytes]:
+    """Frames ``[topic, body]`` for a message."""
+    body: dict[str, Any] = {"v": FORMAT_VERSION}
+    if isinstance(msg, Batch):
+        topic = TOPIC_BATCH
+        body.update(k=Kind.BATCH.value, run=msg.run_id, first=msg.first, last=msg.last,
+                    sections=[_pack_section(s) for s in msg.sections])
+    elif isinstance(msg, Heartbeat):
+        topic = TOPIC_HEARTBEAT
+        body.update(k=Kind.HEARTBEAT.value, run=msg.run_id, seq=msg.seq, ts=msg.ts,
+                    host=msg.host, pid=msg.pid)
+    elif isinstance(msg, Ack):
+        topic = ack_topic(msg.run_id)
+        body.update(k=Kind.ACK.value, run=msg.run_id, acked=msg.acked)
+    elif isinstance(msg, Rows):
+        topic = rows_topic(msg.section.kind, msg.run_id)
+        body.update(k=Kind.ROWS.value, run=msg.run_id, **_pack_section(msg.section))
+    elif isinstance(msg, Query):
+        topic = b"query"
+        body.update(k=Kind.QUERY.value, sql=msg.sql, max_rows=msg.max_rows)
+    elif isinstance(msg, Result):
+        topic = b"result"
+        body.update(k=Kind.RESULT.value, arrow=msg.arrow, truncated=msg.truncated)
+    elif isinstance(msg, Error):
+        topic = b"error"
+        body.update(k=Kind.ERROR.value, message=msg.message)
+    else:
+        raise WireError("unknown-message", type(msg).__name__)
+    return [topic, msgpack.packb(body, use_bin_type=True)]
+
+
+def _get(body: dict, key: str, types: type | tuple[type, ...]) -> Any:
+    value = body.get(key)
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in _tuple(types)):
+        raise WireError("bad-field", f"{key!r} is {type(value).__name__}")
+    return value
+
+
+def _tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _run_id(body: dict) -> str:
+    run = _get(body, "run", str)
+    if not 0 < len(run) <= MAX_RUN_ID_LEN or "\0" in run:
+        raise WireError("bad-run-id", repr(run[:40]))
+    return run
+
+
+def _seq(body: dict, key: str, low: int = 0) -> int:
+    value = _get(body, key, int)
+    if not low <= value <= MAX_SEQ:
+        raise WireError("bad-seq", f"{key}={value}")
+    return value
+
+
+def _unpack_col(name: str, raw: Any, n: int | None) -> Column:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise WireError("bad-column-name", repr(name)[:80])
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise WireError("bad-column", name)
+    code, payload = raw
+    if code in ("f8", "i8"):
+        if not isinstance(payload, bytes) or len(payload) % 8:
+            raise WireError("bad-column", f"{name}: buffer")
+        values: Column = np.frombuffer(payload, dtype="<" + code)
+    elif code == "obj":
+        if not isinstance(payload, list):
+            raise WireError("bad-column", f"{name}: values")
+        values = payload
+    else:
+        raise WireError("bad-column", f"{name}: type {code!r}"[:80])
+    if n is not None and len(values) != n:
+        raise WireError("bad-column", f"{name}: length {len(values)} != {n}")
+    return values
+
+
+def _unpack_section(raw: Any) -> Section:
+    if not isinstance(raw, dict):
+        raise WireError("bad-section")
+    try:
+        kind = RecordKind(raw.get("kind"))
+    except ValueError:
+        raise WireError("unknown-record-kind", repr(raw.get("kind"))[:40]) from None
+    cols_raw = raw.get("cols")
+    if not isinstance(cols_raw, dict) or "seq" not in cols_raw:
+        raise WireError("bad-section", "no seq column")
+    seq = _unpack_col("seq", cols_raw["seq"], None)
+    if not isinstance(seq, np.ndarray) or seq.dtype.kind != "i":
+        raise WireError("bad-section", "seq is not int64")
+    cols = {name: _unpack_col(name, col, len(seq)) for name, col in cols_raw.items()}
+    ts = cols.get("ts")
+    if not isinstance(ts, np.ndarray) or ts.dtype.kind != "f":
+        raise WireError("bad-section", "ts is not float64")
+    return Section(kind, cols)
+
+
+def _decode_batch(body: dict) -> Batch:
+    run = _run_id(body)
+    first, last = _seq(body, "first", 1), _seq(body, "last", 1)
+    if last < first:
+        raise WireError("bad-seq", f"last {last} < first {first}")
+    raw_sections = _get(body, "sections", list)
+    sections = tuple(_unpack_section(s) for s in raw_sections)
+    total = sum(len(s) for s in sections)
+    if total != last - first + 1:
+        raise WireError("bad-seq", f"{total} records for range {first}..{last}")
+    if total:
+        seqs = np.concatenate([s.cols["seq"] for s in sections])
+        seqs.sort()
+        if seqs[0] != first or seqs[-1] != last or (total > 1 and not (np.diff(seqs) == 1).all()):
+            raise WireError("bad-seq", "records do not cover the range exactly once")
+    return Batch(run, first, last, sections)
+
+
+def decode(frames: list[bytes], limits: Limits = DEFAULT_LIMITS) -> Message:
+    """Parse and validate ``[topic, body]``; raises :class:`WireError` on anything off."""
+    if len(frames) != 2:
+        raise WireError("bad-frames", f"{len(frames)} frames")
+    try:
+        body = msgpack.unpackb(
+            frames[1], raw=False, strict_map_key=True, max_bin_len=limits.max_bin_len,
+            max_str_len=limits.max_str_len, max_array_len=limits.max_array_len,
+            max_map_len=limits.max_map_len, max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises a zoo of types; all mean the same here
+        raise WireError("bad-msgpack", type(exc).__name__) from None
+    if not isinstance(body, dict):
+        raise WireError("bad-body", type(body).__name__)
+    if body.get("v") != FORMAT_VERSION:
+        raise WireError("bad-version", repr(body.get("v"))[:20])
+    kind = body.get("k")
+    try:
+        if kind == Kind.BATCH.value:
+            return _decode_batch(body)
+        if kind == Kind.HEARTBEAT.value:
+            return Heartbeat(_run_id(body), _seq(body, "seq"), float(_get(body, "ts", (int, float))),
+                             str(body.get("host", ""))[:255], int(_get(body, "pid", int)))
+        if kind == Kind.ACK.value:
+            return Ack(_run_id(body), _seq(body, "acked"))
+        if kind == Kind.ROWS.value:
+            return Rows(_run_id(body), _unpack_section(body))
+        if kind == Kind.QUERY.value:
+            return Query(_get(body, "sql", str), int(_get(body, "max_rows", int)))
+        if kind == Kind.RESULT.value:
+            return Result(_get(body, "arrow", bytes), bool(body.get("truncated", False)))
+        if kind == Kind.ERROR.value:
+            return Error(_get(body, "message", str))
+    except WireError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise WireError("bad-field", str(exc)[:80]) from None
+    raise WireError("unknown-kind", repr(kind)[:40])
