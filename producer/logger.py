@@ -63,6 +63,7 @@ class MetricsLogger:
         run_id: resume an earlier run (its spool is re-sent); a new unique id by default.
         hyperparameters, tags, description, name: stored in the ``runs`` table.
         history_size: how many recent records the local statistics window keeps.
+        role: ``"trainer"``; services that publish records (the alerts process) set their own.
         config: endpoints and intervals; by default from ``TRAINDASH_*`` variables.
     """
 
@@ -80,6 +81,7 @@ class MetricsLogger:
         tags: list[str] | None = None,
         description: str = "",
         history_size: int = 10_000,
+        role: str = "trainer",
         config: tdconfig.ProducerConfig | None = None,
     ) -> None:
         if not isinstance(experiment_name, str) or not experiment_name:
@@ -106,7 +108,7 @@ class MetricsLogger:
         self._queue.append((OTHER, time.time(), RecordKind.RUN, {
             "experiment": experiment_name, "name": name or self.run_id, "host": self.host,
             "pid": self.pid, "hyperparameters": hyperparameters or {}, "tags": list(tags or []),
-            "description": description,
+            "description": description, "role": role,
         }))
         self._sender.start()
         _open_loggers.add(self)

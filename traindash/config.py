@@ -61,7 +61,9 @@ def _dig(block: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
-class _Resolver:
+class Resolver:
+    """Looks a value up in flags, then the environment, then the config block, then a default."""
+
     def __init__(self, flags: Mapping[str, Any] | None, env: Mapping[str, str] | None,
                  file_block: Mapping[str, Any] | None) -> None:
         self.flags = flags or {}
@@ -96,7 +98,7 @@ class Endpoints:
     @classmethod
     def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
                 file_block: Mapping[str, Any] | None = None) -> Endpoints:
-        r = _Resolver(flags, env, file_block)
+        r = Resolver(flags, env, file_block)
         return cls(
             ingest=r.get("ingest", "TRAINDASH_INGEST", "collector.ingest", DEFAULT_INGEST),
             rows=r.get("rows", "TRAINDASH_ROWS", "collector.rows", DEFAULT_ROWS),
@@ -121,7 +123,7 @@ class CollectorConfig:
     @classmethod
     def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
                 file_block: Mapping[str, Any] | None = None) -> CollectorConfig:
-        r = _Resolver(flags, env, file_block)
+        r = Resolver(flags, env, file_block)
         return cls(
             endpoints=Endpoints.resolve(flags, env, file_block),
             db=Path(r.get("db", "TRAINDASH_DB", "collector.db", DEFAULT_DB)),
@@ -149,7 +151,7 @@ class ProducerConfig:
     @classmethod
     def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
                 file_block: Mapping[str, Any] | None = None) -> ProducerConfig:
-        r = _Resolver(flags, env, file_block)
+        r = Resolver(flags, env, file_block)
         return cls(
             endpoints=Endpoints.resolve(flags, env, file_block),
             flush_interval=r.get("flush_interval", "TRAINDASH_FLUSH_INTERVAL",
@@ -177,7 +179,7 @@ class UIConfig:
     @classmethod
     def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
                 file_block: Mapping[str, Any] | None = None) -> UIConfig:
-        r = _Resolver(flags, env, file_block)
+        r = Resolver(flags, env, file_block)
         theme = r.get("theme", "TRAINDASH_THEME", "theme", "cyberpunk")
         if theme not in THEMES:
             raise ConfigError(f"theme {theme!r} is not one of {', '.join(THEMES)}")
@@ -196,7 +198,7 @@ class UIConfig:
 
 
 def output_dir(explicit: str | None, file_block: Mapping[str, Any] | None = None) -> Path:
-    r = _Resolver({"output_dir": explicit}, None, file_block)
+    r = Resolver({"output_dir": explicit}, None, file_block)
     return Path(r.get("output_dir", "TRAINDASH_OUTPUT_DIR", "metrics_logging.output_dir", "training_logs"))
 
 
