@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from collector.tables import CORE_COLUMNS, TABLE_OF_KIND, records, section_table, to_json
 from traindash.wire import RecordKind, Section
@@ -92,6 +93,7 @@ class Store:
         # Reading files or URLs from SQL is never needed here; the query socket relies on it.
         self.con.execute("SET enable_external_access = false")
         self.columns = {t: self._columns(t) for t in CORE_COLUMNS}
+        self.known: set[str] = set()
 
     def _create_schema(self) -> None:
         c = self.con
@@ -112,7 +114,9 @@ class Store:
         return {name.lower(): name for (name,) in rows}
 
     def marks(self) -> dict[str, int]:
-        return dict(self.con.execute("SELECT run_id, acked_seq FROM runs").fetchall())
+        marks = dict(self.con.execute("SELECT run_id, acked_seq FROM runs").fetchall())
+        self.known = set(marks)
+        return marks
 
     def commit(self, work: Work) -> None:
         """Write ``work`` in one transaction; on failure nothing is kept."""
@@ -123,10 +127,7 @@ class Store:
             for stream_id, section in work.sections:
                 if section.kind is RecordKind.RUN:
                     self._upsert_runs(stream_id, records(section))
-            for stream_id, section in work.sections:
-                table = TABLE_OF_KIND.get(section.kind)
-                if table is not None:
-                    self._insert(table, stream_id, section, added)
+            self._insert_all(work.sections, added)
             for stream_id, section in work.sections:
                 if section.kind is RecordKind.END:
                     self._end_runs(stream_id, records(section))
@@ -142,21 +143,31 @@ class Store:
                     self.columns[table].pop(key, None)
             raise StoreError(f"commit failed: {str(exc).splitlines()[0]}") from exc
 
-    def _insert(self, table: str, stream_id: str, section: Section,
-                added: dict[str, dict[str, str]]) -> None:
-        existing = self.columns[table]
-        arrow, new_cols = section_table(table, stream_id, section, existing)
-        for name, sqltype in new_cols.items():
-            self.con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {sqltype}')
-            existing[name.lower()] = name
-            added.setdefault(table, {})[name.lower()] = name
-        self.con.register("_incoming", arrow)
-        try:
-            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
-        finally:
-            self.con.unregister("_incoming")
+    def _insert_all(self, sections: list[tuple[str, Section]],
+                    added: dict[str, dict[str, str]]) -> None:
+        """One INSERT per table and column set: DuckDB's cost is per statement, not per row."""
+        groups: dict[tuple[str, pa.Schema], list[pa.Table]] = {}
+        for stream_id, section in sections:
+            table = TABLE_OF_KIND.get(section.kind)
+            if table is None:
+                continue
+            existing = self.columns[table]
+            arrow, new_cols = section_table(table, stream_id, section, existing)
+            for name, sqltype in new_cols.items():
+                self.con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {sqltype}')
+                existing[name.lower()] = name
+                added.setdefault(table, {})[name.lower()] = name
+            groups.setdefault((table, arrow.schema), []).append(arrow)
+        for (table, _schema), parts in groups.items():
+            arrow = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+            self.con.register("_incoming", arrow)
+            try:
+                self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
+            finally:
+                self.con.unregister("_incoming")
 
     def _upsert_runs(self, stream_id: str, rows: Iterable[dict]) -> None:
+        self.known.add(stream_id)
         for r in rows:
             tags = r.get("tags")
             self.con.execute(
@@ -185,17 +196,24 @@ class Store:
                  to_json(r.get("final_metrics") or {}), stream_id])
 
     def _write_marks(self, marks: dict[str, int], seen: dict[str, float]) -> None:
-        for run_id in marks.keys() | seen.keys():
-            acked, ts = marks.get(run_id), seen.get(run_id)
-            self.con.execute(
-                """INSERT INTO runs (run_id, acked_seq, last_seen, status)
-                   VALUES ($1, coalesce($2, 0), make_timestamp($3), 'running')
-                   ON CONFLICT (run_id) DO UPDATE SET
-                       acked_seq = coalesce($2, runs.acked_seq),
-                       last_seen = coalesce(make_timestamp($3), runs.last_seen),
-                       status = CASE WHEN runs.status IN ('stalled', 'lost') THEN 'running'
-                                     ELSE runs.status END""",
-                [run_id, acked, _micros(ts)])
+        runs = list(marks.keys() | seen.keys())
+        if not runs:
+            return
+        new = [r for r in runs if r not in self.known]
+        if new:
+            self.con.executemany(
+                "INSERT INTO runs (run_id, status) VALUES (?, 'running') ON CONFLICT DO NOTHING",
+                [[r] for r in new])
+            self.known.update(new)
+        self.con.execute(
+            """UPDATE runs SET acked_seq = coalesce(v.acked, runs.acked_seq),
+                   last_seen = coalesce(make_timestamp(v.seen), runs.last_seen),
+                   status = CASE WHEN runs.status IN ('stalled', 'lost') THEN 'running'
+                                 ELSE runs.status END
+               FROM (SELECT unnest($1) AS run_id, unnest($2::BIGINT[]) AS acked,
+                            unnest($3::BIGINT[]) AS seen) AS v
+               WHERE runs.run_id = v.run_id""",
+            [runs, [marks.get(r) for r in runs], [_micros(seen.get(r)) for r in runs]])
 
     def update_liveness(self, now: float, stall_after: float, lost_after: float) -> None:
         """Running runs with no sign of life become stalled, then lost."""

@@ -71,6 +71,12 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def constant(value: str, n: int) -> pa.Array:
+    """``n`` copies of a string, dictionary-encoded (no per-row string objects)."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)),
+                                          pa.array([value], type=pa.string()))
+
+
 def timestamps(ts: np.ndarray) -> pa.Array:
     micros = np.nan_to_num(ts, nan=0.0, posinf=0.0, neginf=0.0) * 1e6
     return pa.array(micros.astype(np.int64), type=pa.int64()).cast(pa.timestamp("us"))
@@ -147,11 +153,11 @@ def section_table(table: str, stream_id: str, section: Section,
         else:
             leftovers[name] = values
     if table == ALERTS:
-        arrays["source"] = pa.array([stream_id] * n, type=pa.string())
+        arrays["source"] = constant(stream_id, n)
         if "run_id" not in section.cols:
-            arrays["run_id"] = pa.array([stream_id] * n, type=pa.string())
+            arrays["run_id"] = constant(stream_id, n)
     else:
-        arrays["run_id"] = pa.array([stream_id] * n, type=pa.string())
+        arrays["run_id"] = constant(stream_id, n)
     extra_col = "data" if table == ALERTS else "extra"
     if leftovers:
         base = section.cols.get(extra_col)

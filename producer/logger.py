@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import socket
+import threading
 import time
 import uuid
 import weakref
@@ -27,6 +28,9 @@ from traindash.query import QueryClient, QueryError, sql_literal
 from traindash.wire import RecordKind
 
 log = logging.getLogger("traindash.producer")
+
+MAX_QUEUED = 8_192
+AUTO_SAVE_MIN_INTERVAL = 30.0
 
 _open_loggers: weakref.WeakSet[MetricsLogger] = weakref.WeakSet()
 
@@ -57,8 +61,10 @@ class MetricsLogger:
         experiment_name: the experiment this run belongs to.
         output_dir: where ``save_metrics`` writes and where the spool lives.
         buffer_size: the sender wakes early once this many records wait.
-        auto_save_interval: every this many episodes, ``save_metrics('json')`` refreshes a
-            local snapshot of the run (written by the sender thread); 0 turns it off.
+        auto_save_interval: every this many episodes (and at most every 30 s),
+            ``save_metrics('json')`` refreshes a snapshot of the run in ``output_dir`` on a
+            background thread; 0 turns it off. Durability does not depend on it: the
+            collector stores each row as it is acknowledged.
         enable_async: with False, each log call also packs its record in the caller.
         run_id: resume an earlier run (its spool is re-sent); a new unique id by default.
         hyperparameters, tags, description, name: stored in the ``runs`` table.
@@ -110,6 +116,10 @@ class MetricsLogger:
             "pid": self.pid, "hyperparameters": hyperparameters or {}, "tags": list(tags or []),
             "description": description, "role": role,
         }))
+        self._saver: threading.Thread | None = None
+        self._next_save_at = auto_save_interval if auto_save_interval > 0 else None
+        self._last_save = 0.0
+        self._sender.on_packed = self._maybe_auto_save
         self._sender.start()
         _open_loggers.add(self)
 
@@ -120,11 +130,20 @@ class MetricsLogger:
         """Queue one episode's metrics; extra keyword metrics become columns of their own."""
         q = self._queue
         q.append((EPISODE, time.time(), episode, profit, sharpe, win_rate, drawdown,
-                  num_trades, epsilon, learning_rate, kwargs))
+                  num_trades, epsilon, learning_rate, kwargs or None))
         self._last_episode = episode
-        if len(q) == self.buffer_size:
+        n = len(q)
+        if n >= self.buffer_size:
+            self._backlog(n)
+        elif not self.enable_async:
+            self._sender.drain()
+
+    def _backlog(self, n: int) -> None:
+        if n == self.buffer_size:
             self._sender.wake.set()
-        if not self.enable_async:
+        elif n >= MAX_QUEUED or not self.enable_async:
+            # The sender is behind: pack here (CPU only, no network or disk) so the queue,
+            # and the trainer's memory, stay bounded.
             self._sender.drain()
 
     def log_model_metrics(self, loss: float, q_values: Any = None,
@@ -143,7 +162,10 @@ class MetricsLogger:
         self._queue.append((MODEL, time.time(), self._model_step, episode, loss, q,
                             dict(gradients) if gradients else None,
                             dict(weights) if weights else None, kwargs))
-        if not self.enable_async:
+        n = len(self._queue)
+        if n >= self.buffer_size:
+            self._backlog(n)
+        elif not self.enable_async:
             self._sender.drain()
 
     def log_event(self, kind: RecordKind, **fields: Any) -> None:
@@ -236,6 +258,27 @@ class MetricsLogger:
             _write_csv(stem.parent / f"{stem.name}_model.csv", models)
         return path
 
+    def _maybe_auto_save(self) -> None:
+        """Called by the sender after packing: start a background snapshot when due."""
+        due = self._next_save_at
+        if due is None or self._stats.n_episodes < due or self._closed:
+            return
+        now = time.monotonic()
+        if now - self._last_save < AUTO_SAVE_MIN_INTERVAL or (
+                self._saver is not None and self._saver.is_alive()):
+            return
+        self._last_save = now
+        self._next_save_at = self._stats.n_episodes + self.auto_save_interval
+        self._saver = threading.Thread(target=self._auto_save, name="traindash-autosave",
+                                       daemon=True)
+        self._saver.start()
+
+    def _auto_save(self) -> None:
+        try:
+            self.save_metrics("json")
+        except Exception as exc:
+            log.warning("traindash: auto-save of run %s failed: %s", self.run_id, exc)
+
     # -- lifecycle ------------------------------------------------------------------------
     def close(self, status: str = "finished", final_metrics: dict[str, Any] | None = None,
               timeout: float | None = None) -> None:
@@ -248,6 +291,8 @@ class MetricsLogger:
                        final_metrics=final_metrics or _final(self._stats.statistics()))
         self._sender.stop(self.config.close_timeout if timeout is None else timeout)
         self._sender.join()
+        if self._saver is not None:
+            self._saver.join(timeout=10)
         left = self._sender.pending
         if left:
             log.warning("traindash: %d records of run %s were not acknowledged by a collector at "

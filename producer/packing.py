@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,8 @@ MODEL_RESERVED = frozenset({"run_id", "seq", "ts", "extra", "step", "episode", "
                             "q_std", "q_min", "q_max", "q_values", "grad_mean", "grad_std"})
 MAX_Q_VALUES = 4096
 _NUMERIC = (int, float, np.number)
+_CODE = itemgetter(0)
+_KWARGS = itemgetter(10)
 
 
 def plain(value: Any) -> Any:
@@ -64,13 +67,6 @@ def _floats(values: list) -> np.ndarray:
         return out
 
 
-def _matrix(rows: list[tuple], width: int) -> np.ndarray:
-    try:
-        return np.array(rows, dtype=np.float64).reshape(len(rows), width)
-    except (TypeError, ValueError):
-        return np.array([_floats(list(r)) for r in rows], dtype=np.float64).reshape(len(rows), width)
-
-
 def _ints_or_floats(values: np.ndarray) -> np.ndarray:
     if np.isfinite(values).all() and (np.abs(values) < 2**62).all():
         return values.astype(np.int64)
@@ -93,11 +89,17 @@ def _custom_columns(dicts: Sequence[dict], keys: tuple, reserved: frozenset) -> 
     return cols, extra
 
 
+def _column(rows: list[tuple], j: int) -> np.ndarray:
+    try:
+        return np.fromiter(map(itemgetter(j), rows), np.float64, len(rows))
+    except (TypeError, ValueError):
+        return _floats([r[j] for r in rows])
+
+
 def _episode_section(rows: list[tuple], seqs: np.ndarray) -> Section:
-    core = _matrix([r[1:10] for r in rows], 9)
-    cols: dict[str, Any] = {"seq": seqs, "ts": core[:, 0].copy()}
-    for j, name in enumerate(EPISODE_FIELDS, start=1):
-        column = core[:, j].copy()
+    cols: dict[str, Any] = {"seq": seqs, "ts": _column(rows, 1)}
+    for j, name in enumerate(EPISODE_FIELDS, start=2):
+        column = _column(rows, j)
         cols[name] = _ints_or_floats(column) if name in INT_FIELDS else column
     kwargs = rows[0][10]
     if kwargs:
@@ -207,6 +209,9 @@ def _row_section(row: tuple, seq: int) -> Section:
 
 
 def _pack(rows: list[tuple], first_seq: int) -> list[Section]:
+    if set(map(_CODE, rows)) == {EPISODE} and not any(map(_KWARGS, rows)):
+        seqs = np.arange(first_seq, first_seq + len(rows), dtype=np.int64)
+        return [_episode_section(rows, seqs)]
     groups: dict[tuple, list[int]] = {}
     model_extra: dict[int, dict] = {}
     for i, row in enumerate(rows):

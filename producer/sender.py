@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ log = logging.getLogger("traindash.producer")
 
 RESEND_BUDGET_BYTES = 8 * 1024 * 1024
 NO_COLLECTOR_GRACE = 3.0
-SNDHWM = 10_000
+SNDHWM = 1000
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Sender(threading.Thread):
         self.last_progress = time.monotonic()
         self.failures = 0
         self._warned: set[str] = set()
+        self.on_packed: Callable[[], None] | None = None
         self._load_spool()
 
     # -- called from any thread -------------------------------------------------------
@@ -129,6 +131,8 @@ class Sender(threading.Thread):
             self._read_acks(sub, now)
             self.drain()
             self._send_outbox(pub, now)
+            if self.on_packed is not None:
+                self.on_packed()
             if now >= next_heartbeat:
                 next_heartbeat = now + cfg.heartbeat_interval
                 pub.send_multipart(wire.encode(wire.Heartbeat(

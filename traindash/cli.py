@@ -20,6 +20,10 @@ COMMANDS: dict[str, str] = {
     "sql": "traindash.commands.sql",
     "demo": "traindash.commands.demo",
     "replay": "traindash.commands.replay",
+    "runs": "traindash.commands.runs",
+    "leaderboard": "traindash.commands.leaderboard",
+    "compare": "traindash.commands.compare",
+    "export": "traindash.commands.export",
 }
 
 

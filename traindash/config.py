@@ -146,7 +146,7 @@ class ProducerConfig:
     heartbeat_interval: float = 1.0
     resend_after: float = 2.0
     close_timeout: float = 10.0
-    max_unacked_bytes: int = 8 * 1024 * 1024
+    max_unacked_bytes: int = 4 * 1024 * 1024
 
     @classmethod
     def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,

@@ -1,0 +1,467 @@
+"""ExperimentTracker: the guide's experiment API on top of the traindash pipeline.
+
+An experiment is a run: ``create_experiment`` opens a :class:`MetricsLogger` whose
+``run_id`` is the experiment id, so its name, hyperparameters, tags and description land in
+the ``runs`` table and its results in ``episodes``. Comparisons and leaderboards are SQL over
+DuckDB, through the collector's query socket (or the file, read-only, when none runs).
+Snapshots (``save_experiment``, archives, comparison exports) are files in ``experiments_dir``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import zmq
+
+from producer.logger import MetricsLogger
+from producer.stats import LOWER_IS_BETTER
+from traindash import config as tdconfig
+from traindash import wire
+from traindash.query import QueryError, run_sql, sql_literal
+
+DEFAULT_METRICS = ("profit", "sharpe", "win_rate", "drawdown", "num_trades")
+SUMMARY_KEYS = ("total_episodes", "best_profit", "best_episode", "avg_profit", "best_sharpe",
+                "max_drawdown", "training_time")
+HIDDEN_STATUSES = ("archived", "deleted")
+ADMIN_ACTIONS = ("archive", "delete")
+FLUSH_TIMEOUT = 10.0
+
+
+class ExperimentError(KeyError):
+    """An experiment id that is not known (to this tracker, its directory or the database)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class CollectorOperationUnsupported(QueryError):
+    """The collector cannot archive or delete runs (its wire format has no such request)."""
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _in_list(ids: Iterable[str]) -> str:
+    return ", ".join(sql_literal(i) for i in ids)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def _loads(text: Any) -> Any:
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def manage_runs(query_endpoint: str, action: str, run_ids: Sequence[str],
+                timeout: float = 10.0) -> list[str]:
+    """Ask the collector to ``archive`` or ``delete`` runs; returns the ids it changed.
+
+    Only the collector writes DuckDB, so this is a request on its query socket: a
+    ``wire.Manage(action, run_ids)`` message answered by a ``wire.Result`` whose Arrow table
+    has a ``run_id`` column (the runs changed) or a ``wire.Error``. Raises
+    :class:`CollectorOperationUnsupported` while the wire format has no such message.
+    """
+    if action not in ADMIN_ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(ADMIN_ACTIONS)}")
+    message = getattr(wire, "Manage", None)
+    if message is None:
+        raise CollectorOperationUnsupported(
+            f"this traindash collector cannot {action} runs yet (no 'manage' request in the "
+            "wire format); the local snapshot was written")
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(query_endpoint)
+        sock.send_multipart(wire.encode(message(action, tuple(run_ids))))
+        if not sock.poll(int(timeout * 1000)):
+            raise QueryError(f"no collector answered at {query_endpoint} within {timeout:g} s; "
+                             f"runs can only be {action}d through a running collector")
+        reply = wire.decode(sock.recv_multipart())
+    finally:
+        sock.close(0)
+        ctx.term()
+    if isinstance(reply, wire.Error):
+        raise QueryError(reply.message)
+    if not isinstance(reply, wire.Result):
+        raise QueryError("unexpected reply from the collector")
+    return [str(r) for r in pa.ipc.open_stream(reply.arrow).read_all().column("run_id").to_pylist()]
+
+
+class ExperimentTracker:
+    """Tracks experiments (runs) and compares them: the guide's ``ExperimentTracker``.
+
+    Args:
+        experiments_dir: where snapshots, archives, exports and the experiments' spools go.
+        config: endpoints and intervals for the experiments' loggers; by default from
+            ``TRAINDASH_*`` variables.
+        db: the DuckDB file to read when no collector answers (default ``TRAINDASH_DB`` or
+            ``traindash.duckdb``).
+        timeout: seconds to wait for the collector's query socket.
+        auto_save: ``complete_experiment`` also writes the experiment's snapshot.
+    """
+
+    def __init__(self, experiments_dir: str = "experiments", *,
+                 config: tdconfig.ProducerConfig | None = None, db: str | Path | None = None,
+                 timeout: float = 10.0, auto_save: bool = True) -> None:
+        self.experiments_dir = Path(experiments_dir)
+        self.config = config or tdconfig.ProducerConfig.resolve()
+        self.db = Path(db) if db is not None else tdconfig.CollectorConfig.resolve().db
+        self.timeout = timeout
+        self.auto_save = auto_save
+        self._loggers: dict[str, MetricsLogger] = {}
+
+    # -- SQL -----------------------------------------------------------------------------
+    def query(self, sql: str) -> pa.Table:
+        """Run read-only SQL through the collector (or the DuckDB file when none runs)."""
+        return run_sql(sql, self.config.endpoints.query, self.db, self.timeout)
+
+    def _rows(self, sql: str) -> list[dict[str, Any]]:
+        return self.query(sql).to_pylist()
+
+    def _flush(self, exp_ids: Iterable[str] | None = None) -> None:
+        ids = self._loggers.keys() if exp_ids is None else exp_ids
+        for exp_id in list(ids):
+            logger = self._loggers.get(exp_id)
+            if logger is not None and not logger.is_closed():
+                logger.flush(timeout=FLUSH_TIMEOUT)
+
+    def _episode_columns(self) -> list[str]:
+        rows = self._rows("SELECT column_name FROM information_schema.columns WHERE "
+                          "table_name = 'episodes' AND table_schema = 'main' ORDER BY ordinal_position")
+        return [r["column_name"] for r in rows]
+
+    def _metric_columns(self, metrics: Sequence[str] | None) -> list[str]:
+        columns = self._episode_columns()
+        skip = {"run_id", "seq", "ts", "episode", "extra"}
+        numeric = [c for c in columns if c not in skip]
+        if metrics is None:
+            custom = [c for c in numeric if c not in DEFAULT_METRICS
+                      and c not in ("epsilon", "learning_rate")]
+            return list(DEFAULT_METRICS) + custom
+        lower = {c.lower(): c for c in numeric}
+        unknown = [m for m in metrics if m.lower() not in lower]
+        if unknown:
+            raise ValueError(f"unknown metric {', '.join(map(repr, unknown))}; episodes has "
+                             f"{', '.join(numeric)}")
+        return [lower[m.lower()] for m in metrics]
+
+    # -- experiments -----------------------------------------------------------------------
+    def create_experiment(self, name: str, hyperparameters: dict[str, Any] | None = None,
+                          description: str = "", tags: list[str] | None = None) -> str:
+        """Start an experiment (a run in the pipeline); returns its id, the run's ``run_id``."""
+        logger = MetricsLogger(name, output_dir=str(self.experiments_dir),
+                               hyperparameters=dict(hyperparameters or {}), tags=list(tags or []),
+                               description=description, config=self.config)
+        self._loggers[logger.run_id] = logger
+        self._write_meta(logger.run_id, {
+            "exp_id": logger.run_id, "name": name, "hyperparameters": hyperparameters or {},
+            "description": description, "tags": list(tags or []), "status": "running",
+            "created_at": time.time(),
+        })
+        return logger.run_id
+
+    def logger(self, exp_id: str) -> MetricsLogger:
+        """The MetricsLogger of an open experiment (resumed if it was created in this
+        directory by an earlier tracker)."""
+        found = self._loggers.get(exp_id)
+        if found is not None and not found.is_closed():
+            return found
+        meta = self._read_meta(exp_id)
+        if meta is None or found is not None:
+            raise ExperimentError(f"no open experiment {exp_id!r} in {self.experiments_dir}")
+        resumed = MetricsLogger(meta["name"], output_dir=str(self.experiments_dir), run_id=exp_id,
+                                hyperparameters=meta.get("hyperparameters") or {},
+                                tags=meta.get("tags") or [], description=meta.get("description", ""),
+                                config=self.config)
+        self._loggers[exp_id] = resumed
+        return resumed
+
+    def log_result(self, exp_id: str, episode: int, **metrics: Any) -> None:
+        """Log one episode's results; ``profit`` is NaN when not given."""
+        profit = metrics.pop("profit", math.nan)
+        self.logger(exp_id).log_episode(episode, profit, **metrics)
+
+    def complete_experiment(self, exp_id: str, final_metrics: dict[str, Any] | None = None) -> None:
+        """End the experiment's run with its final metrics (and save it when auto_save)."""
+        logger = self.logger(exp_id)
+        stats = logger.get_statistics()
+        final = {k: stats[k] for k in SUMMARY_KEYS if k in stats}
+        final.update(final_metrics or {})
+        logger.close(status="finished", final_metrics=final)
+        meta = self._read_meta(exp_id) or {"exp_id": exp_id}
+        meta.update(status="completed", completed_at=time.time(), final_metrics=final)
+        self._write_meta(exp_id, meta)
+        if self.auto_save:
+            self.save_experiment(exp_id)
+
+    def close(self) -> None:
+        """Close every experiment still open (their runs end as ``finished``)."""
+        for logger in self._loggers.values():
+            logger.close()
+
+    def __enter__(self) -> ExperimentTracker:
+        return self
+
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        for logger in self._loggers.values():
+            logger.close(status="crashed" if exc_type is not None else "finished")
+
+    # -- reading ------------------------------------------------------------------------
+    def get_experiment(self, exp_id: str) -> dict[str, Any]:
+        """The experiment's row of ``runs`` (JSON fields decoded)."""
+        self._flush([exp_id])
+        rows = self._rows(f"SELECT * FROM runs WHERE run_id = {sql_literal(exp_id)}")
+        if not rows:
+            raise ExperimentError(f"no experiment {exp_id!r} in the database")
+        row = rows[0]
+        row["hyperparameters"] = _loads(row.get("hyperparameters")) or {}
+        row["final_metrics"] = _loads(row.get("final_metrics")) or {}
+        return row
+
+    def list_experiments(self, include_hidden: bool = False) -> list[dict[str, Any]]:
+        """Every trainer run with its episode count and best profit, newest first."""
+        self._flush()
+        hidden = "" if include_hidden else \
+            f"AND coalesce(r.status, '') NOT IN ({_in_list(HIDDEN_STATUSES)})"
+        return self._rows(
+            "SELECT r.run_id AS exp_id, r.experiment, r.name, r.status, r.started_at, r.ended_at, "
+            "r.tags, count(e.seq) AS episodes, max(e.profit) FILTER (WHERE NOT isnan(e.profit)) "
+            "AS best_profit, r.host FROM runs r LEFT JOIN episodes e USING (run_id) "
+            f"WHERE coalesce(r.role, 'trainer') = 'trainer' {hidden} "
+            "GROUP BY ALL ORDER BY r.started_at DESC NULLS LAST, r.run_id")
+
+    def compare_experiments(self, exp_ids: Sequence[str],
+                            metrics: Sequence[str] | None = None) -> dict[str, Any]:
+        """Side-by-side summary of experiments.
+
+        Returns ``{"experiments": {id: {name, status, tags, description, episodes,
+        hyperparameters, final_metrics}}, "metrics": {metric: {id: {best, mean, final, min,
+        max}}}, "hyperparameters": {param: {id: value}}, "best": {metric: id}}``. NaN and
+        infinite values are left out of best/mean/min/max.
+        """
+        exp_ids = list(dict.fromkeys(exp_ids))
+        if not exp_ids:
+            raise ValueError("compare_experiments needs at least one experiment id")
+        self._flush(exp_ids)
+        runs = {r["run_id"]: r for r in self._rows(
+            f"SELECT * FROM runs WHERE run_id IN ({_in_list(exp_ids)})")}
+        missing = [i for i in exp_ids if i not in runs]
+        if missing:
+            raise ExperimentError(f"no experiment {', '.join(map(repr, missing))} in the database")
+        columns = self._metric_columns(metrics)
+        parts = []
+        for c in columns:
+            v = f"CAST({_ident(c)} AS DOUBLE)"
+            ok = f"FILTER (WHERE {v} IS NOT NULL AND isfinite({v}))"
+            parts.append(f"max({v}) {ok} AS {_ident('max:' + c)}, min({v}) {ok} AS "
+                         f"{_ident('min:' + c)}, avg({v}) {ok} AS {_ident('mean:' + c)}, "
+                         f"arg_max({v}, seq) FILTER (WHERE {v} IS NOT NULL) AS {_ident('final:' + c)}")
+        select = ", ".join(["run_id", "count(*) AS episodes", *parts])
+        stats = {r["run_id"]: r for r in self._rows(
+            f"SELECT {select} FROM episodes WHERE run_id IN ({_in_list(exp_ids)}) GROUP BY run_id")}
+        out: dict[str, Any] = {"experiments": {}, "metrics": {}, "hyperparameters": {}, "best": {}}
+        for exp_id in exp_ids:
+            run, st = runs[exp_id], stats.get(exp_id, {})
+            hp = _loads(run.get("hyperparameters")) or {}
+            out["experiments"][exp_id] = {
+                "name": run.get("name"), "experiment": run.get("experiment"),
+                "status": run.get("status"), "tags": run.get("tags") or [],
+                "description": run.get("description") or "", "episodes": st.get("episodes", 0),
+                "hyperparameters": hp, "final_metrics": _loads(run.get("final_metrics")) or {},
+            }
+            for key, value in hp.items():
+                out["hyperparameters"].setdefault(key, {})[exp_id] = value
+        for c in columns:
+            per = {}
+            for exp_id in exp_ids:
+                st = stats.get(exp_id, {})
+                lo, hi = st.get("min:" + c), st.get("max:" + c)
+                per[exp_id] = {"best": lo if c in LOWER_IS_BETTER else hi, "mean": st.get("mean:" + c),
+                               "final": _finite(st.get("final:" + c)), "min": lo, "max": hi}
+            out["metrics"][c] = per
+            scored = [(v["best"], i) for i, v in per.items() if v["best"] is not None]
+            if scored:
+                pick = min if c in LOWER_IS_BETTER else max
+                out["best"][c] = pick(scored)[1]
+        return out
+
+    def get_leaderboard(self, metric: str = "profit", top_n: int = 10) -> list[dict[str, Any]]:
+        """Experiments ranked by their best episode value of ``metric`` (lowest first for
+        drawdown and loss). Archived and deleted runs are left out."""
+        if top_n < 1:
+            raise ValueError("top_n must be at least 1")
+        column = self._metric_columns([metric])[0]
+        self._flush()
+        v = f"CAST(e.{_ident(column)} AS DOUBLE)"
+        lower = column in LOWER_IS_BETTER
+        agg, order = ("min", "ASC") if lower else ("max", "DESC")
+        ok = f"FILTER (WHERE {v} IS NOT NULL AND isfinite({v}))"
+        pick = "arg_min" if lower else "arg_max"
+        rows = self._rows(
+            f"SELECT r.run_id AS exp_id, r.name, r.experiment, r.status, r.tags, "
+            f"r.hyperparameters, count(e.seq) AS episodes, {agg}({v}) {ok} AS value, "
+            f"{pick}(e.episode, {v}) {ok} AS best_episode, avg({v}) {ok} AS mean "
+            "FROM runs r JOIN episodes e USING (run_id) "
+            f"WHERE coalesce(r.role, 'trainer') = 'trainer' AND coalesce(r.status, '') NOT IN "
+            f"({_in_list(HIDDEN_STATUSES)}) GROUP BY ALL HAVING value IS NOT NULL "
+            f"ORDER BY value {order}, r.run_id LIMIT {int(top_n)}")
+        for rank, row in enumerate(rows, 1):
+            row["rank"] = rank
+            row["metric"] = column
+            row[column] = row["value"]
+            row["hyperparameters"] = _loads(row["hyperparameters"]) or {}
+        return rows
+
+    # -- files ----------------------------------------------------------------------------
+    def _meta_path(self, exp_id: str) -> Path:
+        return self.experiments_dir / f"{exp_id}.meta.json"
+
+    def _read_meta(self, exp_id: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self._meta_path(exp_id).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _write_meta(self, exp_id: str, meta: dict[str, Any]) -> None:
+        _write_json(self._meta_path(exp_id), meta)
+
+    def _snapshot(self, exp_id: str) -> dict[str, Any]:
+        run = self.get_experiment(exp_id)
+        episodes = self._rows(f"SELECT * EXCLUDE (run_id) FROM episodes WHERE run_id = "
+                              f"{sql_literal(exp_id)} ORDER BY seq")
+        for row in episodes:
+            extra = _loads(row.pop("extra", None))
+            if isinstance(extra, dict):
+                row.update(extra)
+        return {"exp_id": exp_id, "run": run, "episodes": episodes, "saved_at": time.time()}
+
+    def save_experiment(self, exp_id: str) -> Path:
+        """Write the experiment (its run row and every episode) to ``<dir>/<exp_id>.json``."""
+        path = self.experiments_dir / f"{exp_id}.json"
+        _write_json(path, self._snapshot(exp_id))
+        return path
+
+    def export_comparison(self, exp_ids: Sequence[str], format: str = "json") -> Path:
+        """Write ``compare_experiments(exp_ids)`` to ``<dir>/comparison_<timestamp>.json|csv``.
+
+        The CSV has one row per experiment: id, name, status, episodes, ``<metric>_best``,
+        ``<metric>_mean``, ``<metric>_final`` for each metric, and ``hp_<name>`` columns.
+        """
+        if format not in ("json", "csv"):
+            raise ValueError("format must be 'json' or 'csv'")
+        comparison = self.compare_experiments(exp_ids)
+        stamp = time.strftime("%Y%m%d_%H%M%S")
+        path = self.experiments_dir / f"comparison_{stamp}.{format}"
+        n = 1
+        while path.exists():
+            n += 1
+            path = self.experiments_dir / f"comparison_{stamp}_{n}.{format}"
+        if format == "json":
+            _write_json(path, comparison)
+            return path
+        rows = comparison_rows(comparison)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["exp_id"])
+            writer.writeheader()
+            writer.writerows({k: _csv(v) for k, v in row.items()} for row in rows)
+        return path
+
+    # -- archive and delete --------------------------------------------------------------
+    def _older_than(self, days: float, statuses: Sequence[str] | None = None) -> list[str]:
+        cutoff = time.time() - days * 86400
+        status = f"AND status IN ({_in_list(statuses)})" if statuses else \
+            f"AND coalesce(status, '') NOT IN ({_in_list(HIDDEN_STATUSES)})"
+        rows = self._rows(
+            "SELECT run_id FROM runs WHERE coalesce(role, 'trainer') = 'trainer' AND "
+            f"coalesce(ended_at, last_seen, started_at) < make_timestamp({int(cutoff * 1e6)}) "
+            f"AND status NOT IN ('running', 'stalled') {status} ORDER BY started_at")
+        return [r["run_id"] for r in rows]
+
+    def archive_experiment(self, exp_id: str) -> Path:
+        """Save the experiment to ``<dir>/archive/<exp_id>.json``, then ask the collector to
+        mark its run ``archived`` (hidden from leaderboards and ``traindash runs``)."""
+        snapshot = self._snapshot(exp_id)
+        path = self.experiments_dir / "archive" / f"{exp_id}.json"
+        _write_json(path, snapshot)
+        manage_runs(self.config.endpoints.query, "archive", [exp_id], self.timeout)
+        return path
+
+    def delete_experiment(self, exp_id: str) -> None:
+        """Ask the collector to delete the run and its rows, then remove local files."""
+        if exp_id in self._loggers and not self._loggers[exp_id].is_closed():
+            raise ValueError(f"experiment {exp_id!r} is still open; complete it first")
+        manage_runs(self.config.endpoints.query, "delete", [exp_id], self.timeout)
+        for path in (self._meta_path(exp_id), self.experiments_dir / f"{exp_id}.json"):
+            path.unlink(missing_ok=True)
+
+    def archive_old_experiments(self, days: float = 30.0) -> list[str]:
+        """Archive every finished experiment that ended more than ``days`` days ago."""
+        ids = self._older_than(days)
+        for exp_id in ids:
+            self.archive_experiment(exp_id)
+        return ids
+
+    def delete_old_experiments(self, days: float = 90.0, archived_only: bool = True) -> list[str]:
+        """Delete experiments older than ``days`` days (by default only archived ones)."""
+        ids = self._older_than(days, ["archived"] if archived_only else None)
+        for exp_id in ids:
+            self.delete_experiment(exp_id)
+        return ids
+
+
+def comparison_rows(comparison: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flat row per experiment of a ``compare_experiments`` result (for CSV and tables)."""
+    rows = []
+    for exp_id, info in comparison["experiments"].items():
+        row: dict[str, Any] = {"exp_id": exp_id, "name": info["name"], "status": info["status"],
+                               "episodes": info["episodes"]}
+        for metric, per in comparison["metrics"].items():
+            for part in ("best", "mean", "final"):
+                row[f"{metric}_{part}"] = per[exp_id][part]
+        for key, per in comparison["hyperparameters"].items():
+            row[f"hp_{key}"] = per.get(exp_id)
+        rows.append(row)
+    return rows
+
+
+def _csv(value: Any) -> Any:
+    if isinstance(value, (list, dict)):
+        return json.dumps(_json_safe(value))
+    return value
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_json_safe(doc), indent=1, default=str))
+    tmp.replace(path)

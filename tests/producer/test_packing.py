@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from producer.packing import EPISODE, MODEL, OTHER, pack
+from traindash import wire
+from traindash.wire import RecordKind
+
+
+def ep(i: int, **kw: object) -> tuple:
+    return (EPISODE, 1.7e9 + i, i, float(i), 0.5, 0.6, 1.0, 3, 0.1, 0.001, kw or None)
+
+
+def test_plain_episodes_pack_into_typed_columns() -> None:
+    (section,) = pack([ep(i) for i in range(5)], first_seq=10)
+    assert section.kind is RecordKind.EPISODE
+    assert section.cols["seq"].tolist() == [10, 11, 12, 13, 14]
+    assert section.cols["episode"].dtype == np.int64
+    assert section.cols["profit"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_custom_numeric_fields_become_columns_others_go_to_extra() -> None:
+    (section,) = pack([ep(i, custom_score=i / 2, note="hi", run_id="x") for i in range(3)], 1)
+    assert section.cols["custom_score"].tolist() == [0.0, 0.5, 1.0]
+    assert section.cols["extra"][0] == {"note": "hi", "run_id": "x"}
+
+
+def test_mixed_kinds_keep_one_seq_each_in_log_order() -> None:
+    rows = [
+        ep(1),
+        (MODEL, 1.0, 1, 1, 0.5, np.array([1.0, 3.0]), {"mean": 0.1, "std": 0.2, "norm": 2.0},
+         None, None),
+        (OTHER, 2.0, RecordKind.END, {"status": "finished", "final_metrics": {"a": 1}}),
+        ep(2, custom=1.0),
+    ]
+    sections = pack(rows, 1)
+    by_kind = {(s.kind, tuple(s.cols)): s for s in sections}
+    got = sorted(int(x) for s in sections for x in s.cols["seq"])
+    assert got == [1, 2, 3, 4]
+    model = next(s for s in sections if s.kind is RecordKind.MODEL)
+    assert model.cols["q_mean"].tolist() == [2.0] and model.cols["grad_norm"].tolist() == [2.0]
+    assert model.cols["q_values"] == [[1.0, 3.0]]
+    assert len(by_kind) == 4
+    # everything survives the wire
+    msg = wire.decode(wire.encode(wire.Batch("r", 1, 4, tuple(sections))))
+    assert isinstance(msg, wire.Batch) and len(msg.sections) == 4
+
+
+def test_odd_values_never_cost_rows() -> None:
+    class Weird:
+        def __float__(self) -> float:
+            raise ValueError("no")
+
+    rows = [ep(1), (EPISODE, 1.0, 2, Weird(), 0.5, 0.6, 1.0, 3, 0.1, 0.001, {"obj": Weird()}),
+            (MODEL, 1.0, 1, None, float("nan"), np.array([np.inf, 1.0]), None, None, None)]
+    sections = pack(rows, 1)
+    assert sorted(int(x) for s in sections for x in s.cols["seq"]) == [1, 2, 3]
+    wire.encode(wire.Batch("r", 1, 3, tuple(sections)))
+    profits = [v for s in sections if "profit" in s.cols for v in list(s.cols["profit"])]
+    assert any(isinstance(v, float) and math.isnan(v) for v in profits)

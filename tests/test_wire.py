@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import msgpack
+import numpy as np
+import pytest
+
+from traindash import wire
+from traindash.wire import Batch, RecordKind, Section, WireError
+
+
+def _batch(first: int = 1, n: int = 3, run: str = "r1") -> Batch:
+    seqs = np.arange(first, first + n, dtype=np.int64)
+    cols = {"seq": seqs, "ts": np.full(n, 1.7e9), "profit": np.linspace(-1, 1, n),
+            "episode": np.arange(n, dtype=np.int64), "extra": [{"k": i} for i in range(n)]}
+    return Batch(run, first, first + n - 1, (Section(RecordKind.EPISODE, cols),))
+
+
+def test_batch_round_trip_keeps_types_and_unknown_fields() -> None:
+    topic, body = wire.encode(_batch())
+    assert topic == wire.TOPIC_BATCH
+    msg = wire.decode([topic, body])
+    assert isinstance(msg, Batch) and (msg.first, msg.last) == (1, 3)
+    cols = msg.sections[0].cols
+    assert cols["profit"].dtype == np.float64 and cols["episode"].dtype == np.int64
+    assert cols["profit"].tolist() == [-1.0, 0.0, 1.0]
+    assert cols["extra"] == [{"k": 0}, {"k": 1}, {"k": 2}]
+
+
+def test_columns_travel_as_binary_buffers_not_per_value_objects() -> None:
+    body = msgpack.unpackb(wire.encode(_batch(n=1000))[1], raw=False)
+    code, payload = body["sections"][0]["cols"]["profit"]
+    assert code == "f8" and isinstance(payload, bytes) and len(payload) == 8000
+
+
+@pytest.mark.parametrize("msg", [
+    wire.Heartbeat("r", 5, 1.5, "host", 42), wire.Ack("r", 7), wire.Query("SELECT 1", 10),
+    wire.Result(b"arrow", True), wire.Error("nope"),
+])
+def test_control_messages_round_trip(msg: wire.Message) -> None:
+    assert wire.decode(wire.encode(msg)) == msg
+
+
+def test_ack_and_rows_topics_are_delimited_per_run() -> None:
+    assert wire.ack_topic("ab") == b"ack\0ab\0"
+    assert not wire.ack_topic("abc").startswith(wire.ack_topic("ab"))
+    topic, _ = wire.encode(wire.Rows("r1", _batch().sections[0]))
+    assert topic.startswith(wire.rows_topic(RecordKind.EPISODE, "r1"))
+
+
+def _body(**over: object) -> bytes:
+    base = msgpack.unpackb(wire.encode(_batch())[1], raw=False)
+    base.update(over)
+    return msgpack.packb(base, use_bin_type=True)
+
+
+@pytest.mark.parametrize("frames, reason", [
+    ([b"batch"], "bad-frames"),
+    ([b"batch", b"\xc1\xff garbage"], "bad-msgpack"),
+    ([b"batch", msgpack.packb([1, 2])], "bad-body"),
+    ([b"batch", _body(v=99)], "bad-version"),
+    ([b"batch", _body(k="nope")], "unknown-kind"),
+    ([b"batch", _body(run="")], "bad-run-id"),
+    ([b"batch", _body(run=5)], "bad-field"),
+    ([b"batch", _body(first=3, last=1)], "bad-seq"),
+    ([b"batch", _body(last=9)], "bad-seq"),
+    ([b"batch", _body(first=-1)], "bad-seq"),
+    ([b"batch", _body(first=2**63)], "bad-seq"),
+    ([b"batch", _body(sections=[{"kind": "weird", "cols": {}}])], "unknown-record-kind"),
+    ([b"batch", _body(sections="x")], "bad-field"),
+])
+def test_malformed_messages_raise_wire_error(frames: list[bytes], reason: str) -> None:
+    with pytest.raises(WireError) as info:
+        wire.decode(frames)
+    assert info.value.reason == reason
+
+
+def test_bad_columns_are_rejected() -> None:
+    base = msgpack.unpackb(wire.encode(_batch())[1], raw=False)
+    cols = base["sections"][0]["cols"]
+    for name, col in [("drop table", ["f8", b"\0" * 24]), ("x", ["f8", b"\0" * 5]),
+                      ("x", ["f8", b"\0" * 16]), ("x", ["c16", b""]), ("x", ["obj", "nope"])]:
+        broken = dict(cols, **{name: col})
+        body = dict(base, sections=[{"kind": "episode", "cols": broken}])
+        with pytest.raises(WireError):
+            wire.decode([b"batch", msgpack.packb(body, use_bin_type=True)])
+
+
+def test_duplicate_seqs_inside_a_batch_are_rejected() -> None:
+    b = _batch()
+    cols = dict(b.sections[0].cols, seq=np.array([1, 1, 3], dtype=np.int64))
+    with pytest.raises(WireError, match="exactly once"):
+        wire.decode(wire.encode(Batch("r1", 1, 3, (Section(RecordKind.EPISODE, cols),))))
+
+
+def test_limits_bound_unpacking() -> None:
+    big = wire.encode(wire.Error("x" * 5000))
+    with pytest.raises(WireError, match="bad-msgpack"):
+        wire.decode(big, wire.Limits(max_str_len=1000))

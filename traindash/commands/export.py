@@ -1,0 +1,60 @@
+"""``traindash export``: a table's rows (optionally of some runs) to JSON lines, CSV or Parquet."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from traindash.commands.common import add_config, add_db, add_endpoints, file_block, flags, render
+from traindash.config import CollectorConfig
+from traindash.errors import UserError
+from traindash.query import run_sql, sql_literal
+
+HELP = "export episodes (or model_metrics, runs, alerts) as JSON lines, CSV or Parquet"
+TABLES = ("episodes", "model_metrics", "runs", "alerts")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("json", "csv", "parquet"), default="csv",
+                   help="json (one object a line), csv or parquet (default csv)")
+    p.add_argument("--out", metavar="PATH",
+                   help="file to write; default stdout for json/csv, <table>.parquet for parquet")
+    p.add_argument("--run", action="append", dest="runs", metavar="ID",
+                   help="only rows of this run (repeatable; default every run)")
+    p.add_argument("--table", choices=TABLES, default="episodes", help="what to export (default episodes)")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                   help="how long to wait for a collector before opening the file (default 10)")
+    add_db(p)
+    add_endpoints(p, "query")
+    add_config(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = CollectorConfig.resolve(flags(args), None, file_block(args))
+    where = ""
+    if args.runs:
+        where = f" WHERE run_id IN ({', '.join(sql_literal(r) for r in args.runs)})"
+    order = " ORDER BY ts" if args.table == "alerts" else (
+        " ORDER BY started_at" if args.table == "runs" else " ORDER BY run_id, seq")
+    if args.runs:
+        known = run_sql(f"SELECT run_id FROM runs{where}", cfg.endpoints.query, Path(cfg.db), args.timeout)
+        missing = sorted(set(args.runs) - set(known.column("run_id").to_pylist()))
+        if missing:
+            raise UserError(f"no run {', '.join(missing)}; see `traindash runs`")
+    table = run_sql(f"SELECT * FROM {args.table}{where}{order}", cfg.endpoints.query, Path(cfg.db),
+                    args.timeout, max_rows=1_000_000_000)
+    if args.format == "parquet":
+        import pyarrow.parquet as pq
+
+        out = Path(args.out or f"{args.table}.parquet")
+        pq.write_table(table, out)
+    elif args.out:
+        out = Path(args.out)
+        with open(out, "w", newline="") as fh:
+            render(table, args.format, fh)
+    else:
+        render(table, args.format)
+        return 0
+    print(f"wrote {table.num_rows} {args.table} rows to {out}", file=sys.stderr)
+    return 0
