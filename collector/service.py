@@ -25,8 +25,18 @@ log = logging.getLogger("traindash.collector")
 
 LIVENESS_INTERVAL = 1.0
 REJECT_LOG_INTERVAL = 5.0
+COMMIT_BACKOFF_FIRST = 0.5
+COMMIT_BACKOFF_MAX = 10.0
 INGEST_RCVHWM = 200
 ROWS_SNDHWM = 100_000
+
+
+def _sender(frames: list) -> str:
+    """The peer address of a received message, for logs ("?" when ZeroMQ cannot tell)."""
+    try:
+        return str(frames[0].get("Peer-Address"))
+    except (AttributeError, IndexError, zmq.ZMQError):
+        return "?"
 
 
 class CollectorError(RuntimeError):
@@ -51,8 +61,12 @@ class Collector:
         self.should_exit = False
         self.force_exit = False
         self.rejects: Counter[str] = Counter()
+        self.reject_last: dict[str, tuple[float, str, str]] = {}
+        self._rejects_dirty = False
         self.committed_rows = 0
         self._last_reject_log = 0.0
+        self.backoff_until = 0.0
+        self.backoff = COMMIT_BACKOFF_FIRST
         self.ctx = zmq.Context()
         self._socks: list[zmq.Socket] = []
         try:
@@ -66,7 +80,7 @@ class Collector:
             self.rows.setsockopt(zmq.LINGER, 500)
             _bind(self.rows, config.endpoints.rows, "rows")
             try:
-                self.store = Store(config.db)
+                self.store = Store(config.db, config.memory_limit)
             except StoreError as exc:
                 raise CollectorError(str(exc)) from None
             try:
@@ -81,6 +95,7 @@ class Collector:
         except BaseException:
             self._close_sockets()
             raise
+        self.rejects.update(self.store.reject_counts())
         self.seq = Sequencer(self.store.marks())
         self.work = Work()
         self.ack_due: set[str] = set()
@@ -111,6 +126,11 @@ class Collector:
         first_pending = 0.0
         try:
             while not self.should_exit:
+                if time.monotonic() < self.backoff_until:
+                    # The last commit failed (disk full?): take nothing in, ack nothing;
+                    # producers keep their records and re-send them.
+                    time.sleep(0.05)
+                    continue
                 wait = 0 if self.work else 100
                 if poller.poll(wait):
                     if not self.work:
@@ -130,19 +150,19 @@ class Collector:
         deadline = started + self.config.commit_interval
         while self.work.rows < self.config.max_batch_rows:
             try:
-                frames = self.ingest.recv_multipart(zmq.NOBLOCK)
+                frames = self.ingest.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             self.handle(frames)
             if time.monotonic() >= deadline:
                 return
 
-    def handle(self, frames: list[bytes]) -> None:
+    def handle(self, frames: list) -> None:
         """Admit one ingest message into the pending work (malformed ones are counted)."""
         try:
-            msg = wire.decode(frames)
+            msg = wire.decode([f.buffer if isinstance(f, zmq.Frame) else f for f in frames])
         except wire.WireError as exc:
-            self._reject(exc.reason, str(exc))
+            self._reject(exc.reason, str(exc), _sender(frames))
             return
         now = time.time()
         if isinstance(msg, wire.Batch):
@@ -159,15 +179,17 @@ class Collector:
             self.work.seen[msg.run_id] = now
             self.ack_due.add(msg.run_id)
         else:
-            self._reject("unexpected-kind", type(msg).__name__)
+            self._reject("unexpected-kind", type(msg).__name__, _sender(frames))
 
-    def _reject(self, reason: str, detail: str) -> None:
+    def _reject(self, reason: str, detail: str, sender: str) -> None:
         self.rejects[reason] += 1
+        self.reject_last[reason] = (time.time(), sender, detail)
+        self._rejects_dirty = True
         now = time.monotonic()
         if now - self._last_reject_log >= REJECT_LOG_INTERVAL:
             self._last_reject_log = now
-            log.warning("rejected a malformed message (%s); rejects so far: %s",
-                        detail, dict(self.rejects))
+            log.warning("rejected a malformed message from %s (%s); rejects so far: %s",
+                        sender, detail, dict(self.rejects))
 
     def _commit(self) -> None:
         work, self.work = self.work, Work()
@@ -176,10 +198,16 @@ class Collector:
                 self.store.commit(work)
             except StoreError as exc:
                 # Nothing is acknowledged; producers keep their records and re-send them.
-                log.error("%s; %d rows will be re-sent by their producers", exc, work.rows)
+                log.error("%s; %d rows will be re-sent by their producers; retrying in %.1f s",
+                          exc, work.rows, self.backoff)
                 self.seq.rollback()
                 self.ack_due.clear()
+                self.backoff_until = time.monotonic() + self.backoff
+                self.backoff = min(self.backoff * 2, COMMIT_BACKOFF_MAX)
+                if "invalidated" in str(exc):
+                    self._reopen()
                 return
+            self.backoff = COMMIT_BACKOFF_FIRST
             self.seq.commit()
             self.committed_rows += work.rows
         acks = self.ack_due | work.marks.keys()
@@ -189,9 +217,28 @@ class Collector:
         for run_id, section in work.sections:
             self.rows.send_multipart(wire.encode(wire.Rows(run_id, section)))
 
+    def _reopen(self) -> None:
+        """DuckDB invalidates a database after a fatal error; reopen it from the file."""
+        log.warning("reopening %s after a fatal database error", self.config.db)
+        try:
+            self.queries.stop()
+            self.queries.join(timeout=5)
+            self.store.con.close()
+            self.store = Store(self.config.db, self.config.memory_limit)
+            self.seq = Sequencer(self.store.marks())
+            self.queries = QueryServer(self.ctx, self.config.endpoints.query, self.store.cursor(),
+                                       self.config.query_timeout, self.config.query_max_rows)
+            self.queries.start()
+        except Exception as exc:
+            log.error("could not reopen the database: %s", exc)
+
     def _liveness(self) -> None:
         try:
             self.store.update_liveness(time.time(), self.config.stall_after, self.config.lost_after)
+            if self._rejects_dirty:
+                self._rejects_dirty = False
+                self.store.record_rejects([(reason, count, *self.reject_last.get(reason, (0, "", "")))
+                                           for reason, count in self.rejects.items()])
         except Exception as exc:
             log.warning("liveness update failed: %s", exc)
 

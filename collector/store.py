@@ -7,6 +7,7 @@ transaction, so a restarted collector never stores a re-sent record twice.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,15 @@ CREATE TABLE IF NOT EXISTS runs (
     last_seen TIMESTAMP,
     final_metrics JSON,
     role VARCHAR DEFAULT 'trainer'
+)"""
+
+REJECTS_DDL = """
+CREATE TABLE IF NOT EXISTS rejects (
+    reason VARCHAR PRIMARY KEY,
+    count BIGINT NOT NULL,
+    last_at TIMESTAMP,
+    last_sender VARCHAR,
+    last_detail VARCHAR
 )"""
 
 VIEWS = [
@@ -77,7 +87,9 @@ def _micros(ts: float | None) -> int | None:
 class Store:
     """The collector's DuckDB file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, memory_limit: str = "1GB") -> None:
+        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit):
+            raise StoreError(f"memory limit {memory_limit!r} is not like '512MB' or '2GB'")
         self.path = path
         try:
             self.con = duckdb.connect(str(path))
@@ -90,14 +102,18 @@ class Store:
         except duckdb.Error as exc:
             raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
         self._create_schema()
-        # Reading files or URLs from SQL is never needed here; the query socket relies on it.
+        # Reading files or URLs from SQL is never needed here; the query socket relies on
+        # it, and on no query being able to change settings back.
+        self.con.execute(f"SET memory_limit = '{memory_limit}'")
         self.con.execute("SET enable_external_access = false")
+        self.con.execute("SET lock_configuration = true")
         self.columns = {t: self._columns(t) for t in CORE_COLUMNS}
         self.known: set[str] = set()
 
     def _create_schema(self) -> None:
         c = self.con
         c.execute(RUNS_DDL)
+        c.execute(REJECTS_DDL)
         for table, cols in CORE_COLUMNS.items():
             body = ", ".join(f'"{n}" {t}' for n, t in cols.items())
             c.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body})")
@@ -214,6 +230,18 @@ class Store:
                             unnest($3::BIGINT[]) AS seen) AS v
                WHERE runs.run_id = v.run_id""",
             [runs, [marks.get(r) for r in runs], [_micros(seen.get(r)) for r in runs]])
+
+    def record_rejects(self, rows: list[tuple[str, int, float, str, str]]) -> None:
+        """Persist reject counters: (reason, count, last time, last sender, last detail)."""
+        self.con.executemany(
+            """INSERT INTO rejects VALUES (?, ?, make_timestamp(?), ?, ?)
+               ON CONFLICT (reason) DO UPDATE SET count = excluded.count,
+                   last_at = excluded.last_at, last_sender = excluded.last_sender,
+                   last_detail = excluded.last_detail""",
+            [[r, n, _micros(t), sender, detail[:500]] for r, n, t, sender, detail in rows])
+
+    def reject_counts(self) -> dict[str, int]:
+        return dict(self.con.execute("SELECT reason, count FROM rejects").fetchall())
 
     def update_liveness(self, now: float, stall_after: float, lost_after: float) -> None:
         """Running runs with no sign of life become stalled, then lost."""

@@ -178,7 +178,7 @@ class ExperimentTracker:
     def create_experiment(self, name: str, hyperparameters: dict[str, Any] | None = None,
                           description: str = "", tags: list[str] | None = None) -> str:
         """Start an experiment (a run in the pipeline); returns its id, the run's ``run_id``."""
-        logger = MetricsLogger(name, output_dir=str(self.experiments_dir),
+        logger = MetricsLogger(name, output_dir=str(self.experiments_dir), name=name,
                                hyperparameters=dict(hyperparameters or {}), tags=list(tags or []),
                                description=description, config=self.config)
         self._loggers[logger.run_id] = logger
@@ -199,6 +199,7 @@ class ExperimentTracker:
         if meta is None or found is not None:
             raise ExperimentError(f"no open experiment {exp_id!r} in {self.experiments_dir}")
         resumed = MetricsLogger(meta["name"], output_dir=str(self.experiments_dir), run_id=exp_id,
+                                name=meta["name"],
                                 hyperparameters=meta.get("hyperparameters") or {},
                                 tags=meta.get("tags") or [], description=meta.get("description", ""),
                                 config=self.config)

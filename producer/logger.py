@@ -117,6 +117,7 @@ class MetricsLogger:
             "description": description, "role": role,
         }))
         self._saver: threading.Thread | None = None
+        self._save_lock = threading.Lock()
         self._next_save_at = auto_save_interval if auto_save_interval > 0 else None
         self._last_save = 0.0
         self._sender.on_packed = self._maybe_auto_save
@@ -240,6 +241,10 @@ class MetricsLogger:
         """
         if format not in ("json", "csv"):
             raise ValueError("format must be 'json' or 'csv'")
+        with self._save_lock:
+            return self._save(format)
+
+    def _save(self, format: str) -> Path:
         episodes, models, source = self._history()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         stem = self.output_dir / f"{self.experiment_name}_{self.run_id}"

@@ -24,6 +24,9 @@ COMMANDS: dict[str, str] = {
     "leaderboard": "traindash.commands.leaderboard",
     "compare": "traindash.commands.compare",
     "export": "traindash.commands.export",
+    "alerts": "alerts.command",
+    "ui": "ui.command",
+    "dashboard": "ui.dashboard_command",
 }
 
 

@@ -119,6 +119,7 @@ class CollectorConfig:
     query_max_rows: int = 1_000_000
     stall_after: float = 5.0
     lost_after: float = 30.0
+    memory_limit: str = "1GB"
 
     @classmethod
     def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
@@ -133,6 +134,12 @@ class CollectorConfig:
                                 "collector.query_timeout", cls.query_timeout, float),
             query_max_rows=r.get("query_max_rows", "TRAINDASH_QUERY_MAX_ROWS",
                                  "collector.query_max_rows", cls.query_max_rows, int),
+            stall_after=r.get("stall_after", "TRAINDASH_STALL_AFTER", "collector.stall_after",
+                              cls.stall_after, float),
+            lost_after=r.get("lost_after", "TRAINDASH_LOST_AFTER", "collector.lost_after",
+                             cls.lost_after, float),
+            memory_limit=r.get("memory_limit", "TRAINDASH_MEMORY_LIMIT", "collector.memory_limit",
+                               cls.memory_limit),
         )
 
 

@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     rows = tracker(args).get_leaderboard(metric=args.metric, top_n=args.top)
     metric = args.metric
-    table = [{"rank": r["rank"], "exp_id": r["exp_id"], "name": r["name"], "status": r["status"],
+    table = [{"rank": r["rank"], "exp_id": r["exp_id"], "experiment": r["experiment"], "status": r["status"],
               "episodes": r["episodes"], f"best_{metric}": r["value"], "at_episode": r["best_episode"],
               f"mean_{metric}": r["mean"], "hyperparameters": r["hyperparameters"]} for r in rows]
     render(pa.Table.from_pylist(table) if table else pa.table({"rank": []}), args.format)

@@ -29,7 +29,11 @@ def run(args: argparse.Namespace) -> int:
         rows = [r for r in rows if r["experiment"] == args.experiment]
     if args.status:
         rows = [r for r in rows if r["status"] == args.status]
-    for r in rows:
-        r["tags"] = ",".join(r["tags"] or [])
+    if args.format == "table":
+        for r in rows:
+            r["tags"] = ",".join(r["tags"] or [])
+            del r["name"]  # the experiment's name; a column of its own only in csv/json
+            for key in ("started_at", "ended_at"):
+                r[key] = r[key].strftime("%Y-%m-%d %H:%M:%S") if r[key] else ""
     render(pa.Table.from_pylist(rows[: args.limit]) if rows else pa.table({"exp_id": []}), args.format)
     return 0
