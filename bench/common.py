@@ -129,11 +129,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     cells = [[get(r) for _, get in cols] for r in rows]
     widths = [max([len(name)] + [len(c[i]) for c in cells]) for i, (name, _) in enumerate(cols)]
     widths[-1] = len(cols[-1][0])  # notes run on without padding
-    line = "  ".join(name.ljust(w) for (name, _), w in zip(cols, widths))
+    line = "  ".join(name.ljust(w) for (name, _), w in zip(cols, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
     for c in cells:
         out.append("  ".join(v.rjust(w) if i == 3 else v.ljust(w)
-                             for i, (v, w) in enumerate(zip(c, widths))).rstrip())
+                             for i, (v, w) in enumerate(zip(c, widths, strict=True))).rstrip())
     return "\n".join(out)
 
 

@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, call_stats, emit_result, print_table, row, run_child  # noqa: E402
+from common import call_stats, emit_result, print_table, row, run_child  # noqa: E402
 
 BENCH = "log_call_peers"
 TRAINDASH = "traindash log_episode"
@@ -72,7 +73,8 @@ def _setup(tool: str, workdir: Path) -> tuple[Callable[[int], Any], Callable[[],
             q.append((episode, profit, sharpe, win_rate, drawdown, num_trades, epsilon,
                       learning_rate, kwargs))
 
-        return (lambda i: bare(i, 1.5, 0.5, 0.6, 10.0, 7, 0.1, 0.001)), dict, sys.version.split()[0]
+        version = "python " + sys.version.split()[0]
+        return (lambda i: bare(i, 1.5, 0.5, 0.6, 10.0, 7, 0.1, 0.001)), dict, version
 
     if tool == "traindash":
         from producer import MetricsLogger
@@ -97,7 +99,7 @@ def _setup(tool: str, workdir: Path) -> tuple[Callable[[int], Any], Callable[[],
             finally:
                 collector.stop()
 
-        return (lambda i: log(i, 1.5, 0.5, 0.6, 10.0, 7, 0.1, 0.001)), close, "this repo"
+        return (lambda i: log(i, 1.5, 0.5, 0.6, 10.0, 7, 0.1, 0.001)), close, "traindash (this tree)"
 
     if tool in ("tbx_scalar", "tbx_scalars"):
         import tensorboardX
@@ -123,7 +125,7 @@ def _setup(tool: str, workdir: Path) -> tuple[Callable[[int], Any], Callable[[],
             w.close()
             return {}
 
-        return log_tb, close_tb, tensorboardX.__version__
+        return log_tb, close_tb, "tensorboardX " + tensorboardX.__version__
 
     if tool.startswith("mlflow_"):
         import mlflow
@@ -138,11 +140,13 @@ def _setup(tool: str, workdir: Path) -> tuple[Callable[[int], Any], Callable[[],
         log_metrics = mlflow.log_metrics
 
         def close_mlflow() -> dict:
-            mlflow.end_run()  # waits for the async queue to drain
+            # Runs in a helper thread, where MLflow's active run (thread-local) is not set:
+            # wait for the async queue explicitly.
+            mlflow.flush_async_logging()
             return {}
 
         return (lambda i: log_metrics(_payload(i), step=i, synchronous=sync)), close_mlflow, \
-            mlflow.__version__
+            "mlflow " + mlflow.__version__
 
     if tool == "wandb":
         import wandb
@@ -156,7 +160,7 @@ def _setup(tool: str, workdir: Path) -> tuple[Callable[[int], Any], Callable[[],
             run.finish()
             return {}
 
-        return (lambda i: log_w(_payload(i), step=i)), close_wandb, wandb.__version__
+        return (lambda i: log_w(_payload(i), step=i)), close_wandb, "wandb " + wandb.__version__
 
     if tool == "trackio":
         import trackio
@@ -168,43 +172,62 @@ def _setup(tool: str, workdir: Path) -> tuple[Callable[[int], Any], Callable[[],
             trackio.finish()
             return {}
 
-        return (lambda i: log_t(_payload(i), step=i)), close_trackio, trackio.__version__
+        return (lambda i: log_t(_payload(i), step=i)), close_trackio, "trackio " + trackio.__version__
 
     raise ValueError(f"unknown tool {tool!r}")
 
 
-def child(tool: str, calls: int, warmup: int, budget: float, workdir: Path) -> None:
+def _progress(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def child(tool: str, calls: int, warmup: int, budget: float, workdir: Path,
+          close_timeout: float) -> None:
     """Measure one tool in this process and print its marked JSON result."""
     t0 = time.perf_counter()
     log, close, version = _setup(tool, workdir)
     setup_s = time.perf_counter() - t0
+    _progress(f"{tool}: set up in {setup_s:.1f} s")
     stats = call_stats(log, calls, warmup, budget_s=budget)
+    _progress(f"{tool}: {stats['calls']} calls timed in {stats['wall_s']:.1f} s")
+    # Closing drains a tool's queue (MLflow's async queue can take minutes): bounded here.
+    closed: dict[str, Any] = {}
     t0 = time.perf_counter()
-    extra = close()
-    stats.update(extra, setup_s=setup_s, close_s=time.perf_counter() - t0, version=version)
+    closer = threading.Thread(target=lambda: closed.update(close()), daemon=True)
+    closer.start()
+    closer.join(close_timeout)
+    close_s = None if closer.is_alive() else time.perf_counter() - t0
+    _progress(f"{tool}: closed" if close_s is not None else f"{tool}: close abandoned")
+    stats.update(closed, setup_s=setup_s, close_s=close_s, version=version)
     emit_result(stats)
+    sys.stderr.flush()
+    # Skip the tools' exit hooks: MLflow's drains its async queue there, for minutes.
+    os._exit(0)
 
 
 # -- parent side ---------------------------------------------------------------------------
-def _measure(tool: str, calls: int, warmup: int, budget: float) -> tuple[dict | None, str]:
+def _measure(tool: str, calls: int, warmup: int, budget: float,
+             close_timeout: float) -> tuple[dict | None, str]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{tool}-") as tmp:
         env = dict(OFFLINE_ENV, WANDB_DIR=tmp, WANDB_CONFIG_DIR=f"{tmp}/wandb-config",
                    WANDB_CACHE_DIR=f"{tmp}/wandb-cache", WANDB_DATA_DIR=f"{tmp}/wandb-data",
                    TRACKIO_DIR=f"{tmp}/trackio", HF_HOME=f"{tmp}/hf",
                    )
         args = [str(Path(__file__).resolve()), "--child", tool, "--calls", str(calls),
-                "--warmup", str(warmup), "--budget", str(budget), "--workdir", tmp]
-        # Setup (imports, a collector, wandb's service) plus draining a peer's queue at the end.
-        return run_child(args, timeout=budget * 1.5 + 180, env=env)
+                "--warmup", str(warmup), "--budget", str(budget), "--workdir", tmp,
+                "--close-timeout", str(close_timeout)]
+        # Setup (imports, a collector, wandb's service) and the bounded close come on top.
+        return run_child(args, timeout=budget * 1.25 + close_timeout + 120, env=env)
 
 
 def run(quick: bool = False) -> list[dict]:
     """Measure every tool, each in its own process; rows in the bench/run.py contract."""
-    calls, warmup, budget = (5_000, 1_000, 5.0) if quick else (50_000, 5_000, 60.0)
+    calls, warmup, budget = (2_000, 300, 2.0) if quick else (50_000, 2_000, 30.0)
+    close_timeout = 5.0 if quick else 30.0
     results: dict[str, tuple[dict | None, str]] = {}
     for name, key in TOOLS.items():
         print(f"  peers: {name} ...", file=sys.stderr, flush=True)
-        results[name] = _measure(key, calls, warmup, budget)
+        results[name] = _measure(key, calls, warmup, budget, close_timeout)
     rows: list[dict] = []
     base = results[TRAINDASH][0]
     for name, (res, why) in results.items():
@@ -212,14 +235,23 @@ def run(quick: bool = False) -> list[dict]:
             note = f"could not run: {why}"
             rows += [row(BENCH, name, "p50", None, "us", note), row(BENCH, name, "p99", None, "us", note)]
             continue
-        note = f"v{res['version']}, {res['calls']:,} timed calls after {warmup:,} warm-up"
+        note = f"{res['version']}, {res['calls']:,} timed calls after {warmup:,} warm-up"
         if res["calls"] < calls:
             note += f" (stopped at the {budget:g} s budget)"
         if "rows_committed" in res:
             note += f"; collector committed {res['rows_committed']:,} rows, acked={res['acked']}"
-        note += f"; close {res['close_s']:.2f} s"
+        if res["close_s"] is None:
+            note += f"; close() still draining after {close_timeout:g} s (abandoned)"
+        else:
+            note += f"; close {res['close_s']:.2f} s"
         rows.append(row(BENCH, name, "p50", res["p50_us"], "us", note))
         rows.append(row(BENCH, name, "p99", res["p99_us"], "us", note))
+    peers = [(n, r) for n, (r, _) in results.items() if r and n != TRAINDASH and "floor" not in n]
+    if peers and base:
+        name, fastest = min(peers, key=lambda p: p[1]["p50_us"])
+        rows.append(row(BENCH, "fastest peer / traindash", "p50 ratio",
+                        fastest["p50_us"] / base["p50_us"], "x",
+                        f"fastest peer: {name}; issue 7 target: at least 15x"))
     for name, (res, _) in results.items():
         if name == TRAINDASH:
             continue
@@ -237,10 +269,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5_000, help=argparse.SUPPRESS)
     parser.add_argument("--budget", type=float, default=60.0, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--close-timeout", type=float, default=30.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         os.chdir(args.workdir)  # anything a peer writes to its cwd lands in the temp dir
-        child(args.child, args.calls, args.warmup, args.budget, Path(args.workdir))
+        child(args.child, args.calls, args.warmup, args.budget, Path(args.workdir),
+              args.close_timeout)
         return
     rows = run(quick=args.quick)
     print_table("Per-call cost of logging one episode of 8 scalars", rows)

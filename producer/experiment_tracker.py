@@ -86,7 +86,9 @@ def manage_runs(query_endpoint: str, action: str, run_ids: Sequence[str],
 
     Only the collector writes DuckDB, so this is a request on its query socket: a
     ``wire.Manage(action, run_ids)`` message answered by a ``wire.Result`` whose Arrow table
-    has a ``run_id`` column (the runs changed) or a ``wire.Error``. Raises
+    has a ``run_id`` column (the runs changed) or a ``wire.Error``. ``archive`` sets a
+    finished run's status to ``archived``; ``delete`` removes its episodes, model metrics and
+    alerts and sets its status to ``deleted``; running runs are refused. Raises
     :class:`CollectorOperationUnsupported` while the wire format has no such message.
     """
     if action not in ADMIN_ACTIONS:
@@ -418,7 +420,8 @@ class ExperimentTracker:
         return path
 
     def delete_experiment(self, exp_id: str) -> None:
-        """Ask the collector to delete the run and its rows, then remove local files."""
+        """Ask the collector to delete the run's rows (the run stays as a ``deleted``
+        tombstone, so a late re-send is not stored again), then remove its local files."""
         if exp_id in self._loggers and not self._loggers[exp_id].is_closed():
             raise ValueError(f"experiment {exp_id!r} is still open; complete it first")
         manage_runs(self.config.endpoints.query, "delete", [exp_id], self.timeout)

@@ -292,6 +292,7 @@ class MetricsLogger:
             return
         self._closed = True
         _open_loggers.discard(self)
+        self._sync()
         self.log_event(RecordKind.END, status=status,
                        final_metrics=final_metrics or _final(self._stats.statistics()))
         self._sender.stop(self.config.close_timeout if timeout is None else timeout)

@@ -134,20 +134,24 @@ def _q_summary(q: np.ndarray | None) -> tuple[float, float, float, float]:
 
 def _model_section(rows: list[tuple], seqs: np.ndarray, fields: list[dict]) -> Section:
     n = len(rows)
-    summary = np.array([_q_summary(r[5]) for r in rows], dtype=np.float64).reshape(n, 4)
-    grads = [r[6] or {} for r in rows]
     cols: dict[str, Any] = {
         "seq": seqs,
         "ts": _floats([r[1] for r in rows]),
         "step": np.array([r[2] for r in rows], dtype=np.int64),
         "episode": _ints_or_floats(_floats([math.nan if r[3] is None else r[3] for r in rows])),
         "loss": _floats([r[4] for r in rows]),
-        "q_mean": summary[:, 0].copy(), "q_std": summary[:, 1].copy(),
-        "q_min": summary[:, 2].copy(), "q_max": summary[:, 3].copy(),
-        "q_values": [None if r[5] is None else r[5][:MAX_Q_VALUES].tolist() for r in rows],
-        "grad_mean": _floats([g.get("mean", math.nan) for g in grads]),
-        "grad_std": _floats([g.get("std", math.nan) for g in grads]),
     }
+    # Columns nobody logged are left out (NULL in DuckDB) rather than sent as NaN, so a
+    # real NaN stays distinguishable from "not logged".
+    if any(r[5] is not None for r in rows):
+        summary = np.array([_q_summary(r[5]) for r in rows], dtype=np.float64).reshape(n, 4)
+        cols.update(q_mean=summary[:, 0].copy(), q_std=summary[:, 1].copy(),
+                    q_min=summary[:, 2].copy(), q_max=summary[:, 3].copy())
+        cols["q_values"] = [None if r[5] is None else r[5][:MAX_Q_VALUES].tolist() for r in rows]
+    grads = [r[6] or {} for r in rows]
+    for key in ("mean", "std"):
+        if any(key in g for g in grads):
+            cols[f"grad_{key}"] = _floats([g.get(key, math.nan) for g in grads])
     if fields[0]:
         custom, extra = _custom_columns(fields, tuple(fields[0]), MODEL_RESERVED)
         cols.update(custom)
@@ -220,7 +224,8 @@ def _pack(rows: list[tuple], first_seq: int) -> list[Section]:
             key: tuple = (EPISODE, tuple(row[10]) if row[10] else ())
         elif code == MODEL:
             fields = model_extra[i] = model_fields(row)
-            key = (MODEL, tuple(fields))
+            grads = row[6] or {}
+            key = (MODEL, tuple(fields), row[5] is not None, "mean" in grads, "std" in grads)
         else:
             key = (OTHER, i)
         groups.setdefault(key, []).append(i)

@@ -43,6 +43,10 @@ HYPERPARAMETERS = ("learning_rate", "gamma", "n_steps", "batch_size", "n_epochs"
                    "exploration_fraction", "exploration_initial_eps", "exploration_final_eps", "n_envs",
                    "seed")
 MAX_Q_VALUES = 256
+# names the callback passes itself; a user's metric of the same name gets an ``sb3_`` prefix
+EPISODE_ARGS = frozenset({"episode", "profit", "sharpe", "win_rate", "drawdown", "num_trades",
+                          "epsilon", "learning_rate", "length", "env_index", "timesteps"})
+MODEL_ARGS = frozenset({"loss", "q_values", "gradients", "weights", "step", "episode"})
 _BAD = re.compile(r"[^A-Za-z0-9_]")
 _built: dict[str, type] = {}
 
@@ -140,13 +144,14 @@ def _build() -> None:
                   step: int = 0) -> None:
             if not any(k.startswith("train/") for k in key_values):
                 return
-            fields: dict[str, float] = {}
+            fields: dict[str, Any] = {}
             for key, value in key_values.items():
                 if "traindash" in key_excluded.get(key, ()):
                     continue
                 number = _number(value)
                 if number is not None:
-                    fields[metric_name(key)] = number
+                    name = metric_name(key)
+                    fields[f"sb3_{name}"[:63] if name in MODEL_ARGS else name] = number
             loss = next((fields[metric_name(k)] for k in LOSS_KEYS if metric_name(k) in fields), math.nan)
             fields.pop("train_loss", None)
             q = _q_values(self.model) if self.model is not None else None
@@ -213,11 +218,12 @@ def _build() -> None:
 
         def _log_episode(self, index: int, episode: dict[str, Any], info: dict[str, Any]) -> None:
             self.episodes += 1
-            extra: dict[str, float] = {}
+            extra: dict[str, Any] = {}
             for key, value in episode.items():
                 number = _number(value)
                 if key not in MONITOR_KEYS and number is not None:
-                    extra[metric_name(key)] = number
+                    name = metric_name(key)
+                    extra[f"sb3_{name}"[:63] if name in EPISODE_ARGS else name] = number
             success = _number(info.get("is_success"))
             if success is not None:
                 extra["is_success"] = success
@@ -233,6 +239,11 @@ def _build() -> None:
 
         def _on_training_end(self) -> None:
             if self._format is not None:
+                # SB3 dumps a training step's values with the next rollout's, so the last
+                # training step's values are still waiting in the logger: send them too.
+                logger = self.model.logger
+                self._format.write(dict(logger.name_to_value), dict(logger.name_to_excluded),
+                                   self.num_timesteps)
                 try:
                     self.model.logger.output_formats.remove(self._format)
                 except ValueError:

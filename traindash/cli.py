@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "sql": "traindash.commands.sql",
     "demo": "traindash.commands.demo",
     "replay": "traindash.commands.replay",
+    "status": "traindash.commands.status",
     "runs": "traindash.commands.runs",
     "leaderboard": "traindash.commands.leaderboard",
     "compare": "traindash.commands.compare",

@@ -45,6 +45,7 @@ class QueryClient:
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.Context()
         self._sock: zmq.Socket | None = None
+        self.last_truncated = False
 
     def _socket(self) -> zmq.Socket:
         if self._sock is None:
@@ -75,6 +76,7 @@ class QueryClient:
             raise QueryError(msg.message)
         if not isinstance(msg, wire.Result):
             raise QueryError("unexpected reply from the collector")
+        self.last_truncated = msg.truncated
         return pa.ipc.open_stream(msg.arrow).read_all()
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from traindash.commands.common import add_config, add_db, add_endpoints, file_block, flags, render
@@ -29,4 +30,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = CollectorConfig.resolve(flags(args), None, file_block(args))
     table = run_sql(args.sql, cfg.endpoints.query, Path(cfg.db), args.timeout, args.max_rows)
     render(table, args.format)
+    if table.num_rows >= args.max_rows:
+        print(f"traindash sql: stopped at --max-rows {args.max_rows}", file=sys.stderr)
     return 0

@@ -1,0 +1,37 @@
+"""``traindash status``: is the collector up, how are the runs, what was rejected."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from traindash.commands.common import add_config, add_db, add_endpoints, file_block, flags, render
+from traindash.config import CollectorConfig
+from traindash.query import run_sql
+
+HELP = "show the collector's state: runs by status and rejected messages by reason"
+
+RUNS = ("SELECT status, count(*) AS runs, max(last_seen) AS last_seen FROM runs "
+        "WHERE coalesce(role, 'trainer') = 'trainer' GROUP BY status ORDER BY status")
+REJECTS = ("SELECT reason, count, last_at, last_sender, last_detail FROM rejects "
+           "ORDER BY count DESC")
+TOTALS = ("SELECT (SELECT count(*) FROM episodes) AS episodes, "
+          "(SELECT count(*) FROM model_metrics) AS model_metrics, "
+          "(SELECT count(*) FROM alerts) AS alerts")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--timeout", type=float, default=2.0, metavar="S",
+                   help="how long to wait for a collector before opening the file (default 2)")
+    add_db(p)
+    add_endpoints(p, "query")
+    add_config(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = CollectorConfig.resolve(flags(args), None, file_block(args))
+    for title, sql in (("rows", TOTALS), ("runs", RUNS), ("rejected messages", REJECTS)):
+        print(f"== {title}")
+        render(run_sql(sql, cfg.endpoints.query, Path(cfg.db), args.timeout), args.format)
+    return 0
