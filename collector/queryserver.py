@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import zmq
 
-from traindash import wire
+from traindash import security, wire
 from traindash.query import arrow_reader
 
 log = logging.getLogger("traindash.collector.query")
@@ -72,12 +73,18 @@ class QueryServer(threading.Thread):
     """Answers ``query`` messages on a ROUTER socket until ``stop()``."""
 
     def __init__(self, ctx: zmq.Context, endpoint: str, cursor: duckdb.DuckDBPyConnection,
-                 timeout: float, max_rows: int) -> None:
+                 timeout: float, max_rows: int, curve_secret: Path | None = None) -> None:
         super().__init__(name="traindash-query", daemon=True)
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.MAXMSGSIZE, 1024 * 1024)
-        self.sock.bind(endpoint)
+        if curve_secret is not None:
+            security.secure_server(self.sock, curve_secret)
+        try:
+            self.sock.bind(endpoint)
+        except zmq.ZMQError:
+            self.sock.close(0)
+            raise
         self.cursor = cursor
         self.timeout = timeout
         self.max_rows = max_rows

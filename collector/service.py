@@ -18,8 +18,8 @@ import zmq
 from collector.queryserver import QueryServer
 from collector.sequencer import Sequencer
 from collector.store import Store, StoreError, Work
-from traindash import wire
-from traindash.config import CollectorConfig
+from traindash import security, wire
+from traindash.config import CollectorConfig, ConfigError
 
 log = logging.getLogger("traindash.collector")
 
@@ -69,12 +69,23 @@ class Collector:
         self.backoff = COMMIT_BACKOFF_FIRST
         self.ctx = zmq.Context()
         self._socks: list[zmq.Socket] = []
+        self.auth = None
+        self.monitor: zmq.Socket | None = None
         try:
+            if config.curve_secret or config.curve_allow:
+                if not (config.curve_secret and config.curve_allow):
+                    raise CollectorError("CURVE needs both --curve-secret and --curve-allow")
+                try:
+                    self.auth = security.start_authenticator(self.ctx, config.curve_allow)
+                except ConfigError as exc:
+                    raise CollectorError(str(exc)) from None
             self.ingest = self._socket(zmq.SUB)
             self.ingest.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
             self.ingest.setsockopt(zmq.RCVHWM, INGEST_RCVHWM)
             self.ingest.setsockopt(zmq.SUBSCRIBE, b"")
             _bind(self.ingest, config.endpoints.ingest, "ingest")
+            if self.auth is not None:
+                self.monitor = self.ingest.get_monitor_socket(security.HANDSHAKE_FAILURES)
             self.rows = self._socket(zmq.PUB)
             self.rows.setsockopt(zmq.SNDHWM, ROWS_SNDHWM)
             self.rows.setsockopt(zmq.LINGER, 500)
@@ -85,7 +96,8 @@ class Collector:
                 raise CollectorError(str(exc)) from None
             try:
                 self.queries = QueryServer(self.ctx, config.endpoints.query, self.store.cursor(),
-                                           config.query_timeout, config.query_max_rows)
+                                           config.query_timeout, config.query_max_rows,
+                                           config.curve_secret)
             except zmq.ZMQError as exc:
                 self.store.close()
                 if exc.errno == errno.EADDRINUSE:
@@ -104,6 +116,11 @@ class Collector:
         sock = self.ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
         self._socks.append(sock)
+        if self.config.curve_secret:
+            try:
+                security.secure_server(sock, self.config.curve_secret)
+            except ConfigError as exc:
+                raise CollectorError(str(exc)) from None
         return sock
 
     def install_signal_handlers(self) -> None:
@@ -122,6 +139,8 @@ class Collector:
                  self.config.endpoints.query, self.config.db)
         poller = zmq.Poller()
         poller.register(self.ingest, zmq.POLLIN)
+        if self.monitor is not None:
+            poller.register(self.monitor, zmq.POLLIN)
         next_liveness = time.monotonic() + LIVENESS_INTERVAL
         first_pending = 0.0
         try:
@@ -132,7 +151,10 @@ class Collector:
                     time.sleep(0.05)
                     continue
                 wait = 0 if self.work else 100
-                if poller.poll(wait):
+                events = dict(poller.poll(wait))
+                if self.monitor is not None and self.monitor in events:
+                    self._log_handshakes()
+                if self.ingest in events:
                     if not self.work:
                         first_pending = time.monotonic()
                     self._drain(first_pending)
@@ -217,6 +239,16 @@ class Collector:
         for run_id, section in work.sections:
             self.rows.send_multipart(wire.encode(wire.Rows(run_id, section)))
 
+    def _log_handshakes(self) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        assert self.monitor is not None
+        while self.monitor.poll(0):
+            event = recv_monitor_message(self.monitor)
+            self.rejects["handshake"] += 1
+            self._rejects_dirty = True
+            log.warning("refused a connection: %s", security.describe_event(event))
+
     def _reopen(self) -> None:
         """DuckDB invalidates a database after a fatal error; reopen it from the file."""
         log.warning("reopening %s after a fatal database error", self.config.db)
@@ -260,6 +292,11 @@ class Collector:
             log.info("collector stopped; %d rows committed this session", self.committed_rows)
 
     def _close_sockets(self) -> None:
+        if self.monitor is not None:
+            self.ingest.disable_monitor()
+            self.monitor.close(0)
         for sock in self._socks:
             sock.close()
+        if self.auth is not None:
+            self.auth.stop()
         self.ctx.term()

@@ -22,7 +22,7 @@ import zmq
 from producer.packing import pack
 from producer.spool import Spool, read_bodies, save_last_seq, spool_path
 from producer.stats import RunStats
-from traindash import wire
+from traindash import security, wire
 from traindash.config import ProducerConfig
 
 log = logging.getLogger("traindash.producer")
@@ -108,6 +108,7 @@ class Sender(threading.Thread):
         try:
             for sock in (pub, sub):
                 sock.setsockopt(zmq.LINGER, 0)
+                security.secure_client(sock, self.config.curve)
             pub.setsockopt(zmq.SNDHWM, SNDHWM)
             pub.connect(self.config.endpoints.ingest)
             sub.setsockopt(zmq.SUBSCRIBE, wire.ack_topic(self.run_id))

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "demo": "traindash.commands.demo",
     "replay": "traindash.commands.replay",
     "status": "traindash.commands.status",
+    "keys": "traindash.commands.keys",
     "runs": "traindash.commands.runs",
     "leaderboard": "traindash.commands.leaderboard",
     "compare": "traindash.commands.compare",

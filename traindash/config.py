@@ -87,6 +87,10 @@ class Resolver:
             raise ConfigError(f"{source}: {value!r} is not a valid {kind.__name__}") from None
 
 
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
 @dataclass(frozen=True)
 class Endpoints:
     """Where the collector's three sockets are."""
@@ -120,6 +124,8 @@ class CollectorConfig:
     stall_after: float = 5.0
     lost_after: float = 30.0
     memory_limit: str = "1GB"
+    curve_secret: Path | None = None
+    curve_allow: Path | None = None
 
     @classmethod
     def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
@@ -140,6 +146,10 @@ class CollectorConfig:
                              cls.lost_after, float),
             memory_limit=r.get("memory_limit", "TRAINDASH_MEMORY_LIMIT", "collector.memory_limit",
                                cls.memory_limit),
+            curve_secret=_path(r.get("curve_secret", "TRAINDASH_CURVE_SECRET",
+                                     "collector.curve_secret", None)),
+            curve_allow=_path(r.get("curve_allow", "TRAINDASH_CURVE_ALLOW",
+                                    "collector.curve_allow", None)),
         )
 
 
@@ -154,6 +164,7 @@ class ProducerConfig:
     resend_after: float = 2.0
     close_timeout: float = 10.0
     max_unacked_bytes: int = 4 * 1024 * 1024
+    curve: CurveClient | None = None
 
     @classmethod
     def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
@@ -169,6 +180,7 @@ class ProducerConfig:
                                 "metrics_logging.close_timeout", cls.close_timeout, float),
             max_unacked_bytes=r.get("max_unacked_bytes", "TRAINDASH_MAX_UNACKED_BYTES",
                                     "metrics_logging.max_unacked_bytes", cls.max_unacked_bytes, int),
+            curve=curve_client(env),
         )
 
 
@@ -202,6 +214,26 @@ class UIConfig:
                                   "update_interval_ms", 2000, int),
             db=Path(r.get("db", "TRAINDASH_DB", "collector.db", DEFAULT_DB)),
         )
+
+
+@dataclass(frozen=True)
+class CurveClient:
+    """A client's CURVE keys: its own secret certificate and the collector's public one."""
+
+    client_secret_file: Path
+    server_public_file: Path
+
+
+def curve_client(env: Mapping[str, str] | None = None) -> CurveClient | None:
+    """Client keys from ``TRAINDASH_CURVE_CLIENT`` and ``TRAINDASH_CURVE_SERVER``, if set."""
+    env = environ() if env is None else env
+    client, server = env.get("TRAINDASH_CURVE_CLIENT"), env.get("TRAINDASH_CURVE_SERVER")
+    if not client and not server:
+        return None
+    if not (client and server):
+        raise ConfigError("set both TRAINDASH_CURVE_CLIENT (your .key_secret) and "
+                          "TRAINDASH_CURVE_SERVER (the collector's .key)")
+    return CurveClient(Path(client), Path(server))
 
 
 def output_dir(explicit: str | None, file_block: Mapping[str, Any] | None = None) -> Path:

@@ -12,7 +12,8 @@ from typing import Any
 import pyarrow as pa
 import zmq
 
-from traindash import wire
+from traindash import security, wire
+from traindash.config import ConfigError
 
 DEFAULT_TIMEOUT = 2.0
 
@@ -52,10 +53,14 @@ class QueryClient:
             sock = self.ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
             try:
+                security.secure_client(sock)
                 sock.connect(self.endpoint)
             except zmq.ZMQError as exc:
                 sock.close(0)
                 raise QueryError(f"bad query endpoint {self.endpoint!r}: {exc.strerror}") from None
+            except ConfigError:
+                sock.close(0)
+                raise
             self._sock = sock
         return self._sock
 

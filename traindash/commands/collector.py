@@ -17,6 +17,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="largest ingest message accepted (default 64 MiB)")
     p.add_argument("--query-timeout", type=float, metavar="S",
                    help="cancel a SQL query after S seconds (default 30)")
+    p.add_argument("--curve-secret", metavar="FILE",
+                   help="collector's CURVE secret certificate (from `traindash keys`); with "
+                        "--curve-allow, every socket requires CURVE (env TRAINDASH_CURVE_SECRET)")
+    p.add_argument("--curve-allow", metavar="DIR",
+                   help="directory of allowed client public keys (*.key); others are refused "
+                        "and logged (env TRAINDASH_CURVE_ALLOW)")
     add_config(p)
 
 

@@ -1,0 +1,1 @@
+"""The guide's import paths (``nexlify.monitoring.*``): re-exports of traindash, nothing more."""
