@@ -8,7 +8,9 @@ Results travel as an Arrow IPC stream.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import duckdb
@@ -21,6 +23,7 @@ from traindash.query import arrow_reader
 log = logging.getLogger("traindash.collector.query")
 
 POLL_MS = 100
+MANAGE_TIMEOUT = 30.0
 
 
 class QueryRefused(ValueError):
@@ -89,6 +92,8 @@ class QueryServer(threading.Thread):
         self.timeout = timeout
         self.max_rows = max_rows
         self._stop_flag = threading.Event()
+        # Writes (archive/delete) go to the collector's writer loop, which owns the store.
+        self.manage_requests: queue.Queue[tuple[wire.Manage, Future]] = queue.Queue()
 
     def stop(self) -> None:
         self._stop_flag.set()
@@ -108,11 +113,28 @@ class QueryServer(threading.Thread):
             self.sock.close(0)
             self.cursor.close()
 
+    def _manage(self, msg: wire.Manage) -> wire.Message:
+        future: Future = Future()
+        self.manage_requests.put((msg, future))
+        try:
+            ids = future.result(timeout=MANAGE_TIMEOUT)
+        except TimeoutError:
+            return wire.Error(f"the collector did not {msg.action} within {MANAGE_TIMEOUT:g} s")
+        except Exception as exc:
+            return wire.Error(str(exc))
+        sink = pa.BufferOutputStream()
+        table = pa.table({"run_id": pa.array(ids, type=pa.string())})
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return wire.Result(sink.getvalue().to_pybytes())
+
     def _answer(self, frames: list[bytes]) -> wire.Message:
         try:
             msg = wire.decode(frames)
         except wire.WireError as exc:
             return wire.Error(f"malformed request: {exc}")
+        if isinstance(msg, wire.Manage):
+            return self._manage(msg)
         if not isinstance(msg, wire.Query):
             return wire.Error("expected a query message")
         limit = max(0, min(msg.max_rows, self.max_rows))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import queue
 import signal
 import time
 from collections import Counter
@@ -160,6 +161,8 @@ class Collector:
                     self._drain(first_pending)
                 if self.work or self.ack_due:
                     self._commit()
+                if not self.queries.manage_requests.empty():
+                    self._manage()
                 now = time.monotonic()
                 if now >= next_liveness:
                     next_liveness = now + LIVENESS_INTERVAL
@@ -238,6 +241,21 @@ class Collector:
             self.rows.send_multipart(wire.encode(wire.Ack(run_id, self.seq.committed.get(run_id, 0))))
         for run_id, section in work.sections:
             self.rows.send_multipart(wire.encode(wire.Rows(run_id, section)))
+
+    def _manage(self) -> None:
+        """Carry out archive/delete requests from the query thread, on the writer."""
+        while True:
+            try:
+                msg, future = self.queries.manage_requests.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                ids = self.store.manage(msg.action, list(msg.run_ids))
+            except StoreError as exc:
+                future.set_exception(exc)
+            else:
+                log.info("%s %d run(s): %s", msg.action, len(ids), ", ".join(ids))
+                future.set_result(ids)
 
     def _log_handshakes(self) -> None:
         from zmq.utils.monitor import recv_monitor_message

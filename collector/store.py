@@ -231,6 +231,34 @@ class Store:
                WHERE runs.run_id = v.run_id""",
             [runs, [marks.get(r) for r in runs], [_micros(seen.get(r)) for r in runs]])
 
+    def manage(self, action: str, run_ids: list[str]) -> list[str]:
+        """Archive or delete finished runs; running ones are left alone. Returns those changed.
+
+        A deleted run keeps its ``runs`` row (status 'deleted', its ``acked_seq``) so that a
+        late re-send of its records is still recognised as a duplicate and dropped.
+        """
+        c = self.con
+        try:
+            c.execute("BEGIN TRANSACTION")
+            ids = [r for (r,) in c.execute(
+                "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest($1::VARCHAR[])) "
+                "AND status NOT IN ('running', 'stalled')", [run_ids]).fetchall()]
+            if ids and action == "delete":
+                for table in ("episodes", "model_metrics", "alerts"):
+                    c.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest($1::VARCHAR[]))",
+                              [ids])
+            if ids:
+                c.execute("UPDATE runs SET status = $2 WHERE run_id IN (SELECT unnest($1::VARCHAR[]))",
+                          [ids, "archived" if action == "archive" else "deleted"])
+            c.execute("COMMIT")
+        except duckdb.Error as exc:
+            try:
+                c.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            raise StoreError(f"{action} failed: {str(exc).splitlines()[0]}") from exc
+        return ids
+
     def record_rejects(self, rows: list[tuple[str, int, float, str, str]]) -> None:
         """Persist reject counters: (reason, count, last time, last sender, last detail)."""
         self.con.executemany(

@@ -14,6 +14,7 @@ import time
 import uuid
 import weakref
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ class MetricsLogger:
         if buffer_size < 1:
             raise ValueError("buffer_size must be at least 1")
         self.experiment_name = experiment_name
-        self.output_dir = Path(output_dir)
+        self.output_dir = Path(output_dir).absolute()
         self.buffer_size = buffer_size
         self.auto_save_interval = auto_save_interval
         self.enable_async = enable_async
@@ -161,8 +162,8 @@ class MetricsLogger:
                 q = None
         episode = kwargs.pop("episode", self._last_episode)
         self._queue.append((MODEL, time.time(), self._model_step, episode, loss, q,
-                            dict(gradients) if gradients else None,
-                            dict(weights) if weights else None, kwargs))
+                            _mapping(gradients, "gradients", kwargs),
+                            _mapping(weights, "weights", kwargs), kwargs))
         n = len(self._queue)
         if n >= self.buffer_size:
             self._backlog(n)
@@ -317,6 +318,16 @@ class MetricsLogger:
 
     def __repr__(self) -> str:
         return f"MetricsLogger(experiment_name={self.experiment_name!r}, run_id={self.run_id!r})"
+
+
+def _mapping(value: Any, name: str, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """A dict copy of ``value``; anything else is kept under ``kwargs[name]`` instead."""
+    if not value:
+        return None
+    if isinstance(value, Mapping):
+        return dict(value)
+    kwargs[name] = value
+    return None
 
 
 def _final(stats: dict[str, Any]) -> dict[str, Any]:

@@ -96,3 +96,14 @@ def test_limits_bound_unpacking() -> None:
     big = wire.encode(wire.Error("x" * 5000))
     with pytest.raises(WireError, match="bad-msgpack"):
         wire.decode(big, wire.Limits(max_str_len=1000))
+
+
+def test_manage_round_trip_and_validation() -> None:
+    msg = wire.Manage("archive", ("a", "b"))
+    assert wire.decode(wire.encode(msg)) == msg
+    bad = msgpack.packb({"v": 1, "k": "manage", "action": "drop", "runs": ["a"]})
+    with pytest.raises(WireError, match="action"):
+        wire.decode([b"manage", bad])
+    bad_run = msgpack.packb({"v": 1, "k": "manage", "action": "delete", "runs": [""]})
+    with pytest.raises(WireError, match="bad-run-id"):
+        wire.decode([b"manage", bad_run])

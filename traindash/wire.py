@@ -26,6 +26,9 @@ Query socket (DEALER/REQ -> collector ROUTER):
 
 ``query``  ``{v, k, sql, max_rows}``; answered by ``result`` ``{v, k, arrow, truncated}``
            (``arrow``: an Arrow IPC stream) or ``error`` ``{v, k, message}``.
+``manage`` ``{v, k, action, runs}``: ``archive`` or ``delete`` finished runs (the only
+           writes the query socket takes; the collector's writer carries them out);
+           answered by ``result`` (a table of the ``run_id``s changed) or ``error``.
 
 Record kinds: ``run`` (start: experiment, name, host, pid, hyperparameters, tags,
 description), ``episode``, ``model`` (loss, q summary and values, gradients), ``end``
@@ -73,6 +76,10 @@ class Kind(str, Enum):
     QUERY = "query"
     RESULT = "result"
     ERROR = "error"
+    MANAGE = "manage"
+
+
+MANAGE_ACTIONS = ("archive", "delete")
 
 
 class RecordKind(str, Enum):
@@ -130,6 +137,12 @@ class Query:
 
 
 @dataclass(frozen=True)
+class Manage:
+    action: str
+    run_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Result:
     arrow: bytes
     truncated: bool = False
@@ -140,7 +153,7 @@ class Error:
     message: str
 
 
-Message = Union[Batch, Heartbeat, Ack, Rows, Query, Result, Error]
+Message = Union[Batch, Heartbeat, Ack, Rows, Query, Result, Error, Manage]
 
 
 @dataclass(frozen=True)
@@ -208,6 +221,9 @@ def encode(msg: Message) -> list[bytes]:
     elif isinstance(msg, Error):
         topic = b"error"
         body.update(k=Kind.ERROR.value, message=msg.message)
+    elif isinstance(msg, Manage):
+        topic = b"manage"
+        body.update(k=Kind.MANAGE.value, action=msg.action, runs=list(msg.run_ids))
     else:
         raise WireError("unknown-message", type(msg).__name__)
     return [topic, msgpack.packb(body, use_bin_type=True)]
@@ -330,6 +346,14 @@ def decode(frames: list[bytes], limits: Limits = DEFAULT_LIMITS) -> Message:
             return Result(_get(body, "arrow", bytes), bool(body.get("truncated", False)))
         if kind == Kind.ERROR.value:
             return Error(_get(body, "message", str))
+        if kind == Kind.MANAGE.value:
+            action = _get(body, "action", str)
+            if action not in MANAGE_ACTIONS:
+                raise WireError("bad-field", f"action {action[:20]!r}")
+            runs = _get(body, "runs", list)
+            if len(runs) > 10_000:
+                raise WireError("bad-field", "too many runs")
+            return Manage(action, tuple(_run_id({"run": r}) for r in runs))
     except WireError:
         raise
     except (TypeError, ValueError, OverflowError) as exc:

@@ -60,3 +60,16 @@ def test_odd_values_never_cost_rows() -> None:
     wire.encode(wire.Batch("r", 1, 3, tuple(sections)))
     profits = [v for s in sections if "profit" in s.cols for v in list(s.cols["profit"])]
     assert any(isinstance(v, float) and math.isnan(v) for v in profits)
+
+
+def test_logger_keeps_odd_gradients_instead_of_raising(tmp_path) -> None:
+    from producer import MetricsLogger
+    from tests.harness import free_endpoints
+    from traindash.config import ProducerConfig
+
+    lg = MetricsLogger("odd", output_dir=str(tmp_path),
+                       config=ProducerConfig(endpoints=free_endpoints(), close_timeout=0.1))
+    lg.log_model_metrics(loss=0.5, q_values=..., gradients=..., weights=[1, 2])
+    lg.log_model_metrics(loss="high", q_values=[[1.0, 2.0], [3.0, 4.0]])
+    assert lg.get_statistics()["total_model_updates"] == 2
+    lg.close(timeout=0.1)
