@@ -29,8 +29,13 @@ run: install
 test: install chromium
 	PATH="$(BIN):$$PATH" $(PY) -m pytest
 
-bench: install
-	PATH="$(BIN):$$PATH" $(PY) bench/run.py
+# The peers (tensorboardX, MLflow, wandb, trackio) come from the `bench` extra only.
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[test,sb3,bench]"
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	PATH="$(BIN):$$PATH" $(PY) bench/run.py $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

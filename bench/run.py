@@ -1,0 +1,129 @@
+"""`make bench`: every benchmark in one run, side by side, into bench/results.* and the README.
+
+    python bench/run.py [--quick] [--only pipeline,peers,...] [--no-readme]
+
+Each module under bench/ has ``run(quick) -> list[dict]`` rows of
+``{benchmark, tool, metric, value, unit, note}``. Peers are measured in the same run as
+traindash, so the ratios hold even though this shared 2-core machine is noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(BENCH))
+
+MODULES = ("pipeline", "peers", "overhead", "ingest_scale", "ui_bench")
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def _value(row: dict) -> str:
+    v = row.get("value")
+    if v is None:
+        return "n/a"
+    return f"{v:,.3g}" if abs(v) < 100 else f"{v:,.0f}"
+
+
+def markdown(rows: list[dict], stamp: str, quick: bool) -> str:
+    lines = [f"Measured {stamp} on this project's shared 2-core machine with "
+             f"`make bench`{' (quick mode)' if quick else ''}; compare within a run.", "",
+             "| benchmark | tool | metric | value | unit | note |", "|---|---|---|---:|---|---|"]
+    for r in rows:
+        note = str(r.get("note", "")).replace("|", "/")
+        lines.append(f"| {r['benchmark']} | {r['tool']} | {r['metric']} | {_value(r)} | "
+                     f"{r['unit']} | {note} |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(rows: list[dict], path: Path) -> bool:
+    """Bar chart of log-call p50 for traindash and its peers (log scale)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    calls = [r for r in rows if r["metric"] == "p50" and r["unit"] == "us"
+             and r.get("value") and r["benchmark"] in ("log_call", "peers")]
+    if not calls:
+        return False
+    seen: dict[str, float] = {}
+    for r in calls:
+        seen.setdefault(r["tool"], r["value"])
+    tools = sorted(seen, key=seen.get)  # type: ignore[arg-type]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(tools) + 1.2))
+    colors = ["#00c2a8" if "traindash" in t else "#8a8f98" for t in tools]
+    ax.barh(tools, [seen[t] for t in tools], color=colors)
+    ax.set_xscale("log")
+    ax.set_xlabel("p50 cost of logging one episode (µs, log scale) — lower is better")
+    for i, t in enumerate(tools):
+        ax.text(seen[t] * 1.1, i, f"{seen[t]:.3g} µs", va="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def update_readme(table: str) -> bool:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if START not in text or END not in text:
+        return False
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{START}\n{table}{END}{tail}")
+    return True
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller runs, for a smoke check")
+    ap.add_argument("--only", help=f"comma-separated subset of {','.join(MODULES)}")
+    ap.add_argument("--no-readme", action="store_true", help="do not rewrite README's table")
+    args = ap.parse_args()
+    wanted = args.only.split(",") if args.only else list(MODULES)
+    unknown = set(wanted) - set(MODULES)
+    if unknown:
+        ap.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    rows: list[dict] = []
+    for name in wanted:
+        print(f"== {name}", flush=True)
+        t0 = time.monotonic()
+        try:
+            module = importlib.import_module(name)
+            got = module.run(quick=args.quick)
+        except Exception as exc:
+            traceback.print_exc()
+            got = [{"benchmark": name, "tool": "-", "metric": "error", "value": None, "unit": "",
+                    "note": f"{type(exc).__name__}: {exc}"[:200]}]
+        for r in got:
+            print(f"   {r['tool']:<40} {r['metric']:<28} {_value(r):>12} {r['unit']:<7} "
+                  f"{r.get('note', '')}", flush=True)
+        print(f"   ({time.monotonic() - t0:.0f} s)", flush=True)
+        rows += got
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    meta = {"when": stamp, "quick": args.quick, "python": platform.python_version(),
+            "machine": platform.machine()}
+    (BENCH / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    table = markdown(rows, stamp, args.quick)
+    (BENCH / "results.md").write_text(table)
+    if chart(rows, ROOT / "docs" / "bench_log_call.png"):
+        print("wrote docs/bench_log_call.png")
+    if not args.no_readme and update_readme(table):
+        print("updated the benchmark table in README.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
