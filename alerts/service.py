@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
 import time
 from collections.abc import Callable
-from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -27,8 +25,9 @@ from alerts.config import AlertsConfig
 from alerts.record import AlertRecorder
 from alerts.rules import Alert, RuleEngine
 from alerts.system import build_channels
-from traindash import wire
+from traindash import security, wire
 from traindash.query import QueryClient, QueryError, sql_literal
+from traindash.shutdown import GracefulExit
 from traindash.wire import RecordKind
 
 log = logging.getLogger("traindash.alerts")
@@ -62,7 +61,7 @@ def clean_model_row(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-class AlertsService:
+class AlertsService(GracefulExit):
     """Applies the rules to every trainer run the collector reports and delivers the alerts."""
 
     def __init__(self, config: AlertsConfig, clock: Callable[[], float] = time.time) -> None:
@@ -83,20 +82,12 @@ class AlertsService:
         self._statuses_seeded = False
         self._query_warned = False
 
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.should_exit:
-            self.force_exit = True
-        self.should_exit = True
-
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
         ctx = zmq.Context()
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
+        security.secure_client(sub)  # CURVE keys from TRAINDASH_CURVE_* when configured
         # Rule evaluation keeps up with normal traffic; a deep queue rides out bursts.
         sub.setsockopt(zmq.RCVHWM, RCVHWM)
         for kind in _SUBSCRIBE:

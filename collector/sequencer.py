@@ -17,7 +17,9 @@ MAX_HELD_PER_RUN = 256
 
 def _tail(section: Section, after: int) -> Section | None:
     """The rows of ``section`` whose seq is above ``after``."""
-    keep = section.cols["seq"] > after
+    seqs = section.cols["seq"]
+    assert isinstance(seqs, np.ndarray)  # wire.decode guarantees an int64 seq column
+    keep = seqs > after
     if keep.all():
         return section
     if not keep.any():
@@ -57,7 +59,7 @@ class Sequencer:
             held[batch.first] = batch
             return []
         out = self._accept(batch, acked)
-        held = self.held.get(run)
+        held = self.held.get(run) or {}
         while held:
             acked = self.working[run]
             ready = [first for first in held if first <= acked + 1]
@@ -67,8 +69,8 @@ class Sequencer:
                 b = held.pop(first)
                 if b.last > self.working[run]:
                     out.extend(self._accept(b, self.working[run]))
-        if held is not None and not held:
-            del self.held[run]
+        if not held:
+            self.held.pop(run, None)
         return out
 
     def _accept(self, batch: Batch, acked: int) -> list[Section]:

@@ -9,10 +9,8 @@ from __future__ import annotations
 import errno
 import logging
 import queue
-import signal
 import time
 from collections import Counter
-from types import FrameType
 
 import zmq
 
@@ -21,6 +19,7 @@ from collector.sequencer import Sequencer
 from collector.store import Store, StoreError, Work
 from traindash import security, wire
 from traindash.config import CollectorConfig, ConfigError
+from traindash.shutdown import GracefulExit
 
 log = logging.getLogger("traindash.collector")
 
@@ -54,7 +53,7 @@ def _bind(sock: zmq.Socket, endpoint: str, what: str) -> None:
         raise CollectorError(f"cannot bind {what} socket to {endpoint}: {exc}") from None
 
 
-class Collector:
+class Collector(GracefulExit):
     """Owns the DuckDB file and the ingest, rows and query sockets."""
 
     def __init__(self, config: CollectorConfig) -> None:
@@ -124,15 +123,6 @@ class Collector:
                 raise CollectorError(str(exc)) from None
         return sock
 
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.should_exit:
-            self.force_exit = True
-        self.should_exit = True
-
     def run(self) -> None:
         self.queries.start()
         log.info("collector: ingest %s, rows %s, query %s, db %s",
@@ -185,7 +175,8 @@ class Collector:
     def handle(self, frames: list) -> None:
         """Admit one ingest message into the pending work (malformed ones are counted)."""
         try:
-            msg = wire.decode([f.buffer if isinstance(f, zmq.Frame) else f for f in frames])
+            msg = wire.decode([f.buffer if isinstance(f, zmq.Frame) else f  # type: ignore[misc]
+                               for f in frames])
         except wire.WireError as exc:
             self._reject(exc.reason, str(exc), _sender(frames))
             return
@@ -265,7 +256,7 @@ class Collector:
             event = recv_monitor_message(self.monitor)
             self.rejects["handshake"] += 1
             self._rejects_dirty = True
-            log.warning("refused a connection: %s", security.describe_event(event))
+            log.warning("refused a connection: %s", security.describe_event(dict(event)))
 
     def _reopen(self) -> None:
         """DuckDB invalidates a database after a fatal error; reopen it from the file."""

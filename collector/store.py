@@ -118,7 +118,8 @@ class Store:
             body = ", ".join(f'"{n}" {t}' for n, t in cols.items())
             c.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body})")
         c.execute("CREATE TABLE IF NOT EXISTS schema_info (version INTEGER)")
-        if not c.execute("SELECT count(*) FROM schema_info").fetchone()[0]:
+        (count,) = c.execute("SELECT count(*) FROM schema_info").fetchone() or (0,)
+        if not count:
             c.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
         for view in VIEWS:
             c.execute(view)

@@ -7,12 +7,12 @@ to insert and name the custom columns that must be added first.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from traindash.jsonsafe import json_safe
 from traindash.wire import RecordKind, Section
 
 EPISODES = "episodes"
@@ -56,19 +56,7 @@ def to_json(value: Any) -> str | None:
     """JSON text for DuckDB; NaN/Inf become strings since JSON has no spelling for them."""
     if value is None:
         return None
-    return json.dumps(_json_safe(value), default=str, allow_nan=False)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, bytes):
-        return value.hex()
-    return value
+    return json.dumps(json_safe(value), default=str, allow_nan=False)
 
 
 def constant(value: str, n: int) -> pa.Array:
@@ -90,7 +78,7 @@ def _integers(values: np.ndarray) -> pa.Array:
 
 
 def _float_list(values: list) -> pa.Array:
-    out = []
+    out: list[list[float] | None] = []
     for v in values:
         if isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v):
             out.append([float(x) for x in v])

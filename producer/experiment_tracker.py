@@ -24,6 +24,7 @@ from producer.logger import MetricsLogger
 from producer.stats import LOWER_IS_BETTER
 from traindash import config as tdconfig
 from traindash import wire
+from traindash.jsonsafe import json_safe
 from traindash.query import QueryError, run_sql, sql_literal
 
 DEFAULT_METRICS = ("profit", "sharpe", "win_rate", "drawdown", "num_trades")
@@ -56,18 +57,6 @@ def _in_list(ids: Iterable[str]) -> str:
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    return value
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
     return value
 
 
@@ -460,12 +449,12 @@ def comparison_rows(comparison: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _csv(value: Any) -> Any:
     if isinstance(value, (list, dict)):
-        return json.dumps(_json_safe(value))
+        return json.dumps(json_safe(value))
     return value
 
 
 def _write_json(path: Path, doc: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_json_safe(doc), indent=1, default=str))
+    tmp.write_text(json.dumps(json_safe(doc), indent=1, default=str))
     tmp.replace(path)

@@ -84,7 +84,7 @@ def _custom_columns(dicts: Sequence[dict], keys: tuple, reserved: frozenset) -> 
         else:
             if extra is None:
                 extra = [{} for _ in dicts]
-            for row, v in zip(extra, values):
+            for row, v in zip(extra, values, strict=True):
                 row[key] = plain(v)
     return cols, extra
 
@@ -183,7 +183,7 @@ def pack(rows: list[tuple], first_seq: int) -> list[Section]:
 def _fields(row: tuple) -> tuple[RecordKind, dict[str, Any]]:
     code = row[0]
     if code == EPISODE:
-        fields = dict(zip(EPISODE_FIELDS, row[2:10]))
+        fields = dict(zip(EPISODE_FIELDS, row[2:10], strict=True))
         fields.update(row[10] or {})
         return RecordKind.EPISODE, fields
     if code == MODEL:

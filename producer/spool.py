@@ -35,7 +35,8 @@ class Spool:
     def _open(self):  # type: ignore[no-untyped-def]
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a+b")
+            # Kept open for the logger's lifetime; close() releases it.
+            self._fh = open(self.path, "a+b")  # noqa: SIM115
         return self._fh
 
     def append(self, body: bytes) -> int:

@@ -79,10 +79,9 @@ class CollectorProcess:
         return ProducerConfig(endpoints=self.endpoints, **overrides)
 
     def start(self, wait: bool = True) -> CollectorProcess:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(traindash_cmd("collector"), env=self.env, cwd=ROOT,
-                                     stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(traindash_cmd("collector"), env=self.env, cwd=ROOT,
+                                         stdout=log, stderr=subprocess.STDOUT)
         if wait:
             wait_for(self.answers, 30, "the collector to answer queries")
         return self

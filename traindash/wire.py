@@ -40,7 +40,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -57,7 +57,7 @@ TOPIC_HEARTBEAT = b"hb"
 TOPIC_ACK = b"ack\0"
 TOPIC_ROWS = b"rows\0"
 
-Column = Union[np.ndarray, list]
+Column = np.ndarray | list
 
 
 class WireError(ValueError):
@@ -153,7 +153,7 @@ class Error:
     message: str
 
 
-Message = Union[Batch, Heartbeat, Ack, Rows, Query, Result, Error, Manage]
+Message = Batch | Heartbeat | Ack | Rows | Query | Result | Error | Manage
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,8 @@ def test_curve_across_two_hosts(two_hosts, tmp_path: Path) -> None:  # type: ign
     col_ns, trn_ns = two_hosts
     keys = make_keys(tmp_path)
     ports = [free_port() for _ in range(3)]
-    eps = {name: f"tcp://10.231.7.1:{port}" for name, port in zip(("ingest", "rows", "query"), ports)}
+    eps = {name: f"tcp://10.231.7.1:{port}"
+           for name, port in zip(("ingest", "rows", "query"), ports, strict=True)}
     base = dict(os.environ, TRAINDASH_INGEST=eps["ingest"], TRAINDASH_ROWS=eps["rows"],
                 TRAINDASH_QUERY=eps["query"], TRAINDASH_DB=str(tmp_path / "net.duckdb"))
     col_env = dict(client_env(base, keys, "good"),
