@@ -37,6 +37,10 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 bench: $(VENV)/.bench-installed
 	PATH="$(BIN):$$PATH" $(PY) bench/run.py $(BENCH_ARGS)
 
+# The README's screenshot: collector + demo trainers + ui on free ports, seen by Chromium.
+screenshot: install chromium
+	PATH="$(BIN):$$PATH" $(PY) scripts/screenshot.py
+
 lint: install
 	$(BIN)/ruff check .
 

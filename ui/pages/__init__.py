@@ -1,0 +1,1 @@
+"""The dashboard's pages; each builds one session's layout and wires it to the shared feed."""
