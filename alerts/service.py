@@ -35,7 +35,10 @@ log = logging.getLogger("traindash.alerts")
 POLL_MS = 100
 MAX_MESSAGES_PER_TICK = 1000
 CONNECT_WAIT = 5.0
-DRAIN_TIMEOUT = 15.0
+# Process managers (honcho, systemd) allow a few seconds after SIGTERM: deliver what is
+# queued within that, and leave unacknowledged alert records in the spool.
+DRAIN_TIMEOUT = 3.0
+RECORD_CLOSE_TIMEOUT = 1.0
 RCVHWM = 100_000
 _Q_SUMMARY = ("q_mean", "q_std", "q_min", "q_max")
 _SUBSCRIBE = (RecordKind.RUN, RecordKind.EPISODE, RecordKind.MODEL, RecordKind.END)
@@ -69,7 +72,8 @@ class AlertsService(GracefulExit):
         self.clock = clock
         self.engine = RuleEngine(config.thresholds, config.cooldown_seconds, config.rules,
                                  config.new_best_min_episodes)
-        self.recorder = AlertRecorder(config.endpoints, config.output_dir, require_collector=True)
+        self.recorder = AlertRecorder(config.endpoints, config.output_dir, require_collector=True,
+                                      close_timeout=RECORD_CLOSE_TIMEOUT)
         self.channels = build_channels(config) if config.enabled else []
         self.dispatcher = Dispatcher(self.channels, self.recorder.record,
                                      storm_threshold=config.storm_threshold,
