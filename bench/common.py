@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -102,16 +103,32 @@ def run_child(args: list[str], timeout: float, env: dict[str, str] | None = None
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     if env:
         full_env.update(env)
+    # Its own session, so that whatever it starts (a collector, wandb's service) can be
+    # ended with it: the whole process group goes once the child is done or timed out.
+    proc = subprocess.Popen([sys.executable, *args], env=full_env, cwd=cwd or ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
-        proc = subprocess.run([sys.executable, *args], env=full_env, cwd=cwd or ROOT,
-                              capture_output=True, text=True, timeout=timeout)
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        proc.communicate()
         return None, f"timed out after {timeout:g} s"
-    for line in reversed(proc.stdout.splitlines()):
+    finally:
+        _kill_group(proc.pid)
+    for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_MARK):
             return json.loads(line[len(RESULT_MARK):]), ""
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    tail = (stderr or stdout).strip().splitlines()[-3:]
     return None, f"exit {proc.returncode}: " + " | ".join(t.strip() for t in tail)[:300]
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL what is left of a process group this module started (nothing else)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -6,7 +6,9 @@ Each tool runs in a child process of its own (fresh imports, its own background 
 temporary directory): traindash ``log_episode`` with a real collector subprocess receiving,
 a bare function appending the same arguments to a ``deque`` (the floor), tensorboardX
 ``add_scalar`` x8 and ``add_scalars``, MLflow ``log_metrics`` (synchronous and
-``synchronous=False``, local file store), wandb in offline mode, and trackio (local SQLite).
+``synchronous=False``; the local file store, which MLflow 3 keeps behind
+``MLFLOW_ALLOW_FILE_STORE``, and its default local SQLite backend), wandb in offline mode,
+and trackio (local SQLite).
 Every call is timed with ``perf_counter_ns`` after a warm-up; p50 and p99 are reported, and
 each peer's p50 as a multiple of traindash's. The peers come from the ``bench`` extra
 (``pip install -e '.[bench]'``); one that is missing or cannot run offline is reported with
@@ -16,6 +18,7 @@ each peer's p50 as a multiple of traindash's. The peers come from the ``bench`` 
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import sys
 import tempfile
@@ -29,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import call_stats, emit_result, print_table, row, run_child  # noqa: E402
 
-BENCH = "log_call_peers"
+BENCH = "peers"
 TRAINDASH = "traindash log_episode"
 
 #: Display name -> child key, in run order.
@@ -82,6 +85,7 @@ def _setup(tool: str, workdir: Path) -> tuple[Callable[[int], Any], Callable[[],
 
         collector = CollectorProcess(db=workdir / "bench.duckdb", endpoints=free_endpoints(),
                                      log_path=workdir / "collector.log").start()
+        atexit.register(collector.kill)  # on an error; the parent kills the group on a timeout
         try:
             logger = MetricsLogger("bench-peers", output_dir=str(workdir / "logs"),
                                    config=collector.producer_config())
