@@ -120,7 +120,7 @@ class MetricsLogger:
         self._saver: threading.Thread | None = None
         self._save_lock = threading.Lock()
         self._next_save_at = auto_save_interval if auto_save_interval > 0 else None
-        self._last_save = 0.0
+        self._last_save = time.monotonic()  # no snapshot in a run's first seconds
         self._sender.on_packed = self._maybe_auto_save
         self._sender.start()
         _open_loggers.add(self)

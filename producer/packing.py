@@ -132,6 +132,15 @@ def _q_summary(q: np.ndarray | None) -> tuple[float, float, float, float]:
     return float(q.mean()), float(q.std()), float(q.min()), float(q.max())
 
 
+def _q_summaries(qs: list[np.ndarray | None]) -> np.ndarray:
+    """(mean, std, min, max) per row; one vectorized pass when the arrays line up."""
+    sizes = {q.size for q in qs if q is not None}
+    if len(sizes) == 1 and all(q is not None for q in qs) and sizes.pop() > 0:
+        m = np.stack(qs)  # type: ignore[arg-type]
+        return np.column_stack([m.mean(axis=1), m.std(axis=1), m.min(axis=1), m.max(axis=1)])
+    return np.array([_q_summary(q) for q in qs], dtype=np.float64).reshape(len(qs), 4)
+
+
 def _model_section(rows: list[tuple], seqs: np.ndarray, fields: list[dict]) -> Section:
     n = len(rows)
     cols: dict[str, Any] = {
@@ -144,7 +153,7 @@ def _model_section(rows: list[tuple], seqs: np.ndarray, fields: list[dict]) -> S
     # Columns nobody logged are left out (NULL in DuckDB) rather than sent as NaN, so a
     # real NaN stays distinguishable from "not logged".
     if any(r[5] is not None for r in rows):
-        summary = np.array([_q_summary(r[5]) for r in rows], dtype=np.float64).reshape(n, 4)
+        summary = _q_summaries([r[5] for r in rows])
         cols.update(q_mean=summary[:, 0].copy(), q_std=summary[:, 1].copy(),
                     q_min=summary[:, 2].copy(), q_max=summary[:, 3].copy())
         cols["q_values"] = [None if r[5] is None else r[5][:MAX_Q_VALUES].tolist() for r in rows]

@@ -28,6 +28,9 @@ from traindash.config import ProducerConfig
 log = logging.getLogger("traindash.producer")
 
 RESEND_BUDGET_BYTES = 8 * 1024 * 1024
+# Until a collector has answered, heartbeat often so its subscription arrives (and its
+# first ack triggers the re-send of what was dropped before it) within milliseconds.
+EARLY_HEARTBEAT = 0.05
 NO_COLLECTOR_GRACE = 3.0
 SNDHWM = 1000
 
@@ -126,7 +129,8 @@ class Sender(threading.Thread):
         cfg = self.config
         next_heartbeat = 0.0
         while True:
-            self.wake.wait(cfg.flush_interval)
+            wait = cfg.flush_interval if self.ack_seen else min(EARLY_HEARTBEAT, cfg.flush_interval)
+            self.wake.wait(wait)
             self.wake.clear()
             now = time.monotonic()
             self._read_acks(sub, now)
@@ -135,7 +139,8 @@ class Sender(threading.Thread):
             if self.on_packed is not None:
                 self.on_packed()
             if now >= next_heartbeat:
-                next_heartbeat = now + cfg.heartbeat_interval
+                next_heartbeat = now + (cfg.heartbeat_interval if self.ack_seen
+                                        else min(EARLY_HEARTBEAT, cfg.heartbeat_interval))
                 pub.send_multipart(wire.encode(wire.Heartbeat(
                     self.run_id, self.last_seq, time.time(), self.host, self.pid)))
             self._resend(pub, now)

@@ -31,6 +31,7 @@ class Spool:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fh = None
+        self.written = path.exists()
 
     def _open(self):  # type: ignore[no-untyped-def]
         if self._fh is None:
@@ -40,6 +41,7 @@ class Spool:
         return self._fh
 
     def append(self, body: bytes) -> int:
+        self.written = True
         fh = self._open()
         fh.seek(0, os.SEEK_END)
         offset = fh.tell()
@@ -54,6 +56,9 @@ class Spool:
         return fh.read(size)
 
     def truncate(self) -> None:
+        if not self.written:
+            return
+        self.written = False
         if self._fh is not None:
             self._fh.truncate(0)
         elif self.path.exists():

@@ -20,6 +20,7 @@ from traindash.wire import RecordKind, Section
 
 LOWER_IS_BETTER = frozenset({"drawdown", "loss"})
 RECENT = 50
+FOLD_ROWS = 8192
 
 
 def _row(section: Section, i: int) -> dict[str, Any]:
@@ -91,42 +92,72 @@ class RunStats:
         self.n_episodes = 0
         self.n_models = 0
         self.profit_sum = 0.0
+        self._unfolded: list[Section] = []
+        self._unfolded_rows = 0
         # name -> (min value, its row, max value, its row); rows are built once per batch
         self.extremes: dict[str, tuple[float, dict, float, dict]] = {}
 
     def update(self, sections: list[Section]) -> None:
+        """Called by the sender for every packed batch: only bookkeeping, no reductions."""
         with self.lock:
             for section in sections:
                 if section.kind is RecordKind.EPISODE:
                     self.episodes.add(section)
                     self.n_episodes += len(section)
-                    self.profit_sum += float(np.nansum(section.cols["profit"]))
                 elif section.kind is RecordKind.MODEL:
                     self.models.add(section)
                     self.n_models += len(section)
                 else:
                     continue
-                self._extremes(section)
+                self._unfolded.append(section)
+                self._unfolded_rows += len(section)
+            if self._unfolded_rows >= FOLD_ROWS:
+                self._fold()
 
-    def _extremes(self, section: Section) -> None:
-        for name, values in section.cols.items():
-            if name in ("seq", "ts", "step") or not isinstance(values, np.ndarray):
-                continue
-            values = values.astype(np.float64, copy=False)
-            if np.isnan(values).all():
-                continue
-            lo, hi = int(np.nanargmin(values)), int(np.nanargmax(values))
-            old = self.extremes.get(name)
-            lo_v, hi_v = float(values[lo]), float(values[hi])
-            if old is None:
-                self.extremes[name] = (lo_v, _row(section, lo), hi_v, _row(section, hi))
-                continue
-            new_lo = (lo_v, _row(section, lo)) if lo_v < old[0] else (old[0], old[1])
-            new_hi = (hi_v, _row(section, hi)) if hi_v > old[2] else (old[2], old[3])
-            self.extremes[name] = (*new_lo, *new_hi)
+    def _fold(self) -> None:
+        """Reduce the queued sections into the all-time figures (lock held).
+
+        Sections with the same columns are concatenated first, so the cost is a few numpy
+        calls per column per few thousand rows, not per batch.
+        """
+        if not self._unfolded:
+            return
+        groups: dict[tuple, list[Section]] = {}
+        for section in self._unfolded:
+            groups.setdefault((section.kind, tuple(section.cols)), []).append(section)
+        self._unfolded = []
+        self._unfolded_rows = 0
+        for (kind, names), parts in groups.items():
+            offsets = np.cumsum([0] + [len(p) for p in parts])
+            for name in names:
+                if name in ("seq", "ts", "step") or not isinstance(parts[0].cols[name], np.ndarray):
+                    continue
+                values = np.concatenate([np.asarray(p.cols[name], dtype=np.float64) for p in parts])
+                if kind is RecordKind.EPISODE and name == "profit":
+                    self.profit_sum += float(np.nansum(values))
+                if np.isnan(values).all():
+                    continue
+                lo, hi = int(np.nanargmin(values)), int(np.nanargmax(values))
+                self._extreme(name, float(values[lo]), parts, offsets, lo,
+                              float(values[hi]), hi)
+
+    def _extreme(self, name: str, lo_v: float, parts: list[Section], offsets: np.ndarray,
+                 lo: int, hi_v: float, hi: int) -> None:
+        def row(i: int) -> dict[str, Any]:
+            k = int(np.searchsorted(offsets, i, side="right")) - 1
+            return _row(parts[k], i - int(offsets[k]))
+
+        old = self.extremes.get(name)
+        if old is None:
+            self.extremes[name] = (lo_v, row(lo), hi_v, row(hi))
+            return
+        new_lo = (lo_v, row(lo)) if lo_v < old[0] else (old[0], old[1])
+        new_hi = (hi_v, row(hi)) if hi_v > old[2] else (old[2], old[3])
+        self.extremes[name] = (*new_lo, *new_hi)
 
     def best_record(self, metric: str) -> dict[str, Any] | None:
         with self.lock:
+            self._fold()
             found = self.extremes.get(metric)
         if found is None:
             return None
@@ -155,6 +186,7 @@ class RunStats:
 
     def statistics(self) -> dict[str, Any]:
         with self.lock:
+            self._fold()
             n, m = self.n_episodes, self.n_models
             profit_sum = self.profit_sum
             latest = (self.episodes.last(1) or [{}])[0]

@@ -158,7 +158,9 @@ class ProducerConfig:
     """Settings of a MetricsLogger's sender (intervals are in seconds)."""
 
     endpoints: Endpoints = field(default_factory=Endpoints)
-    flush_interval: float = 0.005
+    # The sender wakes when buffer_size records wait, or after flush_interval at most:
+    # big batches keep its per-wake-up cost off the training thread's GIL time.
+    flush_interval: float = 0.05
     max_batch_rows: int = 8192
     heartbeat_interval: float = 1.0
     resend_after: float = 2.0
