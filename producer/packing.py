@@ -142,7 +142,6 @@ def _q_summaries(qs: list[np.ndarray | None]) -> np.ndarray:
 
 
 def _model_section(rows: list[tuple], seqs: np.ndarray, fields: list[dict]) -> Section:
-    n = len(rows)
     cols: dict[str, Any] = {
         "seq": seqs,
         "ts": _floats([r[1] for r in rows]),

@@ -105,6 +105,10 @@ class RunStats:
                     self.episodes.add(section)
                     self.n_episodes += len(section)
                 elif section.kind is RecordKind.MODEL:
+                    # Q-value lists are Python objects (~0.5 kB a row); statistics need only
+                    # the numeric columns, so the window keeps those.
+                    section = Section(section.kind, {k: v for k, v in section.cols.items()
+                                                     if isinstance(v, np.ndarray)})
                     self.models.add(section)
                     self.n_models += len(section)
                 else:

@@ -121,9 +121,9 @@ def test_trainer_sigkill_loses_at_most_the_last_flush_interval(
     finally:
         proc.kill()
         proc.stdout.close()  # type: ignore[union-attr]
-    # What is lost is what the sender thread had not yet published: one flush interval
-    # (5 ms) plus however long the OS and the GIL kept that thread from running. On a
-    # loaded 2-core machine that has been up to ~200 ms; bound it at 0.5 s of logging.
+    # What is lost is what the sender thread had not yet published: the batch being
+    # gathered (buffer_size = 100 records or 50 ms) plus however long the OS and the GIL
+    # kept that thread from running. Bound it at 0.5 s of logging.
     def prefix() -> int | None:
         row = collector.query("SELECT count(*) AS n, max(episode) AS top FROM episodes").to_pylist()[0]
         return row["top"] if row["top"] and row["n"] == row["top"] else None
