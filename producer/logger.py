@@ -30,7 +30,7 @@ from traindash.wire import RecordKind
 
 log = logging.getLogger("traindash.producer")
 
-MAX_QUEUED = 8_192
+MAX_QUEUED = 4_096
 AUTO_SAVE_MIN_INTERVAL = 30.0
 
 _open_loggers: weakref.WeakSet[MetricsLogger] = weakref.WeakSet()

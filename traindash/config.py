@@ -161,11 +161,11 @@ class ProducerConfig:
     # The sender wakes when buffer_size records wait, or after flush_interval at most:
     # big batches keep its per-wake-up cost off the training thread's GIL time.
     flush_interval: float = 0.05
-    max_batch_rows: int = 8192
+    max_batch_rows: int = 4096
     heartbeat_interval: float = 1.0
     resend_after: float = 2.0
     close_timeout: float = 10.0
-    max_unacked_bytes: int = 4 * 1024 * 1024
+    max_unacked_bytes: int = 2 * 1024 * 1024
     curve: CurveClient | None = None
 
     @classmethod
