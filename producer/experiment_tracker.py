@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import zmq
 
 from producer.logger import MetricsLogger
 from producer.stats import LOWER_IS_BETTER
 from traindash import config as tdconfig
 from traindash import wire
 from traindash.jsonsafe import json_safe
-from traindash.query import QueryError, run_sql, sql_literal
+from traindash.query import CollectorUnavailable, QueryClient, QueryError, run_sql, sql_literal
 
 DEFAULT_METRICS = ("profit", "sharpe", "win_rate", "drawdown", "num_trades")
 SUMMARY_KEYS = ("total_episodes", "best_profit", "best_episode", "avg_profit", "best_sharpe",
@@ -77,33 +76,16 @@ def manage_runs(query_endpoint: str, action: str, run_ids: Sequence[str],
     ``wire.Manage(action, run_ids)`` message answered by a ``wire.Result`` whose Arrow table
     has a ``run_id`` column (the runs changed) or a ``wire.Error``. ``archive`` sets a
     finished run's status to ``archived``; ``delete`` removes its episodes, model metrics and
-    alerts and sets its status to ``deleted``; running runs are refused. Raises
-    :class:`CollectorOperationUnsupported` while the wire format has no such message.
+    alerts and sets its status to ``deleted``; running runs are refused.
     """
     if action not in ADMIN_ACTIONS:
         raise ValueError(f"action must be one of {', '.join(ADMIN_ACTIONS)}")
-    message = getattr(wire, "Manage", None)
-    if message is None:
-        raise CollectorOperationUnsupported(
-            f"this traindash collector cannot {action} runs yet (no 'manage' request in the "
-            "wire format); the local snapshot was written")
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    try:
-        sock.connect(query_endpoint)
-        sock.send_multipart(wire.encode(message(action, tuple(run_ids))))
-        if not sock.poll(int(timeout * 1000)):
+    with QueryClient(query_endpoint, timeout) as client:
+        try:
+            reply = client.request(wire.Manage(action, tuple(run_ids)))
+        except CollectorUnavailable:
             raise QueryError(f"no collector answered at {query_endpoint} within {timeout:g} s; "
-                             f"runs can only be {action}d through a running collector")
-        reply = wire.decode(sock.recv_multipart())
-    finally:
-        sock.close(0)
-        ctx.term()
-    if isinstance(reply, wire.Error):
-        raise QueryError(reply.message)
-    if not isinstance(reply, wire.Result):
-        raise QueryError("unexpected reply from the collector")
+                             f"runs can only be {action}d through a running collector") from None
     return [str(r) for r in pa.ipc.open_stream(reply.arrow).read_all().column("run_id").to_pylist()]
 
 

@@ -65,8 +65,14 @@ class QueryClient:
         return self._sock
 
     def query(self, sql: str, max_rows: int = 1_000_000, timeout: float | None = None) -> pa.Table:
+        msg = self.request(wire.Query(sql, max_rows), timeout)
+        self.last_truncated = msg.truncated
+        return pa.ipc.open_stream(msg.arrow).read_all()
+
+    def request(self, message: wire.Message, timeout: float | None = None) -> wire.Result:
+        """Send one request on the query socket and return the collector's result."""
         sock = self._socket()
-        sock.send_multipart(wire.encode(wire.Query(sql, max_rows)))
+        sock.send_multipart(wire.encode(message))
         wait = self.timeout if timeout is None else timeout
         if not sock.poll(int(wait * 1000)):
             # A reply that arrives later would be read as the answer to the next query.
@@ -81,8 +87,7 @@ class QueryClient:
             raise QueryError(msg.message)
         if not isinstance(msg, wire.Result):
             raise QueryError("unexpected reply from the collector")
-        self.last_truncated = msg.truncated
-        return pa.ipc.open_stream(msg.arrow).read_all()
+        return msg
 
     def close(self) -> None:
         if self._sock is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from traindash.commands.common import add_config, add_db, add_endpoints, file_block, flags
-from traindash.config import THEMES, ConfigError, UIConfig
+from traindash.config import THEMES, UIConfig
 from traindash.errors import UserError
 
 HELP = "serve the live dashboard (Panel/Bokeh) fed by the collector"
@@ -25,10 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = UIConfig.resolve(flags(args), None, file_block(args))
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
+    cfg = UIConfig.resolve(flags(args), None, file_block(args))  # ConfigError: one line
     if cfg.update_interval < 50:
         raise UserError("--update-interval must be at least 50 ms")
     from ui.app import serve

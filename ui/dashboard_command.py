@@ -12,7 +12,7 @@ from pathlib import Path
 
 from traindash.cli import COMMANDS
 from traindash.commands.common import add_config, add_db, add_endpoints, file_block, flags
-from traindash.config import THEMES, ConfigError, UIConfig
+from traindash.config import THEMES, UIConfig
 from traindash.errors import UserError
 from ui.processes import (
     Children,
@@ -47,10 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = UIConfig.resolve(flags(args), None, file_block(args))
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
+    cfg = UIConfig.resolve(flags(args), None, file_block(args))  # ConfigError: one line
     if port_in_use(cfg.host, cfg.port):
         raise UserError(f"port {cfg.port} is already in use; pass --port")
     ep = cfg.endpoints
