@@ -191,7 +191,7 @@ def scaling(counts: list[int], episodes: int, repeats: int, tmp: Path) -> list[d
                 f"{n} x {episodes:,} episodes flat out; {spread}; {check}; target >= 400,000"),
             row(BENCH, tool, "last log -> committed (slowest trainer)", median(tails), "ms",
                 f"median of {repeats}, range {min(tails):.0f} .. {max(tails):.0f} ms; "
-                "the sender sends at 100 queued records or every 50 ms"),
+                "the sender sends at 100 queued records or every 100 ms"),
             row(BENCH, tool, "log calls/s per trainer", median(log_rates), "calls/s",
                 "median over trainers and repetitions, while logging"),
         ]

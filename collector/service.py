@@ -189,7 +189,7 @@ class Collector(GracefulExit):
             self.work.seen[msg.run_id] = now
             if sections:
                 self.work.marks[msg.run_id] = self.seq.mark(msg.run_id)
-            else:
+            if msg.ack or not sections:  # a re-sent duplicate is always answered
                 self.ack_due.add(msg.run_id)
         elif isinstance(msg, wire.Heartbeat):
             self.work.seen[msg.run_id] = now
@@ -226,8 +226,7 @@ class Collector(GracefulExit):
             self.backoff = COMMIT_BACKOFF_FIRST
             self.seq.commit()
             self.committed_rows += work.rows
-        acks = self.ack_due | work.marks.keys()
-        self.ack_due = set()
+        acks, self.ack_due = self.ack_due, set()
         for run_id in acks:
             self.rows.send_multipart(wire.encode(wire.Ack(run_id, self.seq.committed.get(run_id, 0))))
         for run_id, section in work.sections:

@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from producer.packing import EPISODE, MODEL, OTHER
+from producer.packing import EPISODE, EPISODE_RECORD, MODEL, OTHER
 from producer.sender import Sender
 from producer.spool import load_last_seq
 from producer.stats import RunStats
@@ -28,6 +29,7 @@ from traindash import config as tdconfig
 from traindash.query import QueryClient, QueryError, sql_literal
 from traindash.wire import RecordKind
 
+_pack_episode = EPISODE_RECORD.pack
 log = logging.getLogger("traindash.producer")
 
 MAX_QUEUED = 4_096
@@ -131,8 +133,16 @@ class MetricsLogger:
                     epsilon: float = 0.0, learning_rate: float = 0.0, **kwargs: Any) -> None:
         """Queue one episode's metrics; extra keyword metrics become columns of their own."""
         q = self._queue
-        q.append((EPISODE, time.time(), episode, profit, sharpe, win_rate, drawdown,
-                  num_trades, epsilon, learning_rate, kwargs or None))
+        try:
+            if kwargs:
+                raise struct.error
+            # The common case leaves the training thread as 64 packed bytes: the sender
+            # then has no per-value work left, only whole-buffer numpy calls.
+            q.append(_pack_episode(time.time(), episode, profit, sharpe, win_rate, drawdown,
+                                   num_trades, epsilon, learning_rate))
+        except struct.error:  # custom fields, or values that are not plain numbers
+            q.append((EPISODE, time.time(), episode, profit, sharpe, win_rate, drawdown,
+                      num_trades, epsilon, learning_rate, kwargs or None))
         self._last_episode = episode
         n = len(q)
         if n >= self.buffer_size:
@@ -152,15 +162,20 @@ class MetricsLogger:
                           gradients: dict[str, float] | None = None,
                           weights: dict[str, Any] | None = None, **kwargs: Any) -> None:
         """Queue one model update: loss, Q-values (summarised and kept), gradient stats."""
-        step = kwargs.pop("step", None)
+        if kwargs:
+            step = kwargs.pop("step", None)
+            episode = kwargs.pop("episode", self._last_episode)
+        else:
+            step, episode = None, self._last_episode
         self._model_step = self._model_step + 1 if step is None else int(step)
-        q = None
-        if q_values is not None:
+        q: Any = None
+        if type(q_values) is list or type(q_values) is tuple:
+            q = tuple(q_values)  # a copy; the sender turns it into numbers
+        elif q_values is not None:
             try:
                 q = np.array(q_values, dtype=np.float64).ravel()
             except (TypeError, ValueError):
                 q = None
-        episode = kwargs.pop("episode", self._last_episode)
         self._queue.append((MODEL, time.time(), self._model_step, episode, loss, q,
                             _mapping(gradients, "gradients", kwargs),
                             _mapping(weights, "weights", kwargs), kwargs))
@@ -218,6 +233,8 @@ class MetricsLogger:
         while self._sender.acked < target and time.monotonic() < deadline:
             if not self._sender.is_alive():
                 break
+            self._sender.want_ack = True
+            self._sender.wake.set()  # send and read acks now, not at the next interval
             time.sleep(0.005)
         return self._sender.acked >= target
 
@@ -324,7 +341,7 @@ def _mapping(value: Any, name: str, kwargs: dict[str, Any]) -> dict[str, Any] | 
     """A dict copy of ``value``; anything else is kept under ``kwargs[name]`` instead."""
     if not value:
         return None
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):
         return dict(value)
     kwargs[name] = value
     return None

@@ -8,7 +8,9 @@ wire). Custom numeric fields become float64 columns; anything else travels in ``
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -30,6 +32,17 @@ MAX_Q_VALUES = 4096
 _NUMERIC = (int, float, np.number)
 _CODE = itemgetter(0)
 _KWARGS = itemgetter(10)
+_EPISODE_VALUES = itemgetter(1, 2, 3, 4, 5, 6, 7, 8, 9)  # ts and the 8 fields
+_EPISODE_COLUMNS = ("ts", *EPISODE_FIELDS)
+_INT_ROWS = [1, 6]  # episode, num_trades in the matrix below
+_MODEL_VALUES = itemgetter(1, 2, 3, 4)  # ts, step, episode, loss
+
+# A plain episode (no custom fields, plain numbers) is queued as these packed bytes rather
+# than a tuple; RECORD_DTYPE reads a run of them back as columns without per-value work.
+EPISODE_RECORD = struct.Struct("<dqddddqdd")
+RECORD_DTYPE = np.dtype([(name, "<i8" if name in INT_FIELDS else "<f8")
+                         for name in _EPISODE_COLUMNS])
+assert RECORD_DTYPE.itemsize == EPISODE_RECORD.size
 
 
 def plain(value: Any) -> Any:
@@ -96,11 +109,40 @@ def _column(rows: list[tuple], j: int) -> np.ndarray:
         return _floats([r[j] for r in rows])
 
 
+def _episode_matrix(rows: list[tuple]) -> np.ndarray | None:
+    """ts and the 8 fields as a (9, n) float64 array, or None if a value is not a number.
+
+    One ``fromiter`` over all the values and one transposed copy: the sender thread runs
+    in short bursts with cold caches, where every numpy call costs microseconds.
+    """
+    n = len(rows)
+    try:
+        flat = np.fromiter(chain.from_iterable(map(_EPISODE_VALUES, rows)), np.float64, n * 9)
+    except (TypeError, ValueError):
+        return None
+    return flat.reshape(n, 9).T.copy()
+
+
+def _matrix_section(m: np.ndarray, seqs: np.ndarray) -> Section:
+    cols: dict[str, Any] = {"seq": seqs, **dict(zip(_EPISODE_COLUMNS, m, strict=True))}
+    ints = m[_INT_ROWS]
+    if abs(ints).max() < 2**62:  # False for NaN and inf as well
+        cols["episode"], cols["num_trades"] = ints.astype(np.int64)
+    else:
+        with np.errstate(all="ignore"):
+            cols["episode"], cols["num_trades"] = map(_ints_or_floats, ints)
+    return Section(RecordKind.EPISODE, cols)
+
+
 def _episode_section(rows: list[tuple], seqs: np.ndarray) -> Section:
-    cols: dict[str, Any] = {"seq": seqs, "ts": _column(rows, 1)}
-    for j, name in enumerate(EPISODE_FIELDS, start=2):
-        column = _column(rows, j)
-        cols[name] = _ints_or_floats(column) if name in INT_FIELDS else column
+    m = _episode_matrix(rows)
+    if m is None:
+        cols: dict[str, Any] = {"seq": seqs, "ts": _column(rows, 1)}
+        for j, name in enumerate(EPISODE_FIELDS, start=2):
+            column = _column(rows, j)
+            cols[name] = _ints_or_floats(column) if name in INT_FIELDS else column
+    else:
+        cols = _matrix_section(m, seqs).cols
     kwargs = rows[0][10]
     if kwargs:
         custom, extra = _custom_columns([r[10] for r in rows], tuple(kwargs), RESERVED)
@@ -132,30 +174,70 @@ def _q_summary(q: np.ndarray | None) -> tuple[float, float, float, float]:
     return float(q.mean()), float(q.std()), float(q.min()), float(q.max())
 
 
-def _q_summaries(qs: list[np.ndarray | None]) -> np.ndarray:
-    """(mean, std, min, max) per row; one vectorized pass when the arrays line up."""
+def _as_floats(q: Any) -> np.ndarray | None:
+    if q is None or isinstance(q, np.ndarray):
+        return q
+    try:
+        return np.array(q, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return None
+
+
+def _q_summaries(qs: list[Any]) -> tuple[np.ndarray, list]:
+    """((4, n) array of mean, std, min, max per row; the rows' values as lists).
+
+    A row's Q-values arrive as a float64 array, or as the tuple copy of the list the
+    trainer passed (cheaper for the training thread); None when not logged.
+    """
+    if all(type(q) is tuple for q in qs):
+        try:
+            m = np.array(qs, dtype=np.float64)
+        except (TypeError, ValueError):
+            m = None
+        if m is not None and m.ndim == 2 and 0 < m.shape[1] <= MAX_Q_VALUES:
+            return _stacked_summary(m), m.tolist()
+    qs = [_as_floats(q) for q in qs]
     sizes = {q.size for q in qs if q is not None}
-    if len(sizes) == 1 and all(q is not None for q in qs) and sizes.pop() > 0:
-        m = np.stack(qs)  # type: ignore[arg-type]
-        return np.column_stack([m.mean(axis=1), m.std(axis=1), m.min(axis=1), m.max(axis=1)])
-    return np.array([_q_summary(q) for q in qs], dtype=np.float64).reshape(len(qs), 4)
+    if len(sizes) == 1 and all(q is not None for q in qs):
+        size = sizes.pop()
+        if 0 < size <= MAX_Q_VALUES:
+            # One stacked pass instead of four reductions per row (and no np.std, whose
+            # Python-level implementation is a dozen calls).
+            m = np.stack(qs)  # type: ignore[arg-type]
+            return _stacked_summary(m), m.tolist()
+    summary = np.array([_q_summary(q) for q in qs], dtype=np.float64).reshape(len(qs), 4)
+    return summary.T.copy(), [None if q is None else q[:MAX_Q_VALUES].tolist() for q in qs]
+
+
+def _stacked_summary(m: np.ndarray) -> np.ndarray:
+    mean = m.sum(axis=1) / m.shape[1]
+    d = m - mean[:, None]
+    std = np.sqrt(np.einsum("ij,ij->i", d, d) / m.shape[1])
+    return np.array([mean, std, m.min(axis=1), m.max(axis=1)])
 
 
 def _model_section(rows: list[tuple], seqs: np.ndarray, fields: list[dict]) -> Section:
-    cols: dict[str, Any] = {
-        "seq": seqs,
-        "ts": _floats([r[1] for r in rows]),
-        "step": np.array([r[2] for r in rows], dtype=np.int64),
-        "episode": _ints_or_floats(_floats([math.nan if r[3] is None else r[3] for r in rows])),
-        "loss": _floats([r[4] for r in rows]),
-    }
+    n = len(rows)
+    try:
+        m = np.fromiter(chain.from_iterable(map(_MODEL_VALUES, rows)), np.float64, n * 4)
+        ts, step, episode, loss = m.reshape(n, 4).T.copy()
+        cols: dict[str, Any] = {"seq": seqs, "ts": ts, "step": step.astype(np.int64),
+                                "episode": _ints_or_floats(episode), "loss": loss}
+    except (TypeError, ValueError):  # None, strings, objects: one value at a time
+        cols = {
+            "seq": seqs,
+            "ts": _floats([r[1] for r in rows]),
+            "step": np.array([r[2] for r in rows], dtype=np.int64),
+            "episode": _ints_or_floats(_floats([math.nan if r[3] is None else r[3]
+                                                for r in rows])),
+            "loss": _floats([r[4] for r in rows]),
+        }
     # Columns nobody logged are left out (NULL in DuckDB) rather than sent as NaN, so a
     # real NaN stays distinguishable from "not logged".
     if any(r[5] is not None for r in rows):
-        summary = _q_summaries([r[5] for r in rows])
-        cols.update(q_mean=summary[:, 0].copy(), q_std=summary[:, 1].copy(),
-                    q_min=summary[:, 2].copy(), q_max=summary[:, 3].copy())
-        cols["q_values"] = [None if r[5] is None else r[5][:MAX_Q_VALUES].tolist() for r in rows]
+        summary, values = _q_summaries([r[5] for r in rows])
+        cols["q_mean"], cols["q_std"], cols["q_min"], cols["q_max"] = summary
+        cols["q_values"] = values
     grads = [r[6] or {} for r in rows]
     for key in ("mean", "std"):
         if any(key in g for g in grads):
@@ -178,14 +260,45 @@ def _other_section(row: tuple, seq: int) -> Section:
     return Section(kind, cols)
 
 
-def pack(rows: list[tuple], first_seq: int) -> list[Section]:
-    """Sections for ``rows``, which get seqs ``first_seq, first_seq + 1, ...`` in order."""
+def _record_section(records: list[bytes], seqs: np.ndarray) -> Section:
+    block = np.frombuffer(b"".join(records), RECORD_DTYPE)
+    cols: dict[str, Any] = {"seq": seqs}
+    for name in _EPISODE_COLUMNS:
+        cols[name] = block[name]
+    return Section(RecordKind.EPISODE, cols)
+
+
+def unpack_record(record: bytes) -> tuple:
+    """The queued tuple form of a packed episode record."""
+    return (EPISODE, *EPISODE_RECORD.unpack(record), None)
+
+
+def pack(rows: list[tuple | bytes], first_seq: int) -> list[Section]:
+    """Sections for ``rows``, which get seqs ``first_seq, first_seq + 1, ...`` in order.
+
+    A row is a queued tuple, or a plain episode packed as :data:`EPISODE_RECORD` bytes.
+    """
+    n = len(rows)
+    types = set(map(type, rows))
+    if types == {bytes}:  # the common case: nothing but plain episodes
+        return [_record_section(rows, np.arange(first_seq, first_seq + n, dtype=np.int64))]
+    sections = []
+    if bytes in types:
+        at = [i for i, row in enumerate(rows) if type(row) is bytes]
+        sections.append(_record_section([rows[i] for i in at],
+                                        np.asarray(at, dtype=np.int64) + first_seq))
+        keep = [i for i, row in enumerate(rows) if type(row) is not bytes]
+        rows = [rows[i] for i in keep]
+        seq_of = np.asarray(keep, dtype=np.int64) + first_seq
+    else:
+        seq_of = np.arange(first_seq, first_seq + n, dtype=np.int64)
     with np.errstate(all="ignore"):
         try:
-            return _pack(rows, first_seq)
+            return sections + _pack(rows, seq_of)  # type: ignore[arg-type]
         except Exception:
             # Odd values must not cost rows: fall back to one section per record.
-            return [_row_section(row, first_seq + i) for i, row in enumerate(rows)]
+            return sections + [_row_section(row, int(seq_of[i]))  # type: ignore[arg-type]
+                               for i, row in enumerate(rows)]
 
 
 def _fields(row: tuple) -> tuple[RecordKind, dict[str, Any]]:
@@ -197,7 +310,7 @@ def _fields(row: tuple) -> tuple[RecordKind, dict[str, Any]]:
     if code == MODEL:
         fields = {"step": row[2], "episode": row[3], "loss": row[4]}
         if row[5] is not None:
-            fields["q_values"] = plain(row[5])
+            fields["q_values"] = plain(_as_floats(row[5]))
         fields.update(model_fields(row))
         return RecordKind.MODEL, fields
     return row[2], dict(row[3])
@@ -220,10 +333,7 @@ def _row_section(row: tuple, seq: int) -> Section:
     return Section(kind, cols)
 
 
-def _pack(rows: list[tuple], first_seq: int) -> list[Section]:
-    if set(map(_CODE, rows)) == {EPISODE} and not any(map(_KWARGS, rows)):
-        seqs = np.arange(first_seq, first_seq + len(rows), dtype=np.int64)
-        return [_episode_section(rows, seqs)]
+def _pack(rows: list[tuple], seq_of: np.ndarray) -> list[Section]:
     groups: dict[tuple, list[int]] = {}
     model_extra: dict[int, dict] = {}
     for i, row in enumerate(rows):
@@ -239,7 +349,7 @@ def _pack(rows: list[tuple], first_seq: int) -> list[Section]:
         groups.setdefault(key, []).append(i)
     sections = []
     for key, idx in groups.items():
-        seqs = np.asarray(idx, dtype=np.int64) + first_seq
+        seqs = seq_of[idx]
         if key[0] == EPISODE:
             sections.append(_episode_section([rows[i] for i in idx], seqs))
         elif key[0] == MODEL:

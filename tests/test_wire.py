@@ -107,3 +107,16 @@ def test_manage_round_trip_and_validation() -> None:
     bad_run = msgpack.packb({"v": 1, "k": "manage", "action": "delete", "runs": [""]})
     with pytest.raises(WireError, match="bad-run-id"):
         wire.decode([b"manage", bad_run])
+
+
+def test_batch_ack_flag_round_trips_and_defaults_to_true() -> None:
+    quiet = wire.Batch("r", 1, 1, _batch(n=1).sections, ack=False)
+    body = msgpack.unpackb(wire.encode(quiet)[1], raw=False)
+    assert body["ack"] is False
+    assert wire.decode(wire.encode(quiet)).ack is False  # type: ignore[union-attr]
+    assert "ack" not in msgpack.unpackb(wire.encode(_batch(n=1))[1], raw=False)
+    assert wire.decode(wire.encode(_batch(n=1))).ack is True  # type: ignore[union-attr]
+    body["ack"] = "no"
+    with pytest.raises(wire.WireError) as err:
+        wire.decode([wire.TOPIC_BATCH, msgpack.packb(body, use_bin_type=True)])
+    assert err.value.reason == "bad-field"

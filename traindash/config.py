@@ -158,9 +158,10 @@ class ProducerConfig:
     """Settings of a MetricsLogger's sender (intervals are in seconds)."""
 
     endpoints: Endpoints = field(default_factory=Endpoints)
-    # The sender wakes when buffer_size records wait, or after flush_interval at most:
-    # big batches keep its per-wake-up cost off the training thread's GIL time.
-    flush_interval: float = 0.05
+    # The sender wakes when buffer_size records wait, or after flush_interval at most.
+    # Each wake-up costs the training thread GIL hand-offs and the sender's cold-cache
+    # Python time; at 1,000 records/s, 0.1 s matches buffer_size=100 (10 wake-ups/s).
+    flush_interval: float = 0.1
     max_batch_rows: int = 4096
     heartbeat_interval: float = 1.0
     resend_after: float = 2.0

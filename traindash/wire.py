@@ -103,10 +103,17 @@ class Section:
 
 @dataclass(frozen=True)
 class Batch:
+    """Records ``first..last`` of a run, each seq exactly once across the sections.
+
+    ``ack`` False asks the collector not to acknowledge this batch on its own: acks are
+    cumulative, so a producer asks for one every so often rather than for every batch.
+    """
+
     run_id: str
     first: int
     last: int
     sections: tuple[Section, ...]
+    ack: bool = True
 
 
 @dataclass(frozen=True)
@@ -202,6 +209,8 @@ def encode(msg: Message) -> list[bytes]:
         topic = TOPIC_BATCH
         body.update(k=Kind.BATCH.value, run=msg.run_id, first=msg.first, last=msg.last,
                     sections=[_pack_section(s) for s in msg.sections])
+        if not msg.ack:
+            body["ack"] = False
     elif isinstance(msg, Heartbeat):
         topic = TOPIC_HEARTBEAT
         body.update(k=Kind.HEARTBEAT.value, run=msg.run_id, seq=msg.seq, ts=msg.ts,
@@ -310,7 +319,10 @@ def _decode_batch(body: dict) -> Batch:
         seqs.sort()
         if seqs[0] != first or seqs[-1] != last or (total > 1 and not (np.diff(seqs) == 1).all()):
             raise WireError("bad-seq", "records do not cover the range exactly once")
-    return Batch(run, first, last, sections)
+    ack = body.get("ack", True)
+    if not isinstance(ack, bool):
+        raise WireError("bad-field", "ack is not a bool")
+    return Batch(run, first, last, sections, ack)
 
 
 def decode(frames: list[bytes], limits: Limits = DEFAULT_LIMITS) -> Message:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from producer import MetricsLogger
-from tests.harness import CollectorProcess, run_cli, traindash_cmd
+from tests.harness import CollectorProcess, run_cli, traindash_cmd, wait_for
 
 EPISODES = 3000
 TRAINERS = 3
@@ -174,3 +174,57 @@ def test_guide_logger_api_against_the_pipeline(collector: CollectorProcess, tmp_
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-x", "-q"]))
+
+
+def test_collector_acks_only_batches_that_ask_and_heartbeats(collector: CollectorProcess) -> None:
+    import time
+
+    import numpy as np
+    import zmq
+
+    from traindash import wire
+    from traindash.wire import RecordKind, Section
+
+    def batch(first: int, ack: bool) -> list[bytes]:
+        cols = {"seq": np.array([first], dtype=np.int64), "ts": np.array([time.time()]),
+                "episode": np.array([first], dtype=np.int64), "profit": np.array([1.0])}
+        return wire.encode(wire.Batch("quiet-run", first, first,
+                                      (Section(RecordKind.EPISODE, cols),), ack))
+
+    ctx = zmq.Context()
+    pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
+    try:
+        sub.setsockopt(zmq.SUBSCRIBE, wire.ack_topic("quiet-run"))
+        sub.connect(collector.endpoints.rows)
+        pub.connect(collector.endpoints.ingest)
+
+        def acks(wait: float) -> list[int]:
+            got, deadline = [], time.monotonic() + wait
+            while sub.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+                msg = wire.decode(sub.recv_multipart())
+                assert isinstance(msg, wire.Ack)
+                got.append(msg.acked)
+            return got
+
+        # Until the subscriptions are through, the first batch may be dropped: ask until
+        # the collector answers.
+        for _ in range(100):
+            pub.send_multipart(batch(1, ack=True))
+            if acks(0.1):
+                break
+        else:
+            raise AssertionError("the collector never acknowledged seq 1")
+        acks(0.3)  # drain answers to the repeats
+        pub.send_multipart(batch(2, ack=False))
+        pub.send_multipart(batch(3, ack=False))
+        wait_for(lambda: collector.scalar(
+            "SELECT count(*) FROM episodes WHERE run_id = 'quiet-run'") == 3, 10, "3 rows")
+        assert acks(0.5) == []  # stored, and nobody asked for an ack
+        pub.send_multipart(wire.encode(wire.Heartbeat("quiet-run", 3, time.time())))
+        assert acks(5.0)[-1:] == [3]
+        pub.send_multipart(batch(2, ack=False))  # a re-sent duplicate is always answered
+        assert acks(5.0)[-1:] == [3]
+    finally:
+        pub.close(0)
+        sub.close(0)
+        ctx.term()
