@@ -1,4 +1,4 @@
-"""Collector ingest: rows/s with 1-8 trainers, log-to-commit latency, and growth to 10M rows.
+"""Collector ingest: rows/s with 1-8 trainers, log-to-commit latency, and growth to 100M rows.
 
     .venv/bin/python bench/ingest_scale.py [--quick] [--scale-rows N]
 
@@ -15,7 +15,7 @@
   it sleeps). ``log_episode`` stamps ``ts`` at the log call; a SUB socket on the collector's
   rows endpoint takes the arrival time of each published row as its commit time.
 * Scale: two trainers at a time grow one database through the pipeline, stage by stage, to
-  ``--scale-rows`` episodes (10M by default, 300k with --quick); after each stage the stage's
+  ``--scale-rows`` episodes (100M by default, 300k with --quick); after each stage the stage's
   rows/s and the latency of the leaderboard query and of the downsampled (~1,000 points)
   history of the largest run, both through the collector's query socket.
 """
@@ -340,7 +340,9 @@ def scale(target_rows: int, tmp: Path) -> list[dict]:
 def run(quick: bool = False, scale_rows: int | None = None) -> list[dict]:
     """Scaling, latency and growth figures; rows in the bench/run.py contract."""
     episodes = 20_000 if quick else 150_000
-    target = scale_rows or (300_000 if quick else 10_000_000)
+    # The issue asks for 10M and 100M: a full run grows the database to 100M rows (about
+    # 2.5 minutes on a quiet machine and 2.3 GiB of temporary disk).
+    target = scale_rows or (300_000 if quick else 100_000_000)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp_name:
         tmp = Path(tmp_name)
