@@ -177,6 +177,67 @@ def measure(work_name: str, work: Callable[[], None], rounds: int, episodes: int
     return rows
 
 
+STALL_FACTOR = 1.2
+
+
+def _stall_us(durations: list[float]) -> tuple[float, float]:
+    """(median episode s, mean time per episode spent beyond STALL_FACTOR x the median, us)."""
+    ordered = sorted(durations)
+    med = ordered[len(ordered) // 2]
+    excess = sum(d - med for d in durations if d > STALL_FACTOR * med)
+    return med, excess / len(durations) * 1e6
+
+
+def stalls(work: Callable[[], None], segments: int, episodes: int, collector: object,
+           tmp: Path) -> list[dict]:
+    """Stalls of a CPU-bound loop: episodes that took much longer than the median.
+
+    Block totals of pure-Python work drift by several percent over seconds here, with or
+    without logging. Stalls do not drift with the machine's speed: an episode that waited
+    for the GIL, or lost its core, took far longer than its neighbours. This compares the
+    time lost in such episodes with and without logging; it leaves out costs spread evenly
+    over every episode, such as the log call itself (see the busy-wait rows and log_call).
+    """
+    from producer import MetricsLogger
+
+    logger = MetricsLogger("bench-stalls", output_dir=str(tmp / "logs"),
+                           config=collector.producer_config())  # type: ignore[attr-defined]
+    per_mode: dict[bool, list[float]] = {True: [], False: []}
+    medians: list[float] = []
+    clock = time.perf_counter
+    try:
+        block(WARMUP, work, logger, False)
+        logger.flush(timeout=30)
+        log_episode = logger.log_episode
+        for segment in range(2 * segments):
+            logging_on = segment % 2 == 0
+            durations = []
+            for ep in range(episodes):
+                t0 = clock()
+                work()
+                if logging_on:
+                    log_episode(ep, 1.5, 0.5, 0.6, 10.0, 7, 0.1, 0.001)
+                durations.append(clock() - t0)
+            logger.flush(timeout=30)
+            med, lost = _stall_us(durations)
+            per_mode[logging_on].append(lost)
+            medians.append(med)
+    finally:
+        logger.close()
+    with_us, without_us = median(per_mode[True]), median(per_mode[False])
+    episode_us = median(medians) * 1e6
+    note = (f"{segments} segments of {episodes:,} episodes each way, alternating; an episode "
+            f"stalled when it took over {STALL_FACTOR}x the median ({episode_us:.0f} us); "
+            f"time lost in stalls per episode: {with_us:.1f} us with logging, "
+            f"{without_us:.1f} us without (medians over segments)")
+    tool = "traindash, fixed CPU work ~1 ms, log_episode"
+    return [
+        row(BENCH, tool, "stall time added per episode", with_us - without_us, "us", note),
+        row(BENCH, tool, "stall overhead", (with_us - without_us) / episode_us * 100, "%",
+            "the row above as a share of the median episode"),
+    ]
+
+
 def run(quick: bool = False) -> list[dict]:
     """Measure the overhead with both kinds of simulated work; rows in the bench/run.py contract."""
     from tests.harness import CollectorProcess, free_endpoints
@@ -197,11 +258,14 @@ def run(quick: bool = False) -> list[dict]:
             for model in (False, True):
                 rows += measure("fixed CPU work ~1 ms", work, rounds, episodes, collector, tmp,
                                 model)
+            segments, per_segment = (2, 1000) if quick else (6, 2500)
+            rows += stalls(work, segments, per_segment, collector, tmp)
             episodes_stored = collector.scalar("SELECT count(*) FROM episodes")
             collector.stop()
         finally:
             collector.kill()
-    expected = 4 * (rounds * episodes + WARMUP)  # two kinds of work, with and without models
+    # two kinds of work, with and without models; then the stall segments that log
+    expected = 4 * (rounds * episodes + WARMUP) + WARMUP + segments * per_segment
     rows.append(row(BENCH, "traindash", "episodes committed", episodes_stored, "rows",
                     f"expected {expected:,}"))
     return rows

@@ -176,11 +176,15 @@ class Sender(threading.Thread):
             now = time.monotonic()
             self._read_acks(sub, now)
             self.drain()
-            self._send_outbox(pub, now)
+            # All the Python work of a wake-up comes first, and the sends last: each send
+            # releases the GIL, and whatever runs after it is time a CPU-bound training
+            # thread waits for the GIL to come back.
+            out: list[list[bytes]] = []
+            self._take_outbox(now, out)
             if self.on_packed is not None:
                 self.on_packed()
             if self.sent_at > now - 0.5 * cfg.heartbeat_interval and self.ack_seen:
-                # A batch went out just now; it carries the seq and marks the run alive.
+                # A batch goes out now; it carries the seq and marks the run alive.
                 next_heartbeat = max(next_heartbeat, self.sent_at + cfg.heartbeat_interval)
             if ((self.want_ack or self.stop_deadline is not None) and self.acked < self.last_seq
                     and now - self.ack_asked_at >= EARLY_HEARTBEAT / 2):
@@ -188,21 +192,25 @@ class Sender(threading.Thread):
                 # is always answered.
                 next_heartbeat = now
             self.want_ack = False
+            if self._resend(now, out):
+                next_heartbeat = now  # re-sent batches may not ask for an ack; this does
             if now >= next_heartbeat:
                 self.ack_asked_at = now
                 next_heartbeat = now + (cfg.heartbeat_interval if self.ack_seen
                                         else min(EARLY_HEARTBEAT, cfg.heartbeat_interval))
-                pub.send_multipart(wire.encode(wire.Heartbeat(
+                out.append(wire.encode(wire.Heartbeat(
                     self.run_id, self.last_seq, time.time(), self.host, self.pid)))
-            self._resend(pub, now)
+            done = False
             if self.stop_deadline is not None:
-                if not self.queue and not self.outbox and self.acked >= self.last_seq:
-                    return
                 deadline = self.stop_deadline
                 if not self.ack_seen:
                     deadline = min(deadline, self.stop_started + NO_COLLECTOR_GRACE)
-                if now >= deadline:
-                    return
+                done = (not self.queue and not self.outbox and self.acked >= self.last_seq
+                        ) or now >= deadline
+            for frames in out:
+                pub.send_multipart(frames)
+            if done:
+                return
 
     @property
     def stop_started(self) -> float:
@@ -241,11 +249,12 @@ class Sender(threading.Thread):
         if not self.unacked:
             self.spool.truncate()
 
-    def _send_outbox(self, pub: zmq.Socket, now: float) -> None:
+    def _take_outbox(self, now: float, out: list[list[bytes]]) -> None:
+        """Move packed batches to ``out`` (to be sent) and into ``unacked``."""
         while self.outbox:
             self.sent_at = now
             first, last, body = self.outbox.popleft()
-            pub.send_multipart([wire.TOPIC_BATCH, body])
+            out.append([wire.TOPIC_BATCH, body])
             self.unacked[first] = Pending(first, last, len(body), now, body=body)
             self.mem_bytes += len(body)
         if self.mem_bytes > self.config.max_unacked_bytes:
@@ -260,28 +269,26 @@ class Sender(threading.Thread):
                 entry.body = None
                 self.mem_bytes -= entry.size
 
-    def _resend(self, pub: zmq.Socket, now: float) -> None:
+    def _resend(self, now: float, out: list[list[bytes]]) -> bool:
+        """Queue what has waited too long for an ack on ``out``; True if anything was."""
         after = self.config.resend_after
         if self._resend_now:
             self._resend_now = False
             after = 0.0
         if not self.unacked or now - self.last_progress < after:
-            return
+            return False
         budget = RESEND_BUDGET_BYTES
         for entry in self.unacked.values():
             if now - entry.sent_at < after:
                 break
             body = entry.body if entry.body is not None else self.spool.read(entry.offset or 0)
-            pub.send_multipart([wire.TOPIC_BATCH, body])
+            out.append([wire.TOPIC_BATCH, body])
             entry.sent_at = now
             budget -= entry.size
             if budget <= 0:
                 break
         self.last_progress = now
-        # A re-sent batch may not ask for an ack itself; the heartbeat does.
-        pub.send_multipart(wire.encode(wire.Heartbeat(
-            self.run_id, self.last_seq, time.time(), self.host, self.pid)))
-        self.ack_asked_at = now
+        return True
 
     def _load_spool(self) -> None:
         """Records a previous logger with this run_id left unacknowledged go out first."""
