@@ -136,7 +136,7 @@ class MetricsLogger:
         try:
             if kwargs:
                 raise struct.error
-            # The common case leaves the training thread as 64 packed bytes: the sender
+            # The common case leaves the training thread as 72 packed bytes: the sender
             # then has no per-value work left, only whole-buffer numpy calls.
             q.append(_pack_episode(time.time(), episode, profit, sharpe, win_rate, drawdown,
                                    num_trades, epsilon, learning_rate))
