@@ -36,6 +36,20 @@ def add_db(p: argparse.ArgumentParser) -> None:
                    help="DuckDB file (default traindash.duckdb; env TRAINDASH_DB)")
 
 
+def add_read_options(p: argparse.ArgumentParser,
+                     formats: tuple[str, ...] = ("table", "csv", "json"),
+                     format_help: str | None = None, timeout: float = 2.0) -> None:
+    """--format, --timeout, --db, --query and --config: the options of every reading command."""
+    p.add_argument("--format", choices=formats, default=formats[0],
+                   help=format_help or f"output format (default {formats[0]})")
+    p.add_argument("--timeout", type=float, default=timeout, metavar="S",
+                   help="how long to wait for a collector before opening the file "
+                        f"(default {timeout:g})")
+    add_db(p)
+    add_endpoints(p, "query")
+    add_config(p)
+
+
 def flags(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if v is not None}
 

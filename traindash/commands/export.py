@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from traindash.commands.common import add_config, add_db, add_endpoints, file_block, flags, render
+from traindash.commands.common import add_read_options, file_block, flags, render
 from traindash.config import CollectorConfig
 from traindash.errors import UserError
 from traindash.query import run_sql, sql_literal
@@ -16,18 +16,13 @@ TABLES = ("episodes", "model_metrics", "runs", "alerts")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=("json", "csv", "parquet"), default="csv",
-                   help="json (one object a line), csv or parquet (default csv)")
     p.add_argument("--out", metavar="PATH",
                    help="file to write; default stdout for json/csv, <table>.parquet for parquet")
     p.add_argument("--run", action="append", dest="runs", metavar="ID",
                    help="only rows of this run (repeatable; default every run)")
     p.add_argument("--table", choices=TABLES, default="episodes", help="what to export (default episodes)")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                   help="how long to wait for a collector before opening the file (default 10)")
-    add_db(p)
-    add_endpoints(p, "query")
-    add_config(p)
+    add_read_options(p, formats=("csv", "json", "parquet"), timeout=10.0,
+                     format_help="json (one object a line), csv or parquet (default csv)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,21 +8,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from traindash.commands.common import add_config, add_db, add_endpoints, file_block, flags, render
+from traindash.commands.common import add_read_options, file_block, flags, render
 from traindash.config import CollectorConfig, ProducerConfig
 
 HELP = "rank runs by their best value of a metric (highest first; lowest for drawdown and loss)"
-
-
-def add_read_options(p: argparse.ArgumentParser, formats: tuple[str, ...] = ("table", "csv", "json")) -> None:
-    """--format, --timeout, --db, --query and --config, shared by the experiment commands."""
-    p.add_argument("--format", choices=formats, default=formats[0],
-                   help=f"output format (default {formats[0]})")
-    p.add_argument("--timeout", type=float, default=2.0, metavar="S",
-                   help="how long to wait for a collector before opening the file (default 2)")
-    add_db(p)
-    add_endpoints(p, "query")
-    add_config(p)
 
 
 def tracker(args: argparse.Namespace) -> Any:

@@ -6,8 +6,8 @@ import argparse
 
 import pyarrow as pa
 
-from traindash.commands.common import render
-from traindash.commands.leaderboard import add_read_options, tracker
+from traindash.commands.common import add_read_options, render
+from traindash.commands.leaderboard import tracker
 
 HELP = "list training runs (experiments): status, episodes, best profit, tags"
 

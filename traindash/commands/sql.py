@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from traindash.commands.common import add_config, add_db, add_endpoints, file_block, flags, render
+from traindash.commands.common import add_read_options, file_block, flags, render
 from traindash.config import CollectorConfig
 from traindash.query import run_sql
 
@@ -15,15 +15,9 @@ HELP = "run a read-only SQL query (through the collector, else the DuckDB file)"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sql", metavar="SQL", help='one SELECT statement, e.g. "SELECT * FROM runs"')
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
-                   help="output format (default table)")
     p.add_argument("--max-rows", type=int, default=100_000, metavar="N",
                    help="return at most N rows (default 100000)")
-    p.add_argument("--timeout", type=float, default=2.0, metavar="S",
-                   help="how long to wait for a collector before opening the file (default 2)")
-    add_db(p)
-    add_endpoints(p, "query")
-    add_config(p)
+    add_read_options(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from traindash.commands.common import add_config, add_db, add_endpoints, file_block, flags, render
+from traindash.commands.common import add_read_options, file_block, flags, render
 from traindash.config import CollectorConfig
 from traindash.query import run_sql
 
@@ -21,12 +21,7 @@ TOTALS = ("SELECT (SELECT count(*) FROM episodes) AS episodes, "
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    p.add_argument("--timeout", type=float, default=2.0, metavar="S",
-                   help="how long to wait for a collector before opening the file (default 2)")
-    add_db(p)
-    add_endpoints(p, "query")
-    add_config(p)
+    add_read_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
