@@ -133,16 +133,19 @@ class MetricsLogger:
                     epsilon: float = 0.0, learning_rate: float = 0.0, **kwargs: Any) -> None:
         """Queue one episode's metrics; extra keyword metrics become columns of their own."""
         q = self._queue
-        try:
-            if kwargs:
-                raise struct.error
+        record: bytes | tuple | None = None
+        if not kwargs:
             # The common case leaves the training thread as 72 packed bytes: the sender
             # then has no per-value work left, only whole-buffer numpy calls.
-            q.append(_pack_episode(time.time(), episode, profit, sharpe, win_rate, drawdown,
-                                   num_trades, epsilon, learning_rate))
-        except struct.error:  # custom fields, or values that are not plain numbers
-            q.append((EPISODE, time.time(), episode, profit, sharpe, win_rate, drawdown,
-                      num_trades, epsilon, learning_rate, kwargs or None))
+            try:
+                record = _pack_episode(time.time(), episode, profit, sharpe, win_rate,
+                                       drawdown, num_trades, epsilon, learning_rate)
+            except struct.error:  # values that are not plain numbers
+                pass
+        if record is None:
+            record = (EPISODE, time.time(), episode, profit, sharpe, win_rate, drawdown,
+                      num_trades, epsilon, learning_rate, kwargs or None)
+        q.append(record)
         self._last_episode = episode
         n = len(q)
         if n >= self.buffer_size:

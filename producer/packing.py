@@ -32,9 +32,7 @@ MAX_Q_VALUES = 4096
 _NUMERIC = (int, float, np.number)
 _CODE = itemgetter(0)
 _KWARGS = itemgetter(10)
-_EPISODE_VALUES = itemgetter(1, 2, 3, 4, 5, 6, 7, 8, 9)  # ts and the 8 fields
 _EPISODE_COLUMNS = ("ts", *EPISODE_FIELDS)
-_INT_ROWS = [1, 6]  # episode, num_trades in the matrix below
 _MODEL_VALUES = itemgetter(1, 2, 3, 4)  # ts, step, episode, loss
 
 # A plain episode (no custom fields, plain numbers) is queued as these packed bytes rather
@@ -109,40 +107,12 @@ def _column(rows: list[tuple], j: int) -> np.ndarray:
         return _floats([r[j] for r in rows])
 
 
-def _episode_matrix(rows: list[tuple]) -> np.ndarray | None:
-    """ts and the 8 fields as a (9, n) float64 array, or None if a value is not a number.
-
-    One ``fromiter`` over all the values and one transposed copy: the sender thread runs
-    in short bursts with cold caches, where every numpy call costs microseconds.
-    """
-    n = len(rows)
-    try:
-        flat = np.fromiter(chain.from_iterable(map(_EPISODE_VALUES, rows)), np.float64, n * 9)
-    except (TypeError, ValueError):
-        return None
-    return flat.reshape(n, 9).T.copy()
-
-
-def _matrix_section(m: np.ndarray, seqs: np.ndarray) -> Section:
-    cols: dict[str, Any] = {"seq": seqs, **dict(zip(_EPISODE_COLUMNS, m, strict=True))}
-    ints = m[_INT_ROWS]
-    if abs(ints).max() < 2**62:  # False for NaN and inf as well
-        cols["episode"], cols["num_trades"] = ints.astype(np.int64)
-    else:
-        with np.errstate(all="ignore"):
-            cols["episode"], cols["num_trades"] = map(_ints_or_floats, ints)
-    return Section(RecordKind.EPISODE, cols)
-
-
 def _episode_section(rows: list[tuple], seqs: np.ndarray) -> Section:
-    m = _episode_matrix(rows)
-    if m is None:
-        cols: dict[str, Any] = {"seq": seqs, "ts": _column(rows, 1)}
-        for j, name in enumerate(EPISODE_FIELDS, start=2):
-            column = _column(rows, j)
-            cols[name] = _ints_or_floats(column) if name in INT_FIELDS else column
-    else:
-        cols = _matrix_section(m, seqs).cols
+    """Episodes queued as tuples: those with custom fields or values that are not numbers."""
+    cols: dict[str, Any] = {"seq": seqs, "ts": _column(rows, 1)}
+    for j, name in enumerate(EPISODE_FIELDS, start=2):
+        column = _column(rows, j)
+        cols[name] = _ints_or_floats(column) if name in INT_FIELDS else column
     kwargs = rows[0][10]
     if kwargs:
         custom, extra = _custom_columns([r[10] for r in rows], tuple(kwargs), RESERVED)
