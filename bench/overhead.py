@@ -20,6 +20,9 @@ Two kinds of simulated work:
 * ``fixed CPU work``: a pure-Python loop calibrated to take about 1 ms. Here every
   microsecond the sender thread holds the GIL delays the loop, so this is the upper bound
   for a trainer whose work never releases the GIL.
+
+Each is measured with the default thread sender and with ``sender="process"``, where log
+calls copy records into shared memory and a shipper process does the rest (no GIL shared).
 """
 
 from __future__ import annotations
@@ -69,12 +72,26 @@ def calibrated_work() -> Callable[[], None]:
     return lambda: _spin(k)  # noqa: B023 - k is final here
 
 
-def _thread_clock(logger: object) -> int | None:
-    """The CPU-time clock of the logger's sender thread (Linux), or None."""
+def _sender_clock(logger: object) -> Callable[[], float] | None:
+    """The CPU seconds used so far by the logger's sender thread or shipper process (Linux)."""
+    proc = getattr(logger._sender, "proc", None)  # type: ignore[attr-defined]
+    if proc is not None:
+        tasks = Path(f"/proc/{proc.pid}/task")
+
+        def shipper_cpu() -> float:
+            total = 0
+            for task in tasks.iterdir():
+                try:
+                    total += int((task / "schedstat").read_text().split()[0])
+                except (OSError, ValueError, IndexError):
+                    pass
+            return total / 1e9
+        return shipper_cpu if tasks.exists() else None
     try:
-        return time.pthread_getcpuclockid(logger._sender.ident)  # type: ignore[attr-defined]
+        clock_id = time.pthread_getcpuclockid(logger._sender.ident)  # type: ignore[attr-defined]
     except (AttributeError, OSError, TypeError):
         return None
+    return lambda: time.clock_gettime(clock_id)
 
 
 def block(n: int, work: Callable[[], None], logger: object | None,
@@ -108,7 +125,7 @@ def _quartiles(values: list[float]) -> tuple[float, float]:
 
 
 def measure(work_name: str, work: Callable[[], None], rounds: int, episodes: int,
-            collector: object, tmp: Path, model: bool) -> list[dict]:
+            collector: object, tmp: Path, model: bool, sender: str = "thread") -> list[dict]:
     """Interleaved with/without rounds for one kind of work; rows for the table."""
     from producer import MetricsLogger
 
@@ -120,27 +137,27 @@ def measure(work_name: str, work: Callable[[], None], rounds: int, episodes: int
     unacked = 0
     # One long-lived logger, as in a real run. Its first auto-save (at episode 50, then at
     # most every 30 s) and its connection set-up happen in the warm-up, outside the clock.
-    logger = MetricsLogger("bench-overhead", output_dir=str(tmp / "logs"),
+    logger = MetricsLogger("bench-overhead", output_dir=str(tmp / "logs"), sender=sender,
                            config=collector.producer_config())  # type: ignore[attr-defined]
     try:
         time.sleep(0.1)
         block(WARMUP, work, logger, model)
         logger.flush(timeout=30)
         time.sleep(0.5)
-        clock_id = _thread_clock(logger)
+        sender_clock = _sender_clock(logger)
         for r in range(rounds):
             times: dict[bool, tuple[float, float]] = {}
             for with_logging in ((False, True) if r % 2 == 0 else (True, False)):
                 if not with_logging:
                     times[False] = block(episodes, work, None)
                     continue
-                s0 = time.clock_gettime(clock_id) if clock_id is not None else 0.0
+                s0 = sender_clock() if sender_clock is not None else 0.0
                 times[True] = block(episodes, work, logger, model)
                 # Everything sent and acknowledged before the next block starts.
                 if not logger.flush(timeout=30):
                     unacked += 1
-                if clock_id is not None:
-                    sender_cpu.append(time.clock_gettime(clock_id) - s0)
+                if sender_clock is not None:
+                    sender_cpu.append(sender_clock() - s0)
             (w1, c1), (w0, c0) = times[True], times[False]
             wall_pct.append((w1 - w0) / w0 * 100)
             cpu_pct.append((c1 - c0) / c0 * 100)
@@ -158,26 +175,30 @@ def measure(work_name: str, work: Callable[[], None], rounds: int, episodes: int
         note += f"; {unacked} blocks not fully acknowledged within 30 s"
     calls = (f"log_episode + log_model_metrics every {MODEL_EVERY}th" if model
              else "log_episode")
-    tool = f"traindash, {work_name}, {calls}"
+    tool = f"traindash ({sender} sender), {work_name}, {calls}"
+    own_cpu = ("process_time of the trainer (main + sender thread)" if sender == "thread" else
+               "process_time of the trainer (the shipper's CPU is its own process's, below)")
     rows = [
         row(BENCH, tool, "wall-time overhead", median(wall_pct), "%",
             note + "; guide promises < 1%, target < 0.1%"),
         row(BENCH, tool, "trainer CPU-time overhead", median(cpu_pct), "%",
-            "process_time of the trainer (main + sender thread), less disturbed by other "
-            "processes than wall time; "
+            f"{own_cpu}, less disturbed by other processes than wall time; "
             f"rounds ranged {min(cpu_pct):+.2f}% .. {max(cpu_pct):+.2f}%"),
         row(BENCH, tool, "added wall time per episode", median(per_episode_us), "us",
             f"{calls} per episode"),
     ]
     if sender_cpu:
         per_ep = sum(sender_cpu) / (len(sender_cpu) * episodes) * 1e6
-        rows.append(row(BENCH, tool, "sender thread CPU per episode", per_ep, "us",
-                        f"the sender's own CPU clock over the block and its flush; "
+        what = "sender thread" if sender == "thread" else "shipper process"
+        rows.append(row(BENCH, tool, f"{what} CPU per episode", per_ep, "us",
+                        f"the {what}'s own CPU clock over the block and its flush; "
                         f"{per_ep / (WORK_S * 1e4):.1f}% of a 1 ms episode"))
     return rows
 
 
 STALL_FACTOR = 1.2
+# (sender, log_model_metrics too) for both kinds of work; CPU-bound work adds process+model.
+SETUPS = [("thread", False), ("thread", True), ("process", False)]
 
 
 def _stall_us(durations: list[float]) -> tuple[float, float]:
@@ -189,7 +210,7 @@ def _stall_us(durations: list[float]) -> tuple[float, float]:
 
 
 def stalls(work: Callable[[], None], segments: int, episodes: int, collector: object,
-           tmp: Path) -> list[dict]:
+           tmp: Path, sender: str = "thread") -> list[dict]:
     """Stalls of a CPU-bound loop: episodes that took much longer than the median.
 
     Block totals of pure-Python work drift by several percent over seconds here, with or
@@ -200,7 +221,7 @@ def stalls(work: Callable[[], None], segments: int, episodes: int, collector: ob
     """
     from producer import MetricsLogger
 
-    logger = MetricsLogger("bench-stalls", output_dir=str(tmp / "logs"),
+    logger = MetricsLogger("bench-stalls", output_dir=str(tmp / "logs"), sender=sender,
                            config=collector.producer_config())  # type: ignore[attr-defined]
     per_mode: dict[bool, list[float]] = {True: [], False: []}
     medians: list[float] = []
@@ -230,7 +251,7 @@ def stalls(work: Callable[[], None], segments: int, episodes: int, collector: ob
             f"stalled when it took over {STALL_FACTOR}x the median ({episode_us:.0f} us); "
             f"time lost in stalls per episode: {with_us:.1f} us with logging, "
             f"{without_us:.1f} us without (medians over segments)")
-    tool = "traindash, fixed CPU work ~1 ms, log_episode"
+    tool = f"traindash ({sender} sender), fixed CPU work ~1 ms, log_episode"
     return [
         row(BENCH, tool, "stall time added per episode", with_us - without_us, "us", note),
         row(BENCH, tool, "stall overhead", (with_us - without_us) / episode_us * 100, "%",
@@ -251,21 +272,23 @@ def run(quick: bool = False) -> list[dict]:
         try:
             collector.start()
             block(200, busy_wait, None)  # warm the loop up
-            for model in (False, True):
+            for sender, model in SETUPS:
                 rows += measure("busy-wait 1 ms", busy_wait, rounds, episodes, collector, tmp,
-                                model)
+                                model, sender)
             work = calibrated_work()
-            for model in (False, True):
+            for sender, model in SETUPS + [("process", True)]:
                 rows += measure("fixed CPU work ~1 ms", work, rounds, episodes, collector, tmp,
-                                model)
+                                model, sender)
             segments, per_segment = (2, 1000) if quick else (6, 2500)
-            rows += stalls(work, segments, per_segment, collector, tmp)
+            for sender in ("thread", "process"):
+                rows += stalls(work, segments, per_segment, collector, tmp, sender)
             episodes_stored = collector.scalar("SELECT count(*) FROM episodes")
             collector.stop()
         finally:
             collector.kill()
-    # two kinds of work, with and without models; then the stall segments that log
-    expected = 4 * (rounds * episodes + WARMUP) + WARMUP + segments * per_segment
+    measured = 2 * len(SETUPS) + 1
+    expected = (measured * (rounds * episodes + WARMUP)
+                + 2 * (WARMUP + segments * per_segment))
     rows.append(row(BENCH, "traindash", "episodes committed", episodes_stored, "rows",
                     f"expected {expected:,}"))
     return rows

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import atexit
-import csv
-import json
 import logging
-import math
 import os
 import socket
 import struct
-import threading
 import time
 import uuid
 import weakref
@@ -22,18 +18,19 @@ from typing import Any
 import numpy as np
 
 from producer.packing import EPISODE, EPISODE_RECORD, MODEL, OTHER
+from producer.ring import RingWriter
 from producer.sender import Sender
+from producer.shipper import ShipperClient, ShipperGone, StatsProxy
+from producer.snapshot import Snapshots
 from producer.spool import load_last_seq
 from producer.stats import RunStats
 from traindash import config as tdconfig
-from traindash.query import QueryClient, QueryError, sql_literal
 from traindash.wire import RecordKind
 
 _pack_episode = EPISODE_RECORD.pack
 log = logging.getLogger("traindash.producer")
 
 MAX_QUEUED = 4_096
-AUTO_SAVE_MIN_INTERVAL = 30.0
 
 _open_loggers: weakref.WeakSet[MetricsLogger] = weakref.WeakSet()
 
@@ -63,17 +60,23 @@ class MetricsLogger:
     Args:
         experiment_name: the experiment this run belongs to.
         output_dir: where ``save_metrics`` writes and where the spool lives.
-        buffer_size: the sender wakes early once this many records wait.
+        buffer_size: the sender wakes early once this many records wait (the process
+            sender's shipper polls about as often as this many records arrive).
         auto_save_interval: every this many episodes (and at most every 30 s),
             ``save_metrics('json')`` refreshes a snapshot of the run in ``output_dir`` on a
             background thread; 0 turns it off. Durability does not depend on it: the
             collector stores each row as it is acknowledged.
-        enable_async: with False, each log call also packs its record in the caller.
+        enable_async: with False, each log call also packs its record in the caller
+            (thread sender only).
         run_id: resume an earlier run (its spool is re-sent); a new unique id by default.
         hyperparameters, tags, description, name: stored in the ``runs`` table.
         history_size: how many recent records the local statistics window keeps.
         role: ``"trainer"``; services that publish records (the alerts process) set their own.
         config: endpoints and intervals; by default from ``TRAINDASH_*`` variables.
+        sender: ``"thread"`` (a background thread packs and publishes) or ``"process"``
+            (log calls copy records into shared memory and a shipper process does the
+            rest, so a trainer whose work holds the GIL never waits for it); by default
+            ``config.sender``.
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class MetricsLogger:
         history_size: int = 10_000,
         role: str = "trainer",
         config: tdconfig.ProducerConfig | None = None,
+        sender: str | None = None,
     ) -> None:
         if not isinstance(experiment_name, str) or not experiment_name:
             raise ValueError("experiment_name must be a non-empty string")
@@ -106,24 +110,39 @@ class MetricsLogger:
         self.run_id = run_id or new_run_id(experiment_name)
         self.host = socket.gethostname()
         self.pid = os.getpid()
-        self._queue: deque[tuple] = deque()
-        self._stats = RunStats(history_size)
         self._model_step = 0
         self._last_episode: Any = None
         self._closed = False
-        self._sender = Sender(self.run_id, self.config, self._queue, self._stats,
-                              self.output_dir, self.host, self.pid,
-                              last_seq=load_last_seq(self.output_dir, self.run_id))
+        last_seq = load_last_seq(self.output_dir, self.run_id)
+        self.sender = sender or self.config.sender
+        self._queue: deque[Any] | RingWriter
+        self._sender: Sender | ShipperClient
+        self._stats: RunStats | StatsProxy
+        if self.sender == "process":
+            client = ShipperClient(self.run_id, self.config, self.output_dir, self.host,
+                                   self.pid, last_seq, experiment_name=experiment_name,
+                                   history_size=history_size, buffer_size=buffer_size,
+                                   auto_save_interval=auto_save_interval)
+            self._sender, self._queue, self._stats = client, client.queue, StatsProxy(client)
+            self.log_episode = self._log_episode_ring  # type: ignore[method-assign]
+        elif self.sender == "thread":
+            self._queue = deque()
+            self._stats = RunStats(history_size)
+            self._sender = Sender(self.run_id, self.config, self._queue, self._stats,
+                                  self.output_dir, self.host, self.pid, last_seq=last_seq)
+        else:
+            raise ValueError(f"sender must be 'thread' or 'process', not {self.sender!r}")
         self._queue.append((OTHER, time.time(), RecordKind.RUN, {
             "experiment": experiment_name, "name": name or self.run_id, "host": self.host,
             "pid": self.pid, "hyperparameters": hyperparameters or {}, "tags": list(tags or []),
             "description": description, "role": role,
         }))
-        self._saver: threading.Thread | None = None
-        self._save_lock = threading.Lock()
-        self._next_save_at = auto_save_interval if auto_save_interval > 0 else None
-        self._last_save = time.monotonic()  # no snapshot in a run's first seconds
-        self._sender.on_packed = self._maybe_auto_save
+        # The process sender auto-saves in the shipper, where the statistics live.
+        self._snapshots = Snapshots(experiment_name, self.run_id, self.output_dir, self.config,
+                                    self._stats, self.flush,
+                                    auto_save_interval if self.sender == "thread" else 0)
+        if isinstance(self._sender, Sender):
+            self._sender.on_packed = self._snapshots.maybe_auto_save
         self._sender.start()
         _open_loggers.add(self)
 
@@ -152,6 +171,19 @@ class MetricsLogger:
             self._backlog(n)
         elif not self.enable_async:
             self._sender.drain()
+
+    def _log_episode_ring(self, episode: int, profit: float, sharpe: float = 0.0,
+                          win_rate: float = 0.0, drawdown: float = 0.0, num_trades: int = 0,
+                          epsilon: float = 0.0, learning_rate: float = 0.0,
+                          **kwargs: Any) -> None:
+        """``log_episode`` of the process sender: plain episodes go straight into the ring."""
+        if kwargs or not self._queue.put_episode(  # type: ignore[union-attr]
+                time.time(), episode, profit, sharpe, win_rate, drawdown, num_trades, epsilon,
+                learning_rate):
+            MetricsLogger.log_episode(self, episode, profit, sharpe, win_rate, drawdown,
+                                      num_trades, epsilon, learning_rate, **kwargs)
+            return
+        self._last_episode = episode
 
     def _backlog(self, n: int) -> None:
         if n == self.buffer_size:
@@ -194,7 +226,7 @@ class MetricsLogger:
 
     # -- local statistics --------------------------------------------------------------
     def _sync(self) -> None:
-        self._sender.drain()
+        self._sender.drain()  # the process sender syncs on each statistics request
 
     @property
     def episode_metrics(self) -> list[dict[str, Any]]:
@@ -230,29 +262,7 @@ class MetricsLogger:
     # -- saving --------------------------------------------------------------------------
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until the collector has acknowledged everything logged so far."""
-        self._sync()
-        target = self._sender.last_seq
-        deadline = time.monotonic() + timeout
-        while self._sender.acked < target and time.monotonic() < deadline:
-            if not self._sender.is_alive():
-                break
-            self._sender.want_ack = True
-            self._sender.wake.set()  # send and read acks now, not at the next interval
-            time.sleep(0.005)
-        return self._sender.acked >= target
-
-    def _history(self) -> tuple[list[dict], list[dict], str]:
-        if self.flush(timeout=5.0):
-            try:
-                with QueryClient(self.config.endpoints.query, timeout=10.0) as client:
-                    where = f"WHERE run_id = {sql_literal(self.run_id)} ORDER BY seq"
-                    eps = client.query(f"SELECT * EXCLUDE (run_id) FROM episodes {where}")
-                    mods = client.query(f"SELECT * EXCLUDE (run_id) FROM model_metrics {where}")
-                return _records(eps.to_pylist()), _records(mods.to_pylist()), "collector"
-            except QueryError as exc:
-                log.warning("save_metrics: %s; writing the local window instead", exc)
-        with self._stats.lock:
-            return self._stats.episodes.last(), self._stats.models.last(), "local"
+        return self._sender.flush(timeout)
 
     def save_metrics(self, format: str = "json") -> Path:
         """Write this run's metrics to ``output_dir`` as JSON or CSV; returns the path.
@@ -260,50 +270,7 @@ class MetricsLogger:
         The rows come from the collector (every stored row); when no collector answers,
         from the local window of recent records.
         """
-        if format not in ("json", "csv"):
-            raise ValueError("format must be 'json' or 'csv'")
-        with self._save_lock:
-            return self._save(format)
-
-    def _save(self, format: str) -> Path:
-        episodes, models, source = self._history()
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        stem = self.output_dir / f"{self.experiment_name}_{self.run_id}"
-        if format == "json":
-            path = stem.with_suffix(".json")
-            doc = {"experiment_name": self.experiment_name, "run_id": self.run_id,
-                   "source": source, "statistics": self._stats.statistics(),
-                   "episodes": episodes, "model_metrics": models}
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(doc, default=_json_default, indent=1))
-            os.replace(tmp, path)
-            return path
-        path = stem.with_suffix(".csv")
-        _write_csv(path, episodes)
-        if models:
-            _write_csv(stem.parent / f"{stem.name}_model.csv", models)
-        return path
-
-    def _maybe_auto_save(self) -> None:
-        """Called by the sender after packing: start a background snapshot when due."""
-        due = self._next_save_at
-        if due is None or self._stats.n_episodes < due or self._closed:
-            return
-        now = time.monotonic()
-        if now - self._last_save < AUTO_SAVE_MIN_INTERVAL or (
-                self._saver is not None and self._saver.is_alive()):
-            return
-        self._last_save = now
-        self._next_save_at = self._stats.n_episodes + self.auto_save_interval
-        self._saver = threading.Thread(target=self._auto_save, name="traindash-autosave",
-                                       daemon=True)
-        self._saver.start()
-
-    def _auto_save(self) -> None:
-        try:
-            self.save_metrics("json")
-        except Exception as exc:
-            log.warning("traindash: auto-save of run %s failed: %s", self.run_id, exc)
+        return self._snapshots.save(format)
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self, status: str = "finished", final_metrics: dict[str, Any] | None = None,
@@ -314,18 +281,21 @@ class MetricsLogger:
         self._closed = True
         _open_loggers.discard(self)
         self._sync()
-        self.log_event(RecordKind.END, status=status,
-                       final_metrics=final_metrics or _final(self._stats.statistics()))
+        if not final_metrics:
+            try:
+                final_metrics = _final(self._stats.statistics())
+            except ShipperGone:  # stop() below says what that means for the records
+                final_metrics = {}
+        self.log_event(RecordKind.END, status=status, final_metrics=final_metrics)
         self._sender.stop(self.config.close_timeout if timeout is None else timeout)
         self._sender.join()
-        if self._saver is not None:
-            self._saver.join(timeout=10)
+        self._snapshots.join(timeout=10)
         left = self._sender.pending
         if left:
             log.warning("traindash: %d records of run %s were not acknowledged by a collector at "
                         "%s; they are kept in %s and will be re-sent by a logger with the same "
                         "run_id or by `traindash replay`", left, self.run_id,
-                        self.config.endpoints.ingest, self._sender.spool.path)
+                        self.config.endpoints.ingest, self._sender.spool_path)
 
     def is_closed(self) -> bool:
         return self._closed
@@ -354,46 +324,3 @@ def _final(stats: dict[str, Any]) -> dict[str, Any]:
     keys = ("total_episodes", "best_profit", "best_episode", "avg_profit", "best_sharpe",
             "max_drawdown", "training_time")
     return {k: stats[k] for k in keys if k in stats}
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
-
-
-def _records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for row in rows:
-        extra = row.pop("extra", None)
-        clean = {k: v for k, v in row.items() if v is not None}
-        if isinstance(extra, str):
-            try:
-                clean.update(json.loads(extra))
-            except ValueError:
-                clean["extra"] = extra
-        out.append(clean)
-    return out
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    fields: dict[str, None] = {}
-    for row in rows:
-        fields.update(dict.fromkeys(row))
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(fields))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _csv_value(v) for k, v in row.items()})
-    os.replace(tmp, path)
-
-
-def _csv_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, default=str)
-    return value

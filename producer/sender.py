@@ -140,6 +140,21 @@ class Sender(threading.Thread):
         self.stop_deadline = time.monotonic() + timeout
         self.wake.set()
 
+    def flush(self, timeout: float) -> bool:
+        """Wait until the collector has acknowledged everything queued so far."""
+        self.drain()
+        target = self.last_seq
+        deadline = time.monotonic() + timeout
+        while self.acked < target and time.monotonic() < deadline and self.is_alive():
+            self.want_ack = True
+            self.wake.set()  # send and read acks now, not at the next interval
+            time.sleep(0.005)
+        return self.acked >= target
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool.path
+
     @property
     def pending(self) -> int:
         """Records logged but not yet acknowledged by the collector."""
@@ -172,7 +187,7 @@ class Sender(threading.Thread):
         next_heartbeat = 0.0
         while True:
             wait = cfg.flush_interval if self.ack_seen else min(EARLY_HEARTBEAT, cfg.flush_interval)
-            self.wake.wait(wait)
+            self._idle(wait)
             now = time.monotonic()
             self._read_acks(sub, now)
             self.drain()
@@ -211,6 +226,10 @@ class Sender(threading.Thread):
                 pub.send_multipart(frames)
             if done:
                 return
+
+    def _idle(self, timeout: float) -> None:
+        """Between wake-ups: sleep until woken or ``timeout``."""
+        self.wake.wait(timeout)
 
     @property
     def stop_started(self) -> float:

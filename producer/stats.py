@@ -182,6 +182,11 @@ class RunStats:
         with self.lock:
             return self.episodes.last()
 
+    def window(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The recent episodes and model updates, oldest first."""
+        with self.lock:
+            return self.episodes.last(), self.models.last()
+
     def smoothed(self, name: str, window: int) -> float:
         with self.lock:
             values = self.episodes.column(name, window) or self.models.column(name, window)

@@ -153,6 +153,9 @@ class CollectorConfig:
         )
 
 
+SENDERS = ("thread", "process")
+
+
 @dataclass(frozen=True)
 class ProducerConfig:
     """Settings of a MetricsLogger's sender (intervals are in seconds)."""
@@ -167,12 +170,18 @@ class ProducerConfig:
     resend_after: float = 2.0
     close_timeout: float = 10.0
     max_unacked_bytes: int = 2 * 1024 * 1024
+    # "thread": a sender thread in the training process; "process": a shipper process fed
+    # through shared memory (see producer/shipper.py).
+    sender: str = "thread"
     curve: CurveClient | None = None
 
     @classmethod
     def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
                 file_block: Mapping[str, Any] | None = None) -> ProducerConfig:
         r = Resolver(flags, env, file_block)
+        sender = r.get("sender", "TRAINDASH_SENDER", "metrics_logging.sender", cls.sender)
+        if sender not in SENDERS:
+            raise ConfigError(f"sender {sender!r} is not one of {', '.join(SENDERS)}")
         return cls(
             endpoints=Endpoints.resolve(flags, env, file_block),
             flush_interval=r.get("flush_interval", "TRAINDASH_FLUSH_INTERVAL",
@@ -183,6 +192,7 @@ class ProducerConfig:
                                 "metrics_logging.close_timeout", cls.close_timeout, float),
             max_unacked_bytes=r.get("max_unacked_bytes", "TRAINDASH_MAX_UNACKED_BYTES",
                                     "metrics_logging.max_unacked_bytes", cls.max_unacked_bytes, int),
+            sender=sender,
             curve=curve_client(env),
         )
 

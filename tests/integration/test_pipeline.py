@@ -145,9 +145,11 @@ def test_unknown_flag_and_help() -> None:
         assert out.returncode == 0 and "usage: traindash " + cmd in out.stdout
 
 
-def test_guide_logger_api_against_the_pipeline(collector: CollectorProcess, tmp_path) -> None:
+@pytest.mark.parametrize("sender", ["thread", "process"])
+def test_guide_logger_api_against_the_pipeline(collector: CollectorProcess, tmp_path,
+                                               sender: str) -> None:
     lg = MetricsLogger(experiment_name="dqn_training", output_dir=str(tmp_path), buffer_size=100,
-                       auto_save_interval=50, enable_async=True,
+                       auto_save_interval=50, enable_async=True, sender=sender,
                        config=collector.producer_config())
     for ep in range(1, 61):
         lg.log_episode(episode=ep, profit=100.0 - abs(ep - 30), sharpe=1.5, win_rate=0.6,
@@ -170,10 +172,6 @@ def test_guide_logger_api_against_the_pipeline(collector: CollectorProcess, tmp_
     assert csv_path.read_text().count("\n") == 61
     lg.close()
     assert collector.scalar("SELECT status FROM runs") == "finished"
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-x", "-q"]))
 
 
 def test_collector_acks_only_batches_that_ask_and_heartbeats(collector: CollectorProcess) -> None:
@@ -228,3 +226,7 @@ def test_collector_acks_only_batches_that_ask_and_heartbeats(collector: Collecto
         pub.close(0)
         sub.close(0)
         ctx.term()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-x", "-q"]))

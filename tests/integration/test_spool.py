@@ -6,16 +6,17 @@ import json
 
 import pytest
 
-import producer.logger as logger_module
+import producer.snapshot as snapshot_module
 from producer import MetricsLogger
 from tests.harness import CollectorProcess, run_cli, wait_for
 
 
+@pytest.mark.parametrize("sender", ["thread", "process"])
 def test_no_collector_spools_then_replay_delivers_exactly_once(
-        stopped_collector: CollectorProcess, tmp_path) -> None:
+        stopped_collector: CollectorProcess, tmp_path, sender: str) -> None:
     c = stopped_collector
     out = tmp_path / "logs"
-    lg = MetricsLogger("offline", output_dir=str(out), config=c.producer_config())
+    lg = MetricsLogger("offline", output_dir=str(out), config=c.producer_config(), sender=sender)
     for i in range(5000):
         lg.log_episode(i, float(i))
     lg.close(timeout=0.2)
@@ -35,16 +36,17 @@ def test_no_collector_spools_then_replay_delivers_exactly_once(
     assert c.scalar("SELECT count(*) FROM episodes") == 5000
 
 
+@pytest.mark.parametrize("sender", ["thread", "process"])
 def test_resume_with_same_run_id_resends_and_continues(
-        stopped_collector: CollectorProcess, tmp_path) -> None:
+        stopped_collector: CollectorProcess, tmp_path, sender: str) -> None:
     c = stopped_collector
     out = str(tmp_path / "logs")
-    first = MetricsLogger("resume", output_dir=out, config=c.producer_config())
+    first = MetricsLogger("resume", output_dir=out, config=c.producer_config(), sender=sender)
     for i in range(300):
         first.log_episode(i, 1.0)
     first.close(timeout=0.2)
     c.start()
-    second = MetricsLogger("resume", output_dir=out, run_id=first.run_id,
+    second = MetricsLogger("resume", output_dir=out, run_id=first.run_id, sender=sender,
                            config=c.producer_config())
     for i in range(300, 600):
         second.log_episode(i, 2.0)
@@ -56,11 +58,12 @@ def test_resume_with_same_run_id_resends_and_continues(
     assert c.scalar("SELECT count(*) FROM runs") == 1
 
 
+@pytest.mark.parametrize("sender", ["thread", "process"])
 def test_auto_save_writes_a_snapshot_off_the_training_thread(
-        collector: CollectorProcess, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(logger_module, "AUTO_SAVE_MIN_INTERVAL", 0.0)
+        collector: CollectorProcess, tmp_path, monkeypatch: pytest.MonkeyPatch, sender: str) -> None:
+    monkeypatch.setattr(snapshot_module, "AUTO_SAVE_MIN_INTERVAL", 0.0)
     out = tmp_path / "logs"
-    lg = MetricsLogger("autosave", output_dir=str(out), auto_save_interval=20,
+    lg = MetricsLogger("autosave", output_dir=str(out), auto_save_interval=20, sender=sender,
                        config=collector.producer_config())
     for i in range(100):
         lg.log_episode(i, float(i))

@@ -1,0 +1,140 @@
+"""The process sender: a shipper process fed through shared memory, with real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from producer import MetricsLogger
+from tests.harness import ROOT, CollectorProcess, run_cli, wait_for
+from traindash.config import ConfigError, ProducerConfig
+
+LOG_THEN_DIE = r"""
+import os, signal, sys
+from producer import MetricsLogger
+lg = MetricsLogger("doomed", output_dir=sys.argv[1], sender="process")
+for i in range(1, 3001):
+    lg.log_episode(i, 1.0)
+    if i % 10 == 0:
+        lg.log_model_metrics(0.5, q_values=[1.0, 2.0])
+print(lg.run_id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_trainer_sigkill_loses_nothing_it_logged(collector: CollectorProcess, tmp_path) -> None:
+    # The records are in shared memory the moment log_episode returns; the shipper sees
+    # the training process vanish and ships all of them.
+    proc = subprocess.run([sys.executable, "-c", LOG_THEN_DIE, str(tmp_path)], env=collector.env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    run_id = proc.stdout.strip()
+    wait_for(lambda: collector.scalar("SELECT count(*) FROM episodes") == 3000, 20,
+             "all 3,000 episodes of the killed trainer")
+    row = collector.query("SELECT count(DISTINCT seq) AS d, min(episode) AS lo, "
+                          "max(episode) AS hi FROM episodes").to_pylist()[0]
+    assert row == {"d": 3000, "lo": 1, "hi": 3000}
+    assert collector.scalar("SELECT count(*) FROM model_metrics") == 300
+    # No end record: the run did not finish, and the collector will call it lost.
+    assert collector.scalar(f"SELECT status FROM runs WHERE run_id = '{run_id}'") != "finished"
+
+
+def test_a_killed_shipper_is_replaced_and_later_records_arrive(collector: CollectorProcess,
+                                                                tmp_path) -> None:
+    lg = MetricsLogger("respawn", output_dir=str(tmp_path), sender="process",
+                       config=collector.producer_config())
+    for i in range(1, 1001):
+        lg.log_episode(i, 1.0)
+    assert lg.flush(timeout=30)
+    first = lg._sender.proc  # type: ignore[union-attr]
+    first.kill()
+    first.wait(10)
+    for i in range(1001, 2001):
+        lg.log_episode(i, 2.0)
+    assert lg.flush(timeout=30)  # starts the new shipper, which ships the ring's contents
+    assert lg._sender.restarts == 1  # type: ignore[union-attr]
+    assert lg._sender.proc.pid != first.pid  # type: ignore[union-attr]
+    lg.close()
+    rows = collector.query("SELECT count(*) AS n, count(DISTINCT seq) AS s, "
+                           "count(DISTINCT episode) AS e FROM episodes").to_pylist()[0]
+    assert rows == {"n": 2000, "s": 2000, "e": 2000}
+    assert collector.scalar("SELECT status FROM runs") == "finished"
+
+
+CTRL_C = r"""
+import sys, time
+from producer import MetricsLogger
+with MetricsLogger("interrupted", output_dir=sys.argv[1], sender="process") as lg:
+    i = 0
+    while True:
+        i += 1
+        lg.log_episode(i, 1.0)
+        if i == 2000:
+            print("ready", flush=True)
+        if i > 2000:
+            time.sleep(0.001)
+"""
+
+
+def test_ctrl_c_in_the_terminal_does_not_stop_the_shipper_early(collector: CollectorProcess,
+                                                                 tmp_path) -> None:
+    # Ctrl-C signals the whole process group: the shipper must outlive the trainer's
+    # KeyboardInterrupt long enough to ship the run's end.
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C, str(tmp_path)], env=collector.env,
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"  # type: ignore[union-attr]
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert "KeyboardInterrupt" in err
+    assert collector.scalar("SELECT status FROM runs") == "crashed"
+    row = collector.query("SELECT count(*) AS n, max(episode) AS hi FROM episodes").to_pylist()[0]
+    assert row["n"] == row["hi"] >= 2000
+
+
+def test_sender_is_chosen_by_config_and_checked(td_env: CollectorProcess, tmp_path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAINDASH_SENDER", "process")
+    assert ProducerConfig.resolve(env=os.environ).sender == "process"
+    monkeypatch.setenv("TRAINDASH_SENDER", "fork")
+    with pytest.raises(ConfigError, match="sender 'fork' is not one of thread, process"):
+        ProducerConfig.resolve(env=os.environ)
+    with pytest.raises(ValueError, match="sender must be 'thread' or 'process'"):
+        MetricsLogger("x", output_dir=str(tmp_path), sender="fork",
+                      config=ProducerConfig())
+
+
+def test_demo_trainers_run_on_the_process_sender(collector: CollectorProcess,
+                                                 tmp_path: Path) -> None:
+    env = dict(collector.env, TRAINDASH_SENDER="process")
+    res = run_cli("demo", "--trainers", "2", "--episodes", "500", "--interval", "0",
+                  env=env, cwd=tmp_path, timeout=90)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = collector.query("SELECT run_id, count(*) AS n, count(DISTINCT seq) AS s "
+                           "FROM episodes GROUP BY run_id").to_pylist()
+    assert len(rows) == 2 and all(r["n"] == r["s"] == 500 for r in rows)
+    assert collector.scalar("SELECT count(*) FROM runs WHERE status = 'finished'") == 2
+
+
+def test_a_shipper_that_cannot_run_is_a_clear_error_not_a_hang(
+        tmp_path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from producer import shipper
+
+    monkeypatch.setattr(shipper, "_ENTRY", "import sys; sys.exit(3)")
+    lg = MetricsLogger("broken", output_dir=str(tmp_path), sender="process",
+                       config=ProducerConfig())
+    lg.log_episode(1, 1.0)  # into shared memory: nothing to wait for yet
+    with pytest.raises(shipper.ShipperGone):
+        lg.get_statistics()
+    lg.close()  # does not raise or hang; says what was lost
+    # the run's start record, the episode and the run's end
+    assert "could not stop the shipper" in caplog.text and "the 3 records" in caplog.text
+    assert 1 <= lg._sender.restarts <= shipper.MAX_RESTARTS  # type: ignore[union-attr]
