@@ -125,8 +125,14 @@ def _quartiles(values: list[float]) -> tuple[float, float]:
 
 
 def measure(work_name: str, work: Callable[[], None], rounds: int, episodes: int,
-            collector: object, tmp: Path, model: bool, sender: str = "thread") -> list[dict]:
-    """Interleaved with/without rounds for one kind of work; rows for the table."""
+            collector: object, tmp: Path, model: bool, sender: str = "thread",
+            flush_each: bool = True) -> list[dict]:
+    """Interleaved with/without rounds for one kind of work; rows for the table.
+
+    With ``flush_each`` every "with" block is flushed after its clock stops, so it pays for
+    its own sending; the trainer then sleeps while it waits. Without, the loop never
+    blocks, as a training loop that only logs; a block's sending may spill into the next.
+    """
     from producer import MetricsLogger
 
     wall_pct: list[float] = []
@@ -154,7 +160,7 @@ def measure(work_name: str, work: Callable[[], None], rounds: int, episodes: int
                 s0 = sender_clock() if sender_clock is not None else 0.0
                 times[True] = block(episodes, work, logger, model)
                 # Everything sent and acknowledged before the next block starts.
-                if not logger.flush(timeout=30):
+                if flush_each and not logger.flush(timeout=30):
                     unacked += 1
                 if sender_clock is not None:
                     sender_cpu.append(sender_clock() - s0)
@@ -173,8 +179,12 @@ def measure(work_name: str, work: Callable[[], None], rounds: int, episodes: int
             f"{median(base_s) / episodes * 1e3:.3f} ms (1 ms = idle machine)")
     if unacked:
         note += f"; {unacked} blocks not fully acknowledged within 30 s"
+    if not flush_each:
+        note += "; never flushed between blocks"
     calls = (f"log_episode + log_model_metrics every {MODEL_EVERY}th" if model
              else "log_episode")
+    if not flush_each:
+        calls += ", no flush between blocks"
     tool = f"traindash ({sender} sender), {work_name}, {calls}"
     own_cpu = ("process_time of the trainer (main + sender thread)" if sender == "thread" else
                "process_time of the trainer (the shipper's CPU is its own process's, below)")
@@ -197,7 +207,8 @@ def measure(work_name: str, work: Callable[[], None], rounds: int, episodes: int
 
 
 STALL_FACTOR = 1.2
-# (sender, log_model_metrics too) for both kinds of work; CPU-bound work adds process+model.
+# (sender, log_model_metrics too) for both kinds of work; CPU-bound work also runs both
+# senders without a flush between blocks.
 SETUPS = [("thread", False), ("thread", True), ("process", False)]
 
 
@@ -276,9 +287,12 @@ def run(quick: bool = False) -> list[dict]:
                 rows += measure("busy-wait 1 ms", busy_wait, rounds, episodes, collector, tmp,
                                 model, sender)
             work = calibrated_work()
-            for sender, model in SETUPS + [("process", True)]:
+            for sender, model in SETUPS:
                 rows += measure("fixed CPU work ~1 ms", work, rounds, episodes, collector, tmp,
                                 model, sender)
+            for sender in ("thread", "process"):
+                rows += measure("fixed CPU work ~1 ms", work, rounds, episodes, collector, tmp,
+                                False, sender, flush_each=False)
             segments, per_segment = (2, 1000) if quick else (6, 2500)
             for sender in ("thread", "process"):
                 rows += stalls(work, segments, per_segment, collector, tmp, sender)
@@ -286,7 +300,7 @@ def run(quick: bool = False) -> list[dict]:
             collector.stop()
         finally:
             collector.kill()
-    measured = 2 * len(SETUPS) + 1
+    measured = 2 * len(SETUPS) + 2
     expected = (measured * (rounds * episodes + WARMUP)
                 + 2 * (WARMUP + segments * per_segment))
     rows.append(row(BENCH, "traindash", "episodes committed", episodes_stored, "rows",
