@@ -24,7 +24,7 @@ from typing import Any
 
 from producer.packing import EPISODE_RECORD
 
-HEAD, TAIL, LAST_SEQ, ACKED = 0, 8, 16, 24  # header fields (u64)
+HEAD, TAIL, LAST_SEQ = 0, 8, 16  # header fields (u64)
 DATA = 64
 DEFAULT_CAPACITY = 8 * 1024 * 1024
 
@@ -55,11 +55,16 @@ def create(capacity: int = DEFAULT_CAPACITY) -> int:
 
 
 class _Mapped:
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, populate: bool = False) -> None:
         size = os.fstat(fd).st_size
         self.capacity = size - DATA
         self.mask = self.capacity - 1
-        self.mm = mmap.mmap(fd, size)
+        flags = mmap.MAP_SHARED
+        if populate:
+            # Fault every page in now, not one per 51 episodes inside log calls (a p99 of
+            # 2.8 us instead of 0.4 us); the ring's pages are all used after one lap anyway.
+            flags |= getattr(mmap, "MAP_POPULATE", 0)
+        self.mm = mmap.mmap(fd, size, flags=flags)
 
     def get(self, field: int) -> int:
         return _U64.unpack_from(self.mm, field)[0]
@@ -82,7 +87,7 @@ class RingWriter(_Mapped):
     """
 
     def __init__(self, fd: int, on_full: Callable[[], None] | None = None) -> None:
-        super().__init__(fd)
+        super().__init__(fd, populate=True)
         self._head = self.get(HEAD)
         self._tail = self.get(TAIL)
         self.on_full = on_full

@@ -71,6 +71,7 @@ class ShipperClient:
         self.proc: subprocess.Popen | None = None
         self.conn: Connection | None = None
         self._left = 0
+        self._stop_timeout = config.close_timeout
         self.restarts = 0
 
     # -- the Sender interface the logger uses ---------------------------------------------
@@ -109,7 +110,7 @@ class ShipperClient:
 
     def join(self) -> None:
         """Wait for the stopping shipper to finish; start another if it dies first."""
-        timeout = getattr(self, "_stop_timeout", self.config.close_timeout)
+        timeout = self._stop_timeout
         with self._lock:
             while self.conn is not None and self.proc is not None:
                 try:
@@ -239,11 +240,10 @@ class Shipper(Sender):
         self.reader, self.conn = reader, conn
         self.buffer_size = setup["buffer_size"]
         self.flushes: list[tuple[int, float]] = []
-        self.stop_replied = False
         self.orphaned = False
-        self.snapshots = snapshot.Snapshots(setup["experiment_name"], self.run_id, self.output_dir,
-                                   config, self.stats, self.flush, setup["auto_save_interval"],
-                                   setup["auto_save_min_interval"])
+        self.snapshots = snapshot.Snapshots(
+            setup["experiment_name"], self.run_id, self.output_dir, config, self.stats,
+            self.flush, setup["auto_save_interval"], setup["auto_save_min_interval"])
         self.on_packed = self.snapshots.maybe_auto_save
         self._rate = 0.0
         self._read_at = time.monotonic()
