@@ -164,6 +164,18 @@ class RingWriter(_Mapped):
     def written(self) -> int:
         return self._head
 
+    def detach(self, on_first_write: Callable[[], None]) -> None:
+        """In a forked child: this copy writes nothing; the first write calls ``on_first_write``."""
+        state = {"told": False}
+
+        def discard(*args: Any) -> bool:
+            if not state["told"]:
+                state["told"] = True
+                on_first_write()
+            return True
+        self.put_episode = discard  # type: ignore[method-assign,assignment]
+        self.append = discard  # type: ignore[method-assign,assignment]
+
 
 class RingReader(_Mapped):
     """The shipper side: moves frames into a queue and frees their space."""

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -73,6 +74,10 @@ class ShipperClient:
         self._left = 0
         self._stop_timeout = config.close_timeout
         self.restarts = 0
+        self.owner = os.getpid()
+        self.forked = False
+        me = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork(me))
 
     # -- the Sender interface the logger uses ---------------------------------------------
     def start(self) -> None:
@@ -98,6 +103,8 @@ class ShipperClient:
 
     def stop(self, timeout: float) -> None:
         self._stop_timeout = timeout
+        if self.forked:
+            return
         with self._lock:
             try:
                 self._check_alive()
@@ -153,12 +160,30 @@ class ShipperClient:
             self.queue.close()
             os.close(self._fd)
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: leave the parent's shipper, socket and ring alone."""
+        self.forked = True
+        if self.conn is not None:
+            # The child's copy of the socket would keep the shipper from seeing the
+            # training process die.
+            self.conn.close()
+            self.conn = None
+        self.proc = None
+        self._lock = threading.RLock()  # it may have been held by another thread at fork
+        self.queue.detach(lambda: log.warning(
+            "traindash: process %d was forked from process %d, which logs run %s; records "
+            "logged here are dropped. Create a MetricsLogger in the child to log from it.",
+            os.getpid(), self.owner, self.run_id))
+
     def is_alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     # -- requests ---------------------------------------------------------------------------
     def call(self, *request: Any, timeout: float = 0.0) -> Any:
         """Send one request and wait for its answer (re-starting a dead shipper once)."""
+        if self.forked:
+            raise ShipperGone(f"run {self.run_id} is logged by process {self.owner}; a process "
+                              "forked from it cannot use its logger (create one in the child)")
         with self._lock:
             for attempt in (0, 1):
                 self._check_alive()
@@ -213,6 +238,12 @@ class ShipperClient:
             self.conn.close()
         self.conn = Connection(parent.detach())
         self.conn.send({**self._setup, "last_seq": self._last_seq})
+
+
+def _after_fork(client: weakref.ref[ShipperClient]) -> None:
+    alive = client()
+    if alive is not None and not alive.forked:
+        alive.forget_after_fork()
 
 
 class StatsProxy:

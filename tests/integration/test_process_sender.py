@@ -138,3 +138,42 @@ def test_a_shipper_that_cannot_run_is_a_clear_error_not_a_hang(
     # the run's start record, the episode and the run's end
     assert "could not stop the shipper" in caplog.text and "the 3 records" in caplog.text
     assert 1 <= lg._sender.restarts <= shipper.MAX_RESTARTS  # type: ignore[union-attr]
+
+
+FORKS = r"""
+import os, sys
+from producer import MetricsLogger
+from producer.shipper import ShipperGone
+lg = MetricsLogger("forks", output_dir=sys.argv[1], sender="process")
+for i in range(1, 101):
+    lg.log_episode(i, 1.0)
+pid = os.fork()
+if pid == 0:  # the child: its copy must leave the parent's run alone
+    for i in range(1000, 1050):
+        lg.log_episode(i, 9.0)
+    try:
+        lg.get_statistics()
+    except ShipperGone as exc:
+        print("child:", exc, flush=True)
+    lg.close()
+    sys.exit(0)  # runs atexit, which would close the logger again
+os.waitpid(pid, 0)
+for i in range(101, 201):
+    lg.log_episode(i, 1.0)
+print("parent total", lg.get_statistics()["total_episodes"], flush=True)
+lg.close()
+"""
+
+
+def test_a_forked_child_leaves_the_parents_run_alone(collector: CollectorProcess,
+                                                      tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-c", FORKS, str(tmp_path)], env=collector.env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "a process forked from it cannot use its logger" in proc.stdout
+    assert "records logged here are dropped" in proc.stderr
+    assert "parent total 200" in proc.stdout
+    row = collector.query("SELECT count(*) AS n, count(DISTINCT seq) AS s, min(episode) AS lo, "
+                          "max(episode) AS hi FROM episodes").to_pylist()[0]
+    assert row == {"n": 200, "s": 200, "lo": 1, "hi": 200}
+    assert collector.scalar("SELECT status FROM runs") == "finished"
