@@ -35,11 +35,13 @@ def exact_counts(c: CollectorProcess, episodes: int, model_every: int = 5) -> li
     return rows
 
 
+@pytest.mark.parametrize("sender", ["thread", "process"])
 def test_collector_sigkilled_and_restarted_while_8_trainers_publish(
-        stopped_collector: CollectorProcess, tmp_path: Path) -> None:
+        stopped_collector: CollectorProcess, tmp_path: Path, sender: str) -> None:
     c = stopped_collector.start()
     episodes = 6000
-    env = dict(c.env, TRAINDASH_RESEND_AFTER="0.5", TRAINDASH_CLOSE_TIMEOUT="60")
+    env = dict(c.env, TRAINDASH_RESEND_AFTER="0.5", TRAINDASH_CLOSE_TIMEOUT="60",
+               TRAINDASH_SENDER=sender)
     demo = subprocess.Popen(traindash_cmd("demo", "--trainers", "8", "--episodes", str(episodes),
                                           "--interval", "0.001", "--experiment", "kill"),
                             env=env, cwd=tmp_path, stdout=subprocess.PIPE,
