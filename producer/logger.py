@@ -119,6 +119,8 @@ class MetricsLogger:
         self._sender: Sender | ShipperClient
         self._stats: RunStats | StatsProxy
         if self.sender == "process":
+            if os.name != "posix":  # fd passing, memfd/mmap sharing and fork hooks
+                raise ValueError("the process sender needs a POSIX system; use sender='thread'")
             client = ShipperClient(self.run_id, self.config, self.output_dir, self.host,
                                    self.pid, last_seq, experiment_name=experiment_name,
                                    history_size=history_size, buffer_size=buffer_size,
