@@ -5,7 +5,7 @@ file. The writer copies each record into the ring and then publishes the new hea
 reader consumes frames up to the head and publishes its tail, which frees their space.
 Neither side takes a lock or a GIL the other holds.
 
-Layout: a 64-byte header of little-endian u64 counters, then ``capacity`` bytes of data.
+Layout: a 64-byte header of native u64 counters, then ``capacity`` bytes of data.
 Positions only grow; a frame sits at ``position % capacity`` and never wraps (a pad frame
 fills the end of the ring instead). A frame is an 8-byte header ``(length, kind)`` and a
 payload, padded to 8 bytes.
@@ -13,6 +13,7 @@ payload, padded to 8 bytes.
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import pickle
@@ -30,7 +31,6 @@ DEFAULT_CAPACITY = 8 * 1024 * 1024
 
 KIND_EPISODE, KIND_PICKLED, KIND_PAD = 1, 2, 3
 
-_U64 = struct.Struct("<Q")
 _FRAME = struct.Struct("<II")
 # A frame header and a packed episode record in one call.
 _EPISODE_FRAME = struct.Struct("<II" + EPISODE_RECORD.format.lstrip("<"))
@@ -65,14 +65,21 @@ class _Mapped:
             # 2.8 us instead of 0.4 us); the ring's pages are all used after one lap anyway.
             flags |= getattr(mmap, "MAP_POPULATE", 0)
         self.mm = mmap.mmap(fd, size, flags=flags)
+        # The counters are read and written as whole aligned 8-byte words through ctypes.
+        # struct.pack_into would not do: it zeroes its target before it writes, so the
+        # other process could read a head or tail of 0 in between.
+        self._cells = [ctypes.c_uint64.from_buffer(self.mm, f) for f in (HEAD, TAIL, LAST_SEQ)]
+        self._head_cell = self._cells[0]
 
     def get(self, field: int) -> int:
-        return _U64.unpack_from(self.mm, field)[0]
+        return self._cells[field >> 3].value
 
     def set(self, field: int, value: int) -> None:
-        _U64.pack_into(self.mm, field, value)
+        self._cells[field >> 3].value = value
 
     def close(self) -> None:
+        self._cells = []
+        self._head_cell = None  # type: ignore[assignment]
         try:
             self.mm.close()
         except BufferError:  # a memoryview of it is still alive somewhere
@@ -117,7 +124,7 @@ class RingWriter(_Mapped):
         _FRAME.pack_into(mm, DATA + off, n, kind)
         mm[DATA + off + 8:DATA + off + 8 + n] = payload
         self._head = head = head + size
-        _U64.pack_into(mm, HEAD, head)
+        self._head_cell.value = head
 
     def put_episode(self, t: float, episode: int, profit: float, sharpe: float,
                     win_rate: float, drawdown: float, num_trades: int, epsilon: float,
@@ -136,7 +143,7 @@ class RingWriter(_Mapped):
         except struct.error:
             return False
         self._head = head = head + _EPISODE_SIZE
-        _U64.pack_into(self.mm, HEAD, head)
+        self._head_cell.value = head
         return True
 
     def _make_room(self, size: int) -> int:
@@ -182,13 +189,21 @@ class RingReader(_Mapped):
 
     def __init__(self, fd: int) -> None:
         super().__init__(fd)
-        self.tail = self.get(TAIL)
+        self.tail = self.get(TAIL)  # read up to here; the space is free up to TAIL
 
     def pending(self) -> int:
         return self.get(HEAD) - self.tail
 
-    def read_into(self, out: Any) -> int:
-        """Append every published record to ``out``; returns how many."""
+    def release(self, position: int) -> None:
+        """Free the ring's space up to ``position`` (what was read is safe elsewhere)."""
+        self._cells[1].value = position
+
+    def read_into(self, out: Any, release: bool = True) -> int:
+        """Append every published record to ``out``; returns how many.
+
+        With ``release=False`` the space stays taken until :meth:`release`, so a reader that
+        dies before it has kept the records elsewhere leaves them for the next one.
+        """
         head = self.get(HEAD)
         tail, mm, mask, count = self.tail, self.mm, self.mask, 0
         if head - tail > self.capacity or head < tail:
@@ -209,7 +224,8 @@ class RingReader(_Mapped):
             tail += (n + 15) & ~7
         if tail != self.tail:
             self.tail = tail
-            _U64.pack_into(mm, TAIL, tail)
+            if release:
+                self._cells[1].value = tail
         return count
 
 

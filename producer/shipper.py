@@ -29,14 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from producer import ring, snapshot
-from producer.sender import Sender
+from producer.sender import ACK_EVERY, Pending, Sender
 from producer.spool import load_last_seq, spool_path
 from producer.stats import RunStats
+from traindash import wire
 from traindash.config import ProducerConfig
 
 log = logging.getLogger("traindash.producer")
 
 MIN_POLL = 0.002
+SPOOL_COMPACT_BYTES = 4 * 1024 * 1024
 MAX_RESTARTS = 5
 FLUSH_POLL = 0.005
 STATS_METHODS = frozenset({"recent_episodes", "window", "latest_episode", "best_record",
@@ -64,7 +66,8 @@ class ShipperClient:
                        "host": host, "pid": pid, "experiment_name": experiment_name,
                        "history_size": history_size, "auto_save_interval": auto_save_interval,
                        "buffer_size": buffer_size,
-                       "auto_save_min_interval": snapshot.AUTO_SAVE_MIN_INTERVAL}
+                       "auto_save_min_interval": snapshot.AUTO_SAVE_MIN_INTERVAL,
+                       "spool_compact_bytes": SPOOL_COMPACT_BYTES}
         self._last_seq = last_seq
         self._fd = ring.create(capacity)
         self.queue = ring.RingWriter(self._fd, on_full=self._check_alive)
@@ -274,10 +277,13 @@ class Shipper(Sender):
         self.orphaned = False
         self.snapshots = snapshot.Snapshots(
             setup["experiment_name"], self.run_id, self.output_dir, config, self.stats,
-            self.flush, setup["auto_save_interval"], setup["auto_save_min_interval"])
+            self._wait_acked, setup["auto_save_interval"], setup["auto_save_min_interval"])
         self.on_packed = self.snapshots.maybe_auto_save
         self._rate = 0.0
         self._read_at = time.monotonic()
+        self._drained_to = reader.tail
+        self._compacted_at = 0.0
+        self.spool_compact_bytes = setup["spool_compact_bytes"]
 
     def run(self) -> None:
         try:
@@ -287,8 +293,6 @@ class Shipper(Sender):
             self._reply(("ok", self.pending))
 
     def _idle(self, timeout: float) -> None:
-        # A shipper started after this one died continues the seqs from here.
-        self.reader.set(ring.LAST_SEQ, self.last_seq)
         wait = min(timeout, self._poll_interval())
         try:
             if self.conn.poll(max(wait, 0.0)):
@@ -314,8 +318,73 @@ class Shipper(Sender):
             return self.config.flush_interval
         return max(MIN_POLL, min(self.config.flush_interval, self.buffer_size / self._rate))
 
+    # -- nothing read from the ring is lost when this process dies -------------------------
+    # Every batch is in the spool file before it is sent, and only then is its ring space
+    # freed, with the seq it reached. A shipper started after this one died re-sends the
+    # spool and packs the rest of the ring from that seq on: no gap, no duplicate.
+    def drain(self) -> None:
+        read_to = self.reader.tail  # everything read so far is in the queue
+        super().drain()
+        self._drained_to = read_to
+
+    def _take_outbox(self, now: float, out: list[list[bytes]]) -> None:
+        while self.outbox:
+            first, last, body = self.outbox.popleft()
+            offset: int | None = None
+            try:
+                offset = self.spool.append(body)
+            except OSError as exc:
+                self._warn_once("spool-ahead", "cannot write the spool of run %s (%s); a "
+                                "shipper that dies now loses what it has not sent", self.run_id,
+                                exc)
+            out.append([wire.TOPIC_BATCH, body])
+            self.unacked[first] = Pending(first, last, len(body), now, body=body, offset=offset)
+            self.mem_bytes += len(body)
+            self.sent_at = now
+        self._release()
+        if self.mem_bytes > self.config.max_unacked_bytes:
+            self._spill()
+
+    def _release(self) -> None:
+        # TAIL first: a shipper killed in between finds the seq in the spool file.
+        self.reader.release(self._drained_to)
+        self.reader.set(ring.LAST_SEQ, self.last_seq)
+
+    def _spill(self) -> None:
+        for entry in self.unacked.values():
+            if self.mem_bytes <= self.config.max_unacked_bytes // 2:
+                break
+            if entry.body is not None and entry.offset is not None:
+                entry.body = None  # already on disk
+                self.mem_bytes -= entry.size
+        super()._spill()
+
+    def _read_acks(self, sub: Any, now: float) -> None:
+        super()._read_acks(sub, now)
+        if not self.unacked or now - self._compacted_at < ACK_EVERY:
+            return
+        self._compacted_at = now
+        size = self.spool.size()
+        # Acks are cumulative and batches keep coming, so the file may never empty by
+        # itself: once it is mostly acknowledged batches, keep only the rest.
+        if size > self.spool_compact_bytes and size > 2 * sum(e.size for e in self.unacked.values()):
+            entries = list(self.unacked.values())
+            bodies = [e.body if e.body is not None else self.spool.read(e.offset or 0)
+                      for e in entries]
+            for entry, offset in zip(entries, self.spool.rewrite(bodies), strict=True):
+                entry.offset = offset
+
+    def _wait_acked(self, timeout: float) -> bool:
+        """``flush`` for the auto-save thread: only the shipper thread packs and spools."""
+        target = self.last_seq
+        deadline = time.monotonic() + timeout
+        while self.acked < target and time.monotonic() < deadline and self.is_alive():
+            self.want_ack = True
+            time.sleep(0.005)
+        return self.acked >= target
+
     def _take_ring(self) -> None:
-        n = self.reader.read_into(self.queue)
+        n = self.reader.read_into(self.queue, release=False)
         now = time.monotonic()
         dt = now - self._read_at
         if dt > 0:
@@ -330,7 +399,6 @@ class Shipper(Sender):
                 return
             self._take_ring()
             self.drain()
-            self.reader.set(ring.LAST_SEQ, self.last_seq)
             if op == "flush":
                 self.flushes.append((self.last_seq, time.monotonic() + float(request[1])))
                 self.want_ack = True
@@ -374,8 +442,8 @@ class Shipper(Sender):
         except ring.RingError:
             log.warning("traindash shipper: the ring of run %s is damaged", self.run_id,
                         exc_info=True)
-        super()._finish()
-        self.reader.set(ring.LAST_SEQ, self.last_seq)
+        super()._finish()  # whatever is unacknowledged is in the spool now
+        self._release()
         for _target, _deadline in self.flushes:
             self._reply(("ok", self.acked >= _target))
         self.flushes = []

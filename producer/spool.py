@@ -64,6 +64,27 @@ class Spool:
         elif self.path.exists():
             self.path.write_bytes(b"")
 
+    def size(self) -> int:
+        if self._fh is not None:
+            return self._fh.seek(0, os.SEEK_END)
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def rewrite(self, bodies: list[bytes]) -> list[int]:
+        """Replace the file's contents with ``bodies`` at once (a new file, then a rename)."""
+        tmp = self.path.with_suffix(".spool.tmp")
+        offsets, pos = [], 0
+        with open(tmp, "wb") as fh:
+            for body in bodies:
+                offsets.append(pos)
+                fh.write(_LEN.pack(len(body)) + body)
+                pos += _LEN.size + len(body)
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        os.replace(tmp, self.path)
+        self.written = bool(bodies)
+        return offsets
+
     def close(self, remove_if_empty: bool = True) -> None:
         if self._fh is not None:
             self._fh.close()

@@ -111,3 +111,34 @@ def test_a_damaged_ring_is_reported_not_misread() -> None:
     writer.set(ring.HEAD, 10 * 4096)
     with pytest.raises(ring.RingError, match="not within its capacity"):
         reader.read_into([])
+
+
+TICKER = r"""
+import sys
+from producer import ring
+w = ring.RingWriter(int(sys.argv[1]))
+for i in range(1, 400_001):
+    w.set(ring.HEAD, i * 0x0101_0101)  # every byte changes on each step
+"""
+
+
+def test_the_head_is_never_read_torn_across_processes() -> None:
+    import subprocess
+    import sys
+
+    fd = ring.create(4096)
+    reader = ring.RingReader(fd)
+    writer = subprocess.Popen([sys.executable, "-c", TICKER, str(fd)], pass_fds=(fd,))
+    try:
+        last, reads = 0, 0
+        while writer.poll() is None or reads == 0:
+            value = reader.get(ring.HEAD)
+            reads += 1
+            # A byte-by-byte store would show mixes of two values: not a multiple, or going back.
+            assert value % 0x0101_0101 == 0 and value >= last, (hex(value), hex(last))
+            last = value
+    finally:
+        writer.kill()
+        writer.wait()
+        os.close(fd)
+    assert last == 400_000 * 0x0101_0101 and reads > 1000
