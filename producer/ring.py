@@ -196,13 +196,13 @@ class RingReader(_Mapped):
 
     def release(self, position: int) -> None:
         """Free the ring's space up to ``position`` (what was read is safe elsewhere)."""
-        self._cells[1].value = position
+        self.set(TAIL, position)
 
-    def read_into(self, out: Any, release: bool = True) -> int:
+    def read_into(self, out: Any) -> int:
         """Append every published record to ``out``; returns how many.
 
-        With ``release=False`` the space stays taken until :meth:`release`, so a reader that
-        dies before it has kept the records elsewhere leaves them for the next one.
+        Their space stays taken until :meth:`release`, so a reader that dies before it has
+        kept the records elsewhere leaves them for the next one.
         """
         head = self.get(HEAD)
         tail, mm, mask, count = self.tail, self.mm, self.mask, 0
@@ -222,10 +222,7 @@ class RingReader(_Mapped):
                 count -= 1
             count += 1
             tail += (n + 15) & ~7
-        if tail != self.tail:
-            self.tail = tail
-            if release:
-                self._cells[1].value = tail
+        self.tail = tail
         return count
 
 

@@ -143,6 +143,10 @@ class Sender(threading.Thread):
     def flush(self, timeout: float) -> bool:
         """Wait until the collector has acknowledged everything queued so far."""
         self.drain()
+        return self.wait_acked(timeout)
+
+    def wait_acked(self, timeout: float) -> bool:
+        """Wait until the collector has acknowledged everything packed so far."""
         target = self.last_seq
         deadline = time.monotonic() + timeout
         while self.acked < target and time.monotonic() < deadline and self.is_alive():
@@ -273,18 +277,24 @@ class Sender(threading.Thread):
         while self.outbox:
             self.sent_at = now
             first, last, body = self.outbox.popleft()
+            offset = self._keep(body)
             out.append([wire.TOPIC_BATCH, body])
-            self.unacked[first] = Pending(first, last, len(body), now, body=body)
+            self.unacked[first] = Pending(first, last, len(body), now, body=body, offset=offset)
             self.mem_bytes += len(body)
         if self.mem_bytes > self.config.max_unacked_bytes:
             self._spill()
+
+    def _keep(self, body: bytes) -> int | None:
+        """Before a batch goes out: its spool offset if it is written ahead (not here)."""
+        return None
 
     def _spill(self) -> None:
         for entry in self.unacked.values():
             if self.mem_bytes <= self.config.max_unacked_bytes // 2:
                 break
             if entry.body is not None:
-                entry.offset = self.spool.append(entry.body)
+                if entry.offset is None:
+                    entry.offset = self.spool.append(entry.body)
                 entry.body = None
                 self.mem_bytes -= entry.size
 

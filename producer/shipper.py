@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from producer import ring, snapshot
-from producer.sender import ACK_EVERY, Pending, Sender
+from producer.sender import ACK_EVERY, Sender
 from producer.spool import load_last_seq, spool_path
 from producer.stats import RunStats
-from traindash import wire
 from traindash.config import ProducerConfig
 
 log = logging.getLogger("traindash.producer")
@@ -277,7 +276,8 @@ class Shipper(Sender):
         self.orphaned = False
         self.snapshots = snapshot.Snapshots(
             setup["experiment_name"], self.run_id, self.output_dir, config, self.stats,
-            self._wait_acked, setup["auto_save_interval"], setup["auto_save_min_interval"])
+            # wait_acked, not flush: only the shipper thread packs and spools
+            self.wait_acked, setup["auto_save_interval"], setup["auto_save_min_interval"])
         self.on_packed = self.snapshots.maybe_auto_save
         self._rate = 0.0
         self._read_at = time.monotonic()
@@ -327,37 +327,22 @@ class Shipper(Sender):
         super().drain()
         self._drained_to = read_to
 
+    def _keep(self, body: bytes) -> int | None:
+        try:
+            return self.spool.append(body)
+        except OSError as exc:
+            self._warn_once("spool-ahead", "cannot write the spool of run %s (%s); a shipper "
+                            "that dies now loses what it has not sent", self.run_id, exc)
+            return None
+
     def _take_outbox(self, now: float, out: list[list[bytes]]) -> None:
-        while self.outbox:
-            first, last, body = self.outbox.popleft()
-            offset: int | None = None
-            try:
-                offset = self.spool.append(body)
-            except OSError as exc:
-                self._warn_once("spool-ahead", "cannot write the spool of run %s (%s); a "
-                                "shipper that dies now loses what it has not sent", self.run_id,
-                                exc)
-            out.append([wire.TOPIC_BATCH, body])
-            self.unacked[first] = Pending(first, last, len(body), now, body=body, offset=offset)
-            self.mem_bytes += len(body)
-            self.sent_at = now
+        super()._take_outbox(now, out)
         self._release()
-        if self.mem_bytes > self.config.max_unacked_bytes:
-            self._spill()
 
     def _release(self) -> None:
         # TAIL first: a shipper killed in between finds the seq in the spool file.
         self.reader.release(self._drained_to)
         self.reader.set(ring.LAST_SEQ, self.last_seq)
-
-    def _spill(self) -> None:
-        for entry in self.unacked.values():
-            if self.mem_bytes <= self.config.max_unacked_bytes // 2:
-                break
-            if entry.body is not None and entry.offset is not None:
-                entry.body = None  # already on disk
-                self.mem_bytes -= entry.size
-        super()._spill()
 
     def _read_acks(self, sub: Any, now: float) -> None:
         super()._read_acks(sub, now)
@@ -374,17 +359,8 @@ class Shipper(Sender):
             for entry, offset in zip(entries, self.spool.rewrite(bodies), strict=True):
                 entry.offset = offset
 
-    def _wait_acked(self, timeout: float) -> bool:
-        """``flush`` for the auto-save thread: only the shipper thread packs and spools."""
-        target = self.last_seq
-        deadline = time.monotonic() + timeout
-        while self.acked < target and time.monotonic() < deadline and self.is_alive():
-            self.want_ack = True
-            time.sleep(0.005)
-        return self.acked >= target
-
     def _take_ring(self) -> None:
-        n = self.reader.read_into(self.queue, release=False)
+        n = self.reader.read_into(self.queue)
         now = time.monotonic()
         dt = now - self._read_at
         if dt > 0:

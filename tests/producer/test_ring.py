@@ -42,6 +42,7 @@ def test_records_come_out_in_order_across_many_wraps() -> None:
         expected.append(item)
         if i % 20 == 19:  # 20 records (~1.7 kB) at a time through a 4 kB ring
             assert reader.read_into(out) == 20
+            reader.release(reader.tail)
     reader.read_into(out)
     assert writer.written > 20 * 4096  # it wrapped many times
     assert len(out) == len(expected)
@@ -64,6 +65,7 @@ def test_a_full_ring_waits_for_the_reader_and_loses_nothing() -> None:
         while not stop.is_set():
             time.sleep(0.01)
             reader.read_into(out)
+            reader.release(reader.tail)
 
     t = threading.Thread(target=read_slowly)
     t.start()
