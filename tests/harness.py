@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -21,10 +23,35 @@ from traindash.query import CollectorUnavailable, QueryClient, QueryError
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _ports_below_ephemeral() -> range:
+    """Ports the kernel never hands out for outgoing connections or ``bind(0)``."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(10_000, max(low, 20_000))
+
+
+_PORTS = _ports_below_ephemeral()
+_next_port = itertools.count(random.randrange(len(_PORTS)))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port that is free now and was not given out before in this process.
+
+    A port from ``bind(0)`` lies in the ephemeral range, where any outgoing connection may
+    take it between this check and the server's own bind; below that range only servers
+    bind, and this process never hands out the same port twice.
+    """
+    for _ in range(len(_PORTS)):
+        port = _PORTS[next(_next_port) % len(_PORTS)]
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def free_endpoints() -> Endpoints:
