@@ -133,7 +133,8 @@ class MetricsLogger:
             self._sender = Sender(self.run_id, self.config, self._queue, self._stats,
                                   self.output_dir, self.host, self.pid, last_seq=last_seq)
         else:
-            raise ValueError(f"sender must be 'thread' or 'process', not {self.sender!r}")
+            names = " or ".join(map(repr, tdconfig.SENDERS))
+            raise ValueError(f"sender must be {names}, not {self.sender!r}")
         self._queue.append((OTHER, time.time(), RecordKind.RUN, {
             "experiment": experiment_name, "name": name or self.run_id, "host": self.host,
             "pid": self.pid, "hyperparameters": hyperparameters or {}, "tags": list(tags or []),

@@ -17,6 +17,11 @@ from pathlib import Path
 _LEN = struct.Struct("<I")
 
 
+def _frame(body: bytes) -> bytes:
+    """A body as it is stored: its length, then the bytes."""
+    return _LEN.pack(len(body)) + body
+
+
 def spool_path(output_dir: Path, run_id: str) -> Path:
     return output_dir / f"{run_id}.spool"
 
@@ -45,7 +50,7 @@ class Spool:
         fh = self._open()
         fh.seek(0, os.SEEK_END)
         offset = fh.tell()
-        fh.write(_LEN.pack(len(body)) + body)
+        fh.write(_frame(body))
         fh.flush()
         return offset
 
@@ -76,8 +81,9 @@ class Spool:
         with open(tmp, "wb") as fh:
             for body in bodies:
                 offsets.append(pos)
-                fh.write(_LEN.pack(len(body)) + body)
-                pos += _LEN.size + len(body)
+                frame = _frame(body)
+                fh.write(frame)
+                pos += len(frame)
         if self._fh is not None:
             self._fh.close()
             self._fh = None
