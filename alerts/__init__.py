@@ -1,5 +1,5 @@
 """The alerts subscriber and the guide's in-process AlertSystem."""
 
-from alerts.system import AlertSystem, AlertThresholds
+from traindash.alerts.system import AlertSystem, AlertThresholds
 
 __all__ = ["AlertSystem", "AlertThresholds"]

@@ -28,9 +28,9 @@ from slack_sdk.http_retry import BackoffRetryIntervalCalculator, RateLimitErrorR
 from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from alerts.config import EmailConfig, SlackConfig
-from alerts.payloads import email_message, slack_batch_payload, slack_payload
-from alerts.rules import Alert
+from traindash.alerts.config import EmailConfig, SlackConfig
+from traindash.alerts.payloads import email_message, slack_batch_payload, slack_payload
+from traindash.alerts.rules import Alert
 
 log = logging.getLogger("traindash.alerts")
 
@@ -72,41 +72,52 @@ class SlackChannel:
         self.cfg = cfg
         self.dashboard_url = dashboard_url
         backoff = BackoffRetryIntervalCalculator(backoff_factor=0.5)
-        handlers = [RateLimitErrorRetryHandler(max_retry_count=retries),
-                    ServerErrorRetryHandler(max_retry_count=retries, interval_calculator=backoff)]
+        handlers = [
+            RateLimitErrorRetryHandler(max_retry_count=retries),
+            ServerErrorRetryHandler(max_retry_count=retries, interval_calculator=backoff),
+        ]
         timeout = max(1, math.ceil(cfg.timeout))
         self._webhook: WebhookClient | None = None
         self._web: WebClient | None = None
         if cfg.webhook_url:
-            self._webhook = WebhookClient(cfg.webhook_url, timeout=timeout, logger=_sdk_log,
-                                          retry_handlers=handlers)
+            self._webhook = WebhookClient(
+                cfg.webhook_url, timeout=timeout, logger=_sdk_log, retry_handlers=handlers
+            )
         elif cfg.token and cfg.channel:
             kwargs: dict[str, Any] = {"base_url": cfg.base_url} if cfg.base_url else {}
-            self._web = WebClient(token=cfg.token, timeout=timeout, logger=_sdk_log,
-                                  retry_handlers=handlers, **kwargs)
+            self._web = WebClient(
+                token=cfg.token, timeout=timeout, logger=_sdk_log, retry_handlers=handlers, **kwargs
+            )
         else:
             raise ValueError("slack needs a webhook_url, or a token and a channel")
 
     def send(self, alerts: Sequence[Alert]) -> None:
-        payload = (slack_payload(alerts[0], self.dashboard_url) if len(alerts) == 1
-                   else slack_batch_payload(alerts, self.dashboard_url))
+        payload = (
+            slack_payload(alerts[0], self.dashboard_url)
+            if len(alerts) == 1
+            else slack_batch_payload(alerts, self.dashboard_url)
+        )
         try:
             if self._webhook is not None:
                 resp = self._webhook.send(text=payload["text"], attachments=payload["attachments"])
                 status = resp.status_code
                 if status // 100 != 2:
-                    raise DeliveryError(f"slack webhook answered HTTP {status}",
-                                        retry=status == 429 or status >= 500)
+                    raise DeliveryError(
+                        f"slack webhook answered HTTP {status}", retry=status == 429 or status >= 500
+                    )
             else:
                 assert self._web is not None and self.cfg.channel
-                self._web.chat_postMessage(channel=self.cfg.channel, text=payload["text"],
-                                           attachments=payload["attachments"])
+                self._web.chat_postMessage(
+                    channel=self.cfg.channel, text=payload["text"], attachments=payload["attachments"]
+                )
         except DeliveryError:
             raise
         except SlackApiError as exc:
             status = exc.response.status_code
-            raise DeliveryError(f"slack API answered HTTP {status}: {exc.response.get('error')}",
-                                retry=status == 429 or status >= 500) from None
+            raise DeliveryError(
+                f"slack API answered HTTP {status}: {exc.response.get('error')}",
+                retry=status == 429 or status >= 500,
+            ) from None
         except Exception as exc:  # urllib/socket errors: the network, not the message
             text = _redact(f"{type(exc).__name__}: {exc}", self.cfg.webhook_url, self.cfg.token)
             raise DeliveryError(f"slack unreachable: {text}", retry=True) from None
@@ -131,14 +142,16 @@ class EmailChannel:
         msg = email_message(alerts, self.dashboard_url, cfg.from_addr, cfg.to_addrs)
         try:
             if cfg.use_ssl:
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(cfg.smtp_host, cfg.smtp_port,
-                                                      timeout=cfg.timeout, context=self._tls())
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout, context=self._tls()
+                )
             else:
                 smtp = smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout)
             with smtp:
                 smtp.ehlo()
-                if not cfg.use_ssl and (cfg.starttls == "always" or
-                                        (cfg.starttls == "auto" and smtp.has_extn("starttls"))):
+                if not cfg.use_ssl and (
+                    cfg.starttls == "always" or (cfg.starttls == "auto" and smtp.has_extn("starttls"))
+                ):
                     smtp.starttls(context=self._tls())
                     smtp.ehlo()
                 if cfg.username:
@@ -146,13 +159,19 @@ class EmailChannel:
                 smtp.send_message(msg, cfg.from_addr, list(cfg.to_addrs))
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
-            raise DeliveryError(f"smtp refused every recipient ({codes})",
-                                retry=all(400 <= c < 500 for c in codes)) from None
+            raise DeliveryError(
+                f"smtp refused every recipient ({codes})", retry=all(400 <= c < 500 for c in codes)
+            ) from None
         except smtplib.SMTPResponseException as exc:
-            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) \
+            text = (
+                exc.smtp_error.decode(errors="replace")
+                if isinstance(exc.smtp_error, bytes)
                 else str(exc.smtp_error)
-            raise DeliveryError(f"smtp answered {exc.smtp_code} {_redact(text, cfg.password)[:200]}",
-                                retry=400 <= exc.smtp_code < 500) from None
+            )
+            raise DeliveryError(
+                f"smtp answered {exc.smtp_code} {_redact(text, cfg.password)[:200]}",
+                retry=400 <= exc.smtp_code < 500,
+            ) from None
         except smtplib.SMTPNotSupportedError as exc:
             raise DeliveryError(f"smtp server does not support {exc}", retry=False) from None
         except (smtplib.SMTPException, OSError) as exc:
@@ -174,9 +193,16 @@ class _Pending:
 class Dispatcher:
     """Runs each channel on its own worker thread; see the module docstring."""
 
-    def __init__(self, channels: Sequence[Channel], on_done: OnDone | None = None, *,
-                 storm_threshold: int = 5, batch_window: float = 0.5, max_attempts: int = 4,
-                 retry_backoff: float = 0.5) -> None:
+    def __init__(
+        self,
+        channels: Sequence[Channel],
+        on_done: OnDone | None = None,
+        *,
+        storm_threshold: int = 5,
+        batch_window: float = 0.5,
+        max_attempts: int = 4,
+        retry_backoff: float = 0.5,
+    ) -> None:
         self.channels = list(channels)
         self.on_done = on_done
         self.storm_threshold = max(2, storm_threshold)
@@ -190,8 +216,10 @@ class Dispatcher:
         self._stop = threading.Event()
         self._abort = threading.Event()
         self._queues: dict[str, queue.Queue] = {c.name: queue.Queue() for c in self.channels}
-        self._threads = [threading.Thread(target=self._work, args=(c,), daemon=True,
-                                          name=f"traindash-alerts-{c.name}") for c in self.channels]
+        self._threads = [
+            threading.Thread(target=self._work, args=(c,), daemon=True, name=f"traindash-alerts-{c.name}")
+            for c in self.channels
+        ]
         for t in self._threads:
             t.start()
 
@@ -269,8 +297,7 @@ class Dispatcher:
                 error, retry = f"{exc} (attempt {attempt})", exc.retry
             except Exception as exc:  # a bug in a channel must not end the worker
                 error, retry = f"{type(exc).__name__} (attempt {attempt})", False
-            log.warning("alerts: %s delivery of %d alert(s) failed: %s", channel.name,
-                        len(alerts), error)
+            log.warning("alerts: %s delivery of %d alert(s) failed: %s", channel.name, len(alerts), error)
             if not retry or attempt == self.max_attempts:
                 break
             self._abort.wait(self.retry_backoff * 2 ** (attempt - 1))

@@ -22,12 +22,21 @@ from traindash.config import ConfigError, Endpoints, Resolver
 LEVELS = ("info", "warning", "critical")
 
 PRESETS: dict[str, dict[str, float]] = {
-    "conservative": {"no_improvement_episodes": 50, "critical_loss_threshold": 500.0,
-                     "min_profit_warning": -200.0},
-    "moderate": {"no_improvement_episodes": 100, "critical_loss_threshold": 1000.0,
-                 "min_profit_warning": -500.0},
-    "aggressive": {"no_improvement_episodes": 200, "critical_loss_threshold": 2000.0,
-                   "min_profit_warning": -1000.0},
+    "conservative": {
+        "no_improvement_episodes": 50,
+        "critical_loss_threshold": 500.0,
+        "min_profit_warning": -200.0,
+    },
+    "moderate": {
+        "no_improvement_episodes": 100,
+        "critical_loss_threshold": 1000.0,
+        "min_profit_warning": -500.0,
+    },
+    "aggressive": {
+        "no_improvement_episodes": 200,
+        "critical_loss_threshold": 2000.0,
+        "min_profit_warning": -1000.0,
+    },
 }
 
 
@@ -45,18 +54,19 @@ class Thresholds:
             return cls()
         if isinstance(value, str):
             if value.lower() not in PRESETS:
-                raise ConfigError(f"alerts thresholds preset {value!r} is not one of "
-                                  f"{', '.join(PRESETS)}")
+                raise ConfigError(f"alerts thresholds preset {value!r} is not one of {', '.join(PRESETS)}")
             value = PRESETS[value.lower()]
         if not isinstance(value, Mapping):
             raise ConfigError("alerts 'thresholds' must be an object or a preset name")
         base = cls()
         try:
             return cls(
-                no_improvement_episodes=int(value.get("no_improvement_episodes",
-                                                      base.no_improvement_episodes)),
-                critical_loss_threshold=float(value.get("critical_loss_threshold",
-                                                        base.critical_loss_threshold)),
+                no_improvement_episodes=int(
+                    value.get("no_improvement_episodes", base.no_improvement_episodes)
+                ),
+                critical_loss_threshold=float(
+                    value.get("critical_loss_threshold", base.critical_loss_threshold)
+                ),
                 min_profit_warning=float(value.get("min_profit_warning", base.min_profit_warning)),
             )
         except (TypeError, ValueError):
@@ -132,9 +142,15 @@ class AlertsConfig:
     output_dir: Path = Path("training_logs")
 
     @classmethod
-    def from_mapping(cls, block: Mapping[str, Any] | None, env: Mapping[str, str] | None = None,
-                     *, endpoints: Endpoints | None = None, dashboard_url: str | None = None,
-                     output_dir: Path | None = None) -> AlertsConfig:
+    def from_mapping(
+        cls,
+        block: Mapping[str, Any] | None,
+        env: Mapping[str, str] | None = None,
+        *,
+        endpoints: Endpoints | None = None,
+        dashboard_url: str | None = None,
+        output_dir: Path | None = None,
+    ) -> AlertsConfig:
         """From the guide's alerts dict; secrets from ``env`` (the process environment by default)."""
         block = dict(block or {})
         env = tdconfig.environ() if env is None else env
@@ -153,8 +169,7 @@ class AlertsConfig:
             max_attempts=max(1, int(_num(block, "max_attempts", defaults.max_attempts))),
             retry_backoff=_num(block, "retry_backoff", defaults.retry_backoff),
             slack_retries=int(_num(block, "slack_retries", defaults.slack_retries)),
-            new_best_min_episodes=int(_num(block, "new_best_min_episodes",
-                                           defaults.new_best_min_episodes)),
+            new_best_min_episodes=int(_num(block, "new_best_min_episodes", defaults.new_best_min_episodes)),
             status_poll_interval=_num(block, "status_poll_interval", defaults.status_poll_interval),
             dashboard_url=str(block.get("dashboard_url") or dashboard_url or defaults.dashboard_url),
             run_id=block.get("run_id"),
@@ -164,18 +179,26 @@ class AlertsConfig:
         )
 
     @classmethod
-    def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-                file_block: Mapping[str, Any] | None = None) -> AlertsConfig:
+    def resolve(
+        cls,
+        flags: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        file_block: Mapping[str, Any] | None = None,
+    ) -> AlertsConfig:
         """For ``traindash alerts``: the file's ``training_dashboard.alerts`` block, flags, env."""
         file_block = file_block or {}
         r = Resolver(flags, env, file_block)
         port = r.get("port", "TRAINDASH_PORT", "port", tdconfig.DEFAULT_PORT, int)
-        url = r.get("dashboard_url", "TRAINDASH_DASHBOARD_URL", "alerts.dashboard_url",
-                    f"http://127.0.0.1:{port}")
-        return cls.from_mapping(file_block.get("alerts") or {}, env,
-                                endpoints=Endpoints.resolve(flags, env, file_block),
-                                dashboard_url=url,
-                                output_dir=tdconfig.output_dir(None, file_block))
+        url = r.get(
+            "dashboard_url", "TRAINDASH_DASHBOARD_URL", "alerts.dashboard_url", f"http://127.0.0.1:{port}"
+        )
+        return cls.from_mapping(
+            file_block.get("alerts") or {},
+            env,
+            endpoints=Endpoints.resolve(flags, env, file_block),
+            dashboard_url=url,
+            output_dir=tdconfig.output_dir(None, file_block),
+        )
 
 
 def _num(block: Mapping[str, Any], key: str, default: float) -> float:
@@ -186,8 +209,9 @@ def _num(block: Mapping[str, Any], key: str, default: float) -> float:
         raise ConfigError(f"alerts '{key}': {value!r} is not a number") from None
 
 
-def _secret(block: Mapping[str, Any], key: str, env_key: str, default_env: str,
-            env: Mapping[str, str]) -> str | None:
+def _secret(
+    block: Mapping[str, Any], key: str, env_key: str, default_env: str, env: Mapping[str, str]
+) -> str | None:
     name = block.get(env_key) or default_env
     return env.get(name) or block.get(key) or None
 
@@ -235,7 +259,11 @@ def _rule(index: int, raw: Any) -> CustomRuleSpec:
     if level not in LEVELS:
         raise ConfigError(f"alerts rules[{index}] level {level!r} is not one of {', '.join(LEVELS)}")
     name = str(raw.get("name") or f"custom_{index}")
-    return CustomRuleSpec(name=name, condition=str(raw["condition"]), level=level,
-                          title=str(raw.get("title") or name),
-                          for_episodes=max(1, int(raw.get("for_episodes", 1))),
-                          message=str(raw.get("message", "")))
+    return CustomRuleSpec(
+        name=name,
+        condition=str(raw["condition"]),
+        level=level,
+        title=str(raw.get("title") or name),
+        for_episodes=max(1, int(raw.get("for_episodes", 1))),
+        message=str(raw.get("message", "")),
+    )

@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import quote
 
-from alerts.rules import Alert
+from traindash.alerts.rules import Alert
 
 COLOURS = {"info": "#2eb67d", "warning": "#ecb22e", "critical": "#e01e5a"}
 EMOJI = {"info": ":large_green_circle:", "warning": ":warning:", "critical": ":red_circle:"}
@@ -50,12 +50,19 @@ def slack_payload(alert: Alert, dashboard_url: str) -> dict[str, Any]:
     """``text`` (the notification fallback) plus one coloured attachment holding Block Kit blocks."""
     link = run_link(dashboard_url, alert.run_id)
     text = f"[{alert.level.upper()}] {alert.title}: {alert.message}"
-    fields = [{"type": "mrkdwn", "text": f"*{k}*\n{_value(v)}"}
-              for k, v in list(alert.data.items())[:MAX_FIELDS] if v is not None]
+    fields = [
+        {"type": "mrkdwn", "text": f"*{k}*\n{_value(v)}"}
+        for k, v in list(alert.data.items())[:MAX_FIELDS]
+        if v is not None
+    ]
     blocks: list[dict[str, Any]] = [
-        {"type": "section",
-         "text": {"type": "mrkdwn", "text": f"{EMOJI.get(alert.level, '')} *{alert.title}*\n"
-                                            f"{alert.message}"}},
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": f"{EMOJI.get(alert.level, '')} *{alert.title}*\n{alert.message}",
+            },
+        },
     ]
     if fields:
         blocks.append({"type": "section", "fields": fields})
@@ -63,8 +70,10 @@ def slack_payload(alert: Alert, dashboard_url: str) -> dict[str, Any]:
     if link:
         context.append(f"<{link}|open run {alert.run_id}>")
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]})
-    return {"text": text,
-            "attachments": [{"color": COLOURS.get(alert.level, COLOURS["info"]), "blocks": blocks}]}
+    return {
+        "text": text,
+        "attachments": [{"color": COLOURS.get(alert.level, COLOURS["info"]), "blocks": blocks}],
+    }
 
 
 def slack_batch_payload(alerts: Sequence[Alert], dashboard_url: str) -> dict[str, Any]:
@@ -85,12 +94,21 @@ def slack_batch_payload(alerts: Sequence[Alert], dashboard_url: str) -> dict[str
     if len(lines) < len(alerts):
         lines.append(f"… and {len(alerts) - len(lines)} more")
     header = f"{len(alerts)} alerts across {len(runs)} runs"
-    return {"text": f"[{level.upper()}] {header}",
-            "attachments": [{"color": COLOURS.get(level, COLOURS["info"]), "blocks": [
-                {"type": "section", "text": {"type": "mrkdwn",
-                                             "text": f"{EMOJI.get(level, '')} *{header}*"}},
-                {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
-            ]}]}
+    return {
+        "text": f"[{level.upper()}] {header}",
+        "attachments": [
+            {
+                "color": COLOURS.get(level, COLOURS["info"]),
+                "blocks": [
+                    {
+                        "type": "section",
+                        "text": {"type": "mrkdwn", "text": f"{EMOJI.get(level, '')} *{header}*"},
+                    },
+                    {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
+                ],
+            }
+        ],
+    }
 
 
 def email_subject(alert: Alert) -> str:
@@ -98,8 +116,7 @@ def email_subject(alert: Alert) -> str:
 
 
 def email_body(alert: Alert, dashboard_url: str) -> str:
-    lines = [alert.message, "", f"Level: {alert.level}", f"Rule:  {alert.rule}",
-             f"Time:  {_when(alert.ts)}"]
+    lines = [alert.message, "", f"Level: {alert.level}", f"Rule:  {alert.rule}", f"Time:  {_when(alert.ts)}"]
     if alert.run_id:
         lines.append(f"Run:   {alert.run_id}")
         lines.append(f"Open:  {run_link(dashboard_url, alert.run_id)}")
@@ -109,8 +126,9 @@ def email_body(alert: Alert, dashboard_url: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def email_message(alerts: Sequence[Alert], dashboard_url: str, from_addr: str,
-                  to_addrs: Sequence[str]) -> EmailMessage:
+def email_message(
+    alerts: Sequence[Alert], dashboard_url: str, from_addr: str, to_addrs: Sequence[str]
+) -> EmailMessage:
     """One plain-text email for one alert, or a digest for several."""
     msg = EmailMessage()
     if len(alerts) == 1:
@@ -118,8 +136,9 @@ def email_message(alerts: Sequence[Alert], dashboard_url: str, from_addr: str,
         body = email_body(alerts[0], dashboard_url)
     else:
         runs = {a.run_id or "-" for a in alerts}
-        msg["Subject"] = (f"[traindash {worst_level(alerts).upper()}] {len(alerts)} alerts "
-                          f"across {len(runs)} runs")
+        msg["Subject"] = (
+            f"[traindash {worst_level(alerts).upper()}] {len(alerts)} alerts across {len(runs)} runs"
+        )
         body = "\n".join(f"--- {a.title} ---\n{email_body(a, dashboard_url)}" for a in alerts)
     msg["From"] = from_addr
     msg["To"] = ", ".join(to_addrs)

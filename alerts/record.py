@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from alerts.rules import Alert
-from producer import MetricsLogger
+from traindash.alerts.rules import Alert
 from traindash.config import Endpoints, ProducerConfig
+from traindash.producer import MetricsLogger
 from traindash.query import QueryClient, QueryError
 from traindash.wire import RecordKind
 
@@ -31,8 +31,15 @@ _START = object()
 class AlertRecorder:
     """Queues delivered alerts and publishes them through a role="alerts" MetricsLogger."""
 
-    def __init__(self, endpoints: Endpoints, output_dir: Path, *, name: str = "traindash.alerts",
-                 require_collector: bool = False, close_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        output_dir: Path,
+        *,
+        name: str = "traindash.alerts",
+        require_collector: bool = False,
+        close_timeout: float = 5.0,
+    ) -> None:
         self.endpoints = endpoints
         self.output_dir = output_dir
         self.name = name
@@ -88,15 +95,22 @@ class AlertRecorder:
             self._next_probe = now + REPROBE_AFTER
             if not self._warned:
                 self._warned = True
-                log.warning("alerts: no collector answers at %s; alerts are sent but not recorded",
-                            self.endpoints.query)
+                log.warning(
+                    "alerts: no collector answers at %s; alerts are sent but not recorded",
+                    self.endpoints.query,
+                )
             return False
 
     def _get_logger(self) -> MetricsLogger | None:
         if self._logger is None and self._reachable():
             cfg = ProducerConfig(endpoints=self.endpoints, close_timeout=self.close_timeout)
-            self._logger = MetricsLogger(self.name, output_dir=str(self.output_dir), role="alerts",
-                                         config=cfg, description="traindash alerts")
+            self._logger = MetricsLogger(
+                self.name,
+                output_dir=str(self.output_dir),
+                role="alerts",
+                config=cfg,
+                description="traindash alerts",
+            )
         return self._logger
 
     def _work(self) -> None:
@@ -113,8 +127,14 @@ class AlertRecorder:
                 data: dict[str, Any] = dict(alert.data)
                 if errors:
                     data["delivery_errors"] = errors
-                fields: dict[str, Any] = dict(level=alert.level, rule=alert.rule, title=alert.title,
-                                              message=alert.message, data=data, channels=channels)
+                fields: dict[str, Any] = dict(
+                    level=alert.level,
+                    rule=alert.rule,
+                    title=alert.title,
+                    message=alert.message,
+                    data=data,
+                    channels=channels,
+                )
                 if alert.run_id:
                     fields["run_id"] = alert.run_id
                 lg.log_event(RecordKind.ALERT, **fields)

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerts.config import CustomRuleSpec, Thresholds
-from alerts.expr import Condition, parse
+from traindash.alerts.config import CustomRuleSpec, Thresholds
+from traindash.alerts.expr import Condition, parse
 
 INFO, WARNING, CRITICAL = "info", "warning", "critical"
 LEVELS = (INFO, WARNING, CRITICAL)
@@ -95,22 +95,39 @@ def nan_alert(bad: Iterable[str], where: str) -> tuple[str, str, str, str]:
 
 
 def loss_alert(loss: float, limit: float, where: str) -> tuple[str, str, str, str]:
-    return ("loss_critical", CRITICAL, "Critical loss",
-            f"Loss {_fmt(loss)} is above the critical threshold {_fmt(limit)} for {where}")
+    return (
+        "loss_critical",
+        CRITICAL,
+        "Critical loss",
+        f"Loss {_fmt(loss)} is above the critical threshold {_fmt(limit)} for {where}",
+    )
 
 
 def profit_alert(profit: float, limit: float, where: str) -> tuple[str, str, str, str]:
-    return ("profit_low", WARNING, "Low profit",
-            f"Profit {_fmt(profit)} is below the warning threshold {_fmt(limit)} for {where}")
+    return (
+        "profit_low",
+        WARNING,
+        "Low profit",
+        f"Profit {_fmt(profit)} is below the warning threshold {_fmt(limit)} for {where}",
+    )
 
 
 def stale_alert(episodes: int, best: float, where: str) -> tuple[str, str, str, str]:
-    return ("no_improvement", WARNING, "Slow Learning",
-            f"No improvement in {episodes} episodes for {where} (best profit {_fmt(best)})")
+    return (
+        "no_improvement",
+        WARNING,
+        "Slow Learning",
+        f"No improvement in {episodes} episodes for {where} (best profit {_fmt(best)})",
+    )
 
 
-def health_alerts(latest: Mapping[str, Any], history: list[Mapping[str, Any]],
-                  thresholds: Thresholds, run_id: str | None = None, now: float = 0.0) -> list[Alert]:
+def health_alerts(
+    latest: Mapping[str, Any],
+    history: list[Mapping[str, Any]],
+    thresholds: Thresholds,
+    run_id: str | None = None,
+    now: float = 0.0,
+) -> list[Alert]:
     """The guide's ``check_training_health`` conditions on one episode and its recent history."""
     where = _label(run_id, None)
     data = {k: v for k, v in latest.items() if isinstance(v, (int, float, str))}
@@ -130,8 +147,7 @@ def health_alerts(latest: Mapping[str, Any], history: list[Mapping[str, Any]],
         before, window = max(profits[:-n]), max(profits[-n:])
         if window <= before:
             found.append(stale_alert(n, before, where))
-    return [Alert(level, rule, title, msg, run_id, dict(data), now)
-            for rule, level, title, msg in found]
+    return [Alert(level, rule, title, msg, run_id, dict(data), now) for rule, level, title, msg in found]
 
 
 @dataclass
@@ -172,8 +188,13 @@ class RuleEngine:
     training) alert once per cooldown.
     """
 
-    def __init__(self, thresholds: Thresholds, cooldown: float = 300.0,
-                 rules: Iterable[CustomRuleSpec] = (), new_best_min_episodes: int = 10) -> None:
+    def __init__(
+        self,
+        thresholds: Thresholds,
+        cooldown: float = 300.0,
+        rules: Iterable[CustomRuleSpec] = (),
+        new_best_min_episodes: int = 10,
+    ) -> None:
         self.thresholds = thresholds
         self.throttle = Throttle(cooldown)
         self.custom = [CustomRule.build(s) for s in rules]
@@ -213,18 +234,33 @@ class RuleEngine:
         if profit is not None and math.isfinite(profit):
             if profit > st.best_profit:
                 if st.episodes > self.new_best_min_episodes and st.best_profit > -math.inf:
-                    self._event(run_id, st, now, out, "new_best", INFO, "New best model",
-                                f"New best profit {_fmt(profit)} (was {_fmt(st.best_profit)}) at "
-                                f"episode {row.get('episode')} for {where}", data)
+                    self._event(
+                        run_id,
+                        st,
+                        now,
+                        out,
+                        "new_best",
+                        INFO,
+                        "New best model",
+                        f"New best profit {_fmt(profit)} (was {_fmt(st.best_profit)}) at "
+                        f"episode {row.get('episode')} for {where}",
+                        data,
+                    )
                 st.best_profit, st.best_at = profit, st.episodes
             limit = self.thresholds.min_profit_warning
-            self._condition(run_id, st, now, out, profit < limit,
-                            profit_alert(profit, limit, where), data)
+            self._condition(run_id, st, now, out, profit < limit, profit_alert(profit, limit, where), data)
         n = self.thresholds.no_improvement_episodes
         if n > 0 and st.best_profit > -math.inf:
             stale = st.episodes - st.best_at >= n
-            self._condition(run_id, st, now, out, stale, stale_alert(n, st.best_profit, where),
-                            {**data, "best_profit": st.best_profit})
+            self._condition(
+                run_id,
+                st,
+                now,
+                out,
+                stale,
+                stale_alert(n, st.best_profit, where),
+                {**data, "best_profit": st.best_profit},
+            )
         if "loss" in row:
             self._loss(run_id, st, now, out, row)
         for rule in self.custom:
@@ -254,21 +290,42 @@ class RuleEngine:
         where = _label(run_id, st.name)
         data = {"status": status, **final}
         if status == "finished":
-            parts = [f"{k.replace('_', ' ')} {_fmt(final[k])}" for k in
-                     ("total_episodes", "best_profit", "best_sharpe") if k in final]
+            parts = [
+                f"{k.replace('_', ' ')} {_fmt(final[k])}"
+                for k in ("total_episodes", "best_profit", "best_sharpe")
+                if k in final
+            ]
             if isinstance(final.get("training_time"), (int, float)):
                 parts.append(f"training time {final['training_time']:.1f} s")
-            self._event(run_id, st, now, out, "training_complete", INFO, "Training complete",
-                        f"Training complete for {where}" + (": " + ", ".join(parts) if parts else ""),
-                        data)
+            self._event(
+                run_id,
+                st,
+                now,
+                out,
+                "training_complete",
+                INFO,
+                "Training complete",
+                f"Training complete for {where}" + (": " + ", ".join(parts) if parts else ""),
+                data,
+            )
         else:
-            self._event(run_id, st, now, out, "training_crashed", CRITICAL, "Training crashed",
-                        f"Training ended with status {status!r} for {where}", data)
+            self._event(
+                run_id,
+                st,
+                now,
+                out,
+                "training_crashed",
+                CRITICAL,
+                "Training crashed",
+                f"Training ended with status {status!r} for {where}",
+                data,
+            )
         st.announced.clear()
         return out
 
-    def on_status(self, run_id: str, status: str, now: float, role: str | None = None,
-                  name: str | None = None) -> list[Alert]:
+    def on_status(
+        self, run_id: str, status: str, now: float, role: str | None = None, name: str | None = None
+    ) -> list[Alert]:
         """The run's liveness from ``runs.status``: running, stalled, lost, finished, crashed."""
         st = self.state(run_id)
         if role:
@@ -287,18 +344,44 @@ class RuleEngine:
         where = _label(run_id, st.name)
         data = {"status": status, "previous": previous}
         if status == "stalled" and "trainer_stalled" not in st.announced:
-            self._raise(run_id, st, now, out, "trainer_stalled", WARNING, "Trainer stalled",
-                        f"No heartbeat from {where}; its trainer looks stalled", data)
+            self._raise(
+                run_id,
+                st,
+                now,
+                out,
+                "trainer_stalled",
+                WARNING,
+                "Trainer stalled",
+                f"No heartbeat from {where}; its trainer looks stalled",
+                data,
+            )
         elif status == "lost" and "trainer_lost" not in st.announced:
-            self._raise(run_id, st, now, out, "trainer_lost", CRITICAL, "Trainer lost",
-                        f"No heartbeat from {where} for a long time; its trainer looks lost", data)
+            self._raise(
+                run_id,
+                st,
+                now,
+                out,
+                "trainer_lost",
+                CRITICAL,
+                "Trainer lost",
+                f"No heartbeat from {where} for a long time; its trainer looks lost",
+                data,
+            )
         elif status == "running":
             st.ended = False
             was = [st.announced.pop(r, None) for r in ("trainer_lost", "trainer_stalled")]
             if any(was):
-                out.append(Alert(INFO, "trainer_recovered", "Trainer recovered",
-                                 f"{where[0].upper()}{where[1:]} is sending again", run_id,
-                                 data, now))
+                out.append(
+                    Alert(
+                        INFO,
+                        "trainer_recovered",
+                        "Trainer recovered",
+                        f"{where[0].upper()}{where[1:]} is sending again",
+                        run_id,
+                        data,
+                        now,
+                    )
+                )
         return out
 
     def forget(self, run_id: str) -> None:
@@ -311,18 +394,31 @@ class RuleEngine:
         where = _label(run_id, st.name)
         self._condition(run_id, st, now, out, bool(bad), nan_alert(bad, where), {"metrics": bad})
 
-    def _loss(self, run_id: str, st: RunState, now: float, out: list[Alert],
-              row: Mapping[str, Any]) -> None:
+    def _loss(self, run_id: str, st: RunState, now: float, out: list[Alert], row: Mapping[str, Any]) -> None:
         loss = _num(row, "loss")
         if loss is None or not math.isfinite(loss):
             return  # NaN/Inf are the nan_metric rule's; they neither raise nor clear this one
         limit = self.thresholds.critical_loss_threshold
-        self._condition(run_id, st, now, out, loss > limit,
-                        loss_alert(loss, limit, _label(run_id, st.name)),
-                        {"loss": loss, "step": row.get("step"), "episode": row.get("episode")})
+        self._condition(
+            run_id,
+            st,
+            now,
+            out,
+            loss > limit,
+            loss_alert(loss, limit, _label(run_id, st.name)),
+            {"loss": loss, "step": row.get("step"), "episode": row.get("episode")},
+        )
 
-    def _custom(self, run_id: str, st: RunState, now: float, out: list[Alert], rule: CustomRule,
-                where: str, data: dict[str, Any]) -> None:
+    def _custom(
+        self,
+        run_id: str,
+        st: RunState,
+        now: float,
+        out: list[Alert],
+        rule: CustomRule,
+        where: str,
+        data: dict[str, Any],
+    ) -> None:
         spec = rule.spec
         holds = rule.condition.evaluate(st.latest)
         streak = st.streaks[spec.name] = st.streaks.get(spec.name, 0) + 1 if holds else 0
@@ -330,30 +426,72 @@ class RuleEngine:
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
         span = f" for {spec.for_episodes} episodes" if spec.for_episodes > 1 else ""
         message = spec.message or f"{spec.condition}{span} for {where} ({shown})"
-        self._condition(run_id, st, now, out, streak >= spec.for_episodes,
-                        (f"custom:{spec.name}", spec.level, spec.title, message),
-                        {**data, **values, "condition": spec.condition})
+        self._condition(
+            run_id,
+            st,
+            now,
+            out,
+            streak >= spec.for_episodes,
+            (f"custom:{spec.name}", spec.level, spec.title, message),
+            {**data, **values, "condition": spec.condition},
+        )
 
-    def _condition(self, run_id: str, st: RunState, now: float, out: list[Alert], holds: bool,
-                   what: tuple[str, str, str, str], data: dict[str, Any]) -> None:
+    def _condition(
+        self,
+        run_id: str,
+        st: RunState,
+        now: float,
+        out: list[Alert],
+        holds: bool,
+        what: tuple[str, str, str, str],
+        data: dict[str, Any],
+    ) -> None:
         rule, level, title, message = what
         if holds:
             if rule not in st.announced:
                 self._raise(run_id, st, now, out, rule, level, title, message, data)
         elif rule in st.announced:
             first = st.announced.pop(rule)
-            out.append(Alert(INFO, f"{rule}.recovered", f"Recovered: {first.title}",
-                             f"Cleared for {_label(run_id, st.name)}: {first.message}", run_id,
-                             data, now))
+            out.append(
+                Alert(
+                    INFO,
+                    f"{rule}.recovered",
+                    f"Recovered: {first.title}",
+                    f"Cleared for {_label(run_id, st.name)}: {first.message}",
+                    run_id,
+                    data,
+                    now,
+                )
+            )
 
-    def _raise(self, run_id: str, st: RunState, now: float, out: list[Alert], rule: str,
-               level: str, title: str, message: str, data: dict[str, Any]) -> None:
+    def _raise(
+        self,
+        run_id: str,
+        st: RunState,
+        now: float,
+        out: list[Alert],
+        rule: str,
+        level: str,
+        title: str,
+        message: str,
+        data: dict[str, Any],
+    ) -> None:
         if self.throttle.allow((run_id, rule), now):
             alert = Alert(level, rule, title, message, run_id, data, now)
             st.announced[rule] = alert
             out.append(alert)
 
-    def _event(self, run_id: str, st: RunState, now: float, out: list[Alert], rule: str,
-               level: str, title: str, message: str, data: dict[str, Any]) -> None:
+    def _event(
+        self,
+        run_id: str,
+        st: RunState,
+        now: float,
+        out: list[Alert],
+        rule: str,
+        level: str,
+        title: str,
+        message: str,
+        data: dict[str, Any],
+    ) -> None:
         if self.throttle.allow((run_id, rule), now):
             out.append(Alert(level, rule, title, message, run_id, data, now))

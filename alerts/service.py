@@ -20,12 +20,12 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from alerts.channels import Dispatcher
-from alerts.config import AlertsConfig
-from alerts.record import AlertRecorder
-from alerts.rules import Alert, RuleEngine
-from alerts.system import build_channels
 from traindash import security, wire
+from traindash.alerts.channels import Dispatcher
+from traindash.alerts.config import AlertsConfig
+from traindash.alerts.record import AlertRecorder
+from traindash.alerts.rules import Alert, RuleEngine
+from traindash.alerts.system import build_channels
 from traindash.query import QueryClient, QueryError, sql_literal
 from traindash.shutdown import GracefulExit
 from traindash.wire import RecordKind
@@ -46,8 +46,9 @@ _SUBSCRIBE = (RecordKind.RUN, RecordKind.EPISODE, RecordKind.MODEL, RecordKind.E
 
 def section_rows(section: wire.Section) -> list[dict[str, Any]]:
     """The rows of a section as dicts of plain values (``extra`` dicts are left out)."""
-    cols = {k: (v.tolist() if isinstance(v, np.ndarray) else v)
-            for k, v in section.cols.items() if k != "extra"}
+    cols = {
+        k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in section.cols.items() if k != "extra"
+    }
     return [{k: v[i] for k, v in cols.items()} for i in range(len(section))]
 
 
@@ -70,16 +71,21 @@ class AlertsService(GracefulExit):
     def __init__(self, config: AlertsConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
-        self.engine = RuleEngine(config.thresholds, config.cooldown_seconds, config.rules,
-                                 config.new_best_min_episodes)
-        self.recorder = AlertRecorder(config.endpoints, config.output_dir, require_collector=True,
-                                      close_timeout=RECORD_CLOSE_TIMEOUT)
+        self.engine = RuleEngine(
+            config.thresholds, config.cooldown_seconds, config.rules, config.new_best_min_episodes
+        )
+        self.recorder = AlertRecorder(
+            config.endpoints, config.output_dir, require_collector=True, close_timeout=RECORD_CLOSE_TIMEOUT
+        )
         self.channels = build_channels(config) if config.enabled else []
-        self.dispatcher = Dispatcher(self.channels, self.recorder.record,
-                                     storm_threshold=config.storm_threshold,
-                                     batch_window=config.batch_window,
-                                     max_attempts=config.max_attempts,
-                                     retry_backoff=config.retry_backoff)
+        self.dispatcher = Dispatcher(
+            self.channels,
+            self.recorder.record,
+            storm_threshold=config.storm_threshold,
+            batch_window=config.batch_window,
+            max_attempts=config.max_attempts,
+            retry_backoff=config.retry_backoff,
+        )
         self.should_exit = False
         self.force_exit = False
         self.raised = 0
@@ -141,8 +147,9 @@ class AlertsService(GracefulExit):
                 if monitor.poll(100):
                     recv_monitor_message(monitor)
                     return
-            log.warning("alerts: no collector at %s yet; will follow it when it starts",
-                        self.config.endpoints.rows)
+            log.warning(
+                "alerts: no collector at %s yet; will follow it when it starts", self.config.endpoints.rows
+            )
         finally:
             sub.disable_monitor()
             monitor.close(0)
@@ -179,8 +186,10 @@ class AlertsService(GracefulExit):
     def poll_status(self, client: QueryClient) -> None:
         """Feed ``runs.status`` to the liveness rules (the first poll only sets a baseline)."""
         try:
-            table = client.query("SELECT run_id, status, coalesce(role, 'trainer') AS role, name "
-                                 "FROM runs WHERE status IS NOT NULL")
+            table = client.query(
+                "SELECT run_id, status, coalesce(role, 'trainer') AS role, name "
+                "FROM runs WHERE status IS NOT NULL"
+            )
         except QueryError as exc:
             if not self._query_warned:
                 self._query_warned = True
@@ -202,8 +211,10 @@ class AlertsService(GracefulExit):
     def _learn_role(self, run_id: str) -> None:
         try:
             with QueryClient(self.config.endpoints.query, timeout=1.0) as client:
-                table = client.query(f"SELECT coalesce(role, 'trainer') AS role, name FROM runs "
-                                     f"WHERE run_id = {sql_literal(run_id)}")
+                table = client.query(
+                    f"SELECT coalesce(role, 'trainer') AS role, name FROM runs "
+                    f"WHERE run_id = {sql_literal(run_id)}"
+                )
         except QueryError:
             return
         if table.num_rows:

@@ -17,10 +17,10 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from alerts.channels import Channel, Dispatcher, EmailChannel, SlackChannel
-from alerts.config import LEVELS, PRESETS, AlertsConfig
-from alerts.record import AlertRecorder
-from alerts.rules import Alert, Throttle, health_alerts
+from traindash.alerts.channels import Channel, Dispatcher, EmailChannel, SlackChannel
+from traindash.alerts.config import LEVELS, PRESETS, AlertsConfig
+from traindash.alerts.record import AlertRecorder
+from traindash.alerts.rules import Alert, Throttle, health_alerts
 
 log = logging.getLogger("traindash.alerts")
 
@@ -76,8 +76,9 @@ class AlertSystem:
             ``run_id`` (the run the alerts are about), ``dashboard_url``.
     """
 
-    def __init__(self, config: Mapping[str, Any] | None = None, *,
-                 settings: AlertsConfig | None = None) -> None:
+    def __init__(
+        self, config: Mapping[str, Any] | None = None, *, settings: AlertsConfig | None = None
+    ) -> None:
         self.settings = settings or AlertsConfig.from_mapping(config or {})
         cfg = self.settings
         self.enabled = cfg.enabled
@@ -91,17 +92,21 @@ class AlertSystem:
         self._lock = threading.Lock()
         self._closed = False
         self.channels = build_channels(cfg) if cfg.enabled else []
-        self._recorder = (AlertRecorder(cfg.endpoints, cfg.output_dir)
-                          if cfg.enabled and cfg.record else None)
-        self._dispatcher = Dispatcher(self.channels, self._delivered,
-                                      storm_threshold=cfg.storm_threshold,
-                                      batch_window=cfg.batch_window, max_attempts=cfg.max_attempts,
-                                      retry_backoff=cfg.retry_backoff)
+        self._recorder = AlertRecorder(cfg.endpoints, cfg.output_dir) if cfg.enabled and cfg.record else None
+        self._dispatcher = Dispatcher(
+            self.channels,
+            self._delivered,
+            storm_threshold=cfg.storm_threshold,
+            batch_window=cfg.batch_window,
+            max_attempts=cfg.max_attempts,
+            retry_backoff=cfg.retry_backoff,
+        )
         _open.add(self)
 
     # -- the guide's API -------------------------------------------------------------------------
-    def send_alert(self, level: str, title: str, message: str, data: dict[str, Any] | None = None,
-                   force: bool = False) -> bool:
+    def send_alert(
+        self, level: str, title: str, message: str, data: dict[str, Any] | None = None, force: bool = False
+    ) -> bool:
         """Queue an alert for every enabled channel.
 
         Returns True when the alert was accepted for delivery, False when alerts are
@@ -118,50 +123,79 @@ class AlertSystem:
             data = dict(data or {})
             rule = str(data.pop("rule", None) or _slug(title))
             run_id = data.pop("run_id", None) or self.settings.run_id
-            return self._send(Alert(level, rule, str(title), str(message), run_id, data,
-                                    time.time()), force)
+            return self._send(Alert(level, rule, str(title), str(message), run_id, data, time.time()), force)
         except Exception:  # never raise into training code
             log.exception("alerts: send_alert failed")
             return False
 
-    def check_training_health(self, latest_episode: dict[str, Any],
-                              recent_history: list[dict[str, Any]]) -> None:
+    def check_training_health(
+        self, latest_episode: dict[str, Any], recent_history: list[dict[str, Any]]
+    ) -> None:
         """Alert on NaN/Inf, loss above the critical threshold, profit below the warning
         threshold, and no improvement for ``no_improvement_episodes`` episodes."""
         try:
             if not self.enabled or not latest_episode:
                 return
-            for alert in health_alerts(latest_episode, list(recent_history or []),
-                                       self.settings.thresholds, self.settings.run_id, time.time()):
+            for alert in health_alerts(
+                latest_episode,
+                list(recent_history or []),
+                self.settings.thresholds,
+                self.settings.run_id,
+                time.time(),
+            ):
                 self._send(alert, False)
         except Exception:
             log.exception("alerts: check_training_health failed")
 
-    def send_training_complete(self, total_episodes: int = 0, best_profit: float = 0.0,
-                               best_sharpe: float = 0.0, training_time: float = 0.0,
-                               **extra: Any) -> None:
+    def send_training_complete(
+        self,
+        total_episodes: int = 0,
+        best_profit: float = 0.0,
+        best_sharpe: float = 0.0,
+        training_time: float = 0.0,
+        **extra: Any,
+    ) -> None:
         """An info alert summarising a finished training run."""
-        message = (f"Training finished after {total_episodes} episodes in {_duration(training_time)}: "
-                   f"best profit {best_profit:,.2f}, best Sharpe {best_sharpe:.3f}")
-        data = {"total_episodes": total_episodes, "best_profit": best_profit,
-                "best_sharpe": best_sharpe, "training_time": training_time, **extra,
-                "rule": "training_complete"}
+        message = (
+            f"Training finished after {total_episodes} episodes in {_duration(training_time)}: "
+            f"best profit {best_profit:,.2f}, best Sharpe {best_sharpe:.3f}"
+        )
+        data = {
+            "total_episodes": total_episodes,
+            "best_profit": best_profit,
+            "best_sharpe": best_sharpe,
+            "training_time": training_time,
+            **extra,
+            "rule": "training_complete",
+        }
         self.send_alert("info", "Training Complete", message, data, force=True)
 
-    def send_new_best_model(self, episode: int | None = None, profit: float | None = None,
-                            sharpe: float | None = None, model_path: str | None = None,
-                            **extra: Any) -> None:
+    def send_new_best_model(
+        self,
+        episode: int | None = None,
+        profit: float | None = None,
+        sharpe: float | None = None,
+        model_path: str | None = None,
+        **extra: Any,
+    ) -> None:
         """An info alert for a new best model (throttled like any other alert)."""
-        parts = [f"episode {episode}" if episode is not None else None,
-                 f"profit {profit:,.2f}" if isinstance(profit, (int, float)) else None,
-                 f"Sharpe {sharpe:.3f}" if isinstance(sharpe, (int, float)) else None,
-                 f"saved to {model_path}" if model_path else None]
+        parts = [
+            f"episode {episode}" if episode is not None else None,
+            f"profit {profit:,.2f}" if isinstance(profit, (int, float)) else None,
+            f"Sharpe {sharpe:.3f}" if isinstance(sharpe, (int, float)) else None,
+            f"saved to {model_path}" if model_path else None,
+        ]
         text = ", ".join(p for p in parts if p)
         message = text[:1].upper() + text[1:] if text else "A new best model was found"
-        data = {"episode": episode, "profit": profit, "sharpe": sharpe, "model_path": model_path,
-                **extra, "rule": "new_best"}
-        self.send_alert("info", "New Best Model", message,
-                        {k: v for k, v in data.items() if v is not None})
+        data = {
+            "episode": episode,
+            "profit": profit,
+            "sharpe": sharpe,
+            "model_path": model_path,
+            **extra,
+            "rule": "new_best",
+        }
+        self.send_alert("info", "New Best Model", message, {k: v for k, v in data.items() if v is not None})
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def flush(self, timeout: float = 30.0) -> bool:
@@ -207,9 +241,18 @@ class AlertSystem:
         return True
 
     def _delivered(self, alert: Alert, reached: list[str], errors: dict[str, str]) -> None:
-        self.alert_history.append({"ts": alert.ts, "level": alert.level, "rule": alert.rule,
-                                   "title": alert.title, "message": alert.message,
-                                   "run_id": alert.run_id, "data": alert.data,
-                                   "channels": reached, "errors": errors})
+        self.alert_history.append(
+            {
+                "ts": alert.ts,
+                "level": alert.level,
+                "rule": alert.rule,
+                "title": alert.title,
+                "message": alert.message,
+                "run_id": alert.run_id,
+                "data": alert.data,
+                "channels": reached,
+                "errors": errors,
+            }
+        )
         if self._recorder is not None:
             self._recorder.record(alert, reached, errors)

@@ -24,15 +24,30 @@ if str(ROOT) not in sys.path:
 RESULT_MARK = "BENCH_RESULT "
 
 #: The eight scalars of one episode, as every tool is asked to log them.
-EPISODE_KEYS = ("episode", "profit", "sharpe", "win_rate", "drawdown", "num_trades", "epsilon",
-                "learning_rate")
+EPISODE_KEYS = (
+    "episode",
+    "profit",
+    "sharpe",
+    "win_rate",
+    "drawdown",
+    "num_trades",
+    "epsilon",
+    "learning_rate",
+)
 
 
-def row(benchmark: str, tool: str, metric: str, value: float | None, unit: str,
-        note: str = "") -> dict[str, Any]:
+def row(
+    benchmark: str, tool: str, metric: str, value: float | None, unit: str, note: str = ""
+) -> dict[str, Any]:
     """One result row in the bench/run.py contract."""
-    return {"benchmark": benchmark, "tool": tool, "metric": metric,
-            "value": None if value is None else float(value), "unit": unit, "note": note}
+    return {
+        "benchmark": benchmark,
+        "tool": tool,
+        "metric": metric,
+        "value": None if value is None else float(value),
+        "unit": unit,
+        "note": note,
+    }
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -53,8 +68,7 @@ def median(values: Iterable[float]) -> float:
     return vals[mid] if n % 2 else (vals[mid - 1] + vals[mid]) / 2
 
 
-def time_calls(fn: Callable[[int], Any], n: int, start: int = 0,
-               budget_s: float | None = None) -> list[int]:
+def time_calls(fn: Callable[[int], Any], n: int, start: int = 0, budget_s: float | None = None) -> list[int]:
     """Time ``fn(i)`` for ``i`` in ``start..start+n`` with ``perf_counter_ns``; ns per call.
 
     Stops early (returning fewer samples) once ``budget_s`` of wall time has passed, so a
@@ -75,8 +89,9 @@ def time_calls(fn: Callable[[int], Any], n: int, start: int = 0,
     return out[:done]
 
 
-def call_stats(fn: Callable[[int], Any], calls: int, warmup: int,
-               budget_s: float | None = None) -> dict[str, Any]:
+def call_stats(
+    fn: Callable[[int], Any], calls: int, warmup: int, budget_s: float | None = None
+) -> dict[str, Any]:
     """Warm up, then time ``calls`` calls of ``fn``; p50/p99/mean in microseconds."""
     time_calls(fn, warmup, 0, budget_s=None if budget_s is None else budget_s / 4)
     gc.collect()
@@ -84,9 +99,13 @@ def call_stats(fn: Callable[[int], Any], calls: int, warmup: int,
     samples = time_calls(fn, calls, warmup, budget_s=budget_s)
     wall = time.perf_counter() - t0
     samples.sort()
-    return {"calls": len(samples), "p50_us": percentile(samples, 50) / 1e3,
-            "p99_us": percentile(samples, 99) / 1e3,
-            "mean_us": sum(samples) / len(samples) / 1e3, "wall_s": wall}
+    return {
+        "calls": len(samples),
+        "p50_us": percentile(samples, 50) / 1e3,
+        "p99_us": percentile(samples, 99) / 1e3,
+        "mean_us": sum(samples) / len(samples) / 1e3,
+        "wall_s": wall,
+    }
 
 
 def emit_result(payload: dict[str, Any]) -> None:
@@ -95,8 +114,9 @@ def emit_result(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def run_child(args: list[str], timeout: float, env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> tuple[dict[str, Any] | None, str]:
+def run_child(
+    args: list[str], timeout: float, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[dict[str, Any] | None, str]:
     """Run ``python args...``; return (the child's marked JSON result or None, why not)."""
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
@@ -105,9 +125,15 @@ def run_child(args: list[str], timeout: float, env: dict[str, str] | None = None
         full_env.update(env)
     # Its own session, so that whatever it starts (a collector, wandb's service) can be
     # ended with it: the whole process group goes once the child is done or timed out.
-    proc = subprocess.Popen([sys.executable, *args], env=full_env, cwd=cwd or ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        env=full_env,
+        cwd=cwd or ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -118,7 +144,7 @@ def run_child(args: list[str], timeout: float, env: dict[str, str] | None = None
         _kill_group(proc.pid)
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_MARK):
-            return json.loads(line[len(RESULT_MARK):]), ""
+            return json.loads(line[len(RESULT_MARK) :]), ""
     tail = (stderr or stdout).strip().splitlines()[-3:]
     return None, f"exit {proc.returncode}: " + " | ".join(t.strip() for t in tail)[:300]
 
@@ -133,6 +159,7 @@ def _kill_group(pgid: int) -> None:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table of result rows."""
+
     def fmt(v: float | None) -> str:
         if v is None:
             return "n/a"
@@ -140,21 +167,31 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             return f"{v:,.0f}"
         return f"{v:.3g}" if abs(v) < 1 else f"{v:.2f}"
 
-    cols = [("benchmark", lambda r: r["benchmark"]), ("tool", lambda r: r["tool"]),
-            ("metric", lambda r: r["metric"]), ("value", lambda r: fmt(r["value"])),
-            ("unit", lambda r: r["unit"]), ("note", lambda r: r["note"])]
+    cols = [
+        ("benchmark", lambda r: r["benchmark"]),
+        ("tool", lambda r: r["tool"]),
+        ("metric", lambda r: r["metric"]),
+        ("value", lambda r: fmt(r["value"])),
+        ("unit", lambda r: r["unit"]),
+        ("note", lambda r: r["note"]),
+    ]
     cells = [[get(r) for _, get in cols] for r in rows]
     widths = [max([len(name)] + [len(c[i]) for c in cells]) for i, (name, _) in enumerate(cols)]
     widths[-1] = len(cols[-1][0])  # notes run on without padding
     line = "  ".join(name.ljust(w) for (name, _), w in zip(cols, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
     for c in cells:
-        out.append("  ".join(v.rjust(w) if i == 3 else v.ljust(w)
-                             for i, (v, w) in enumerate(zip(c, widths, strict=True))).rstrip())
+        out.append(
+            "  ".join(
+                v.rjust(w) if i == 3 else v.ljust(w) for i, (v, w) in enumerate(zip(c, widths, strict=True))
+            ).rstrip()
+        )
     return "\n".join(out)
 
 
 def print_table(title: str, rows: list[dict[str, Any]]) -> None:
-    print(f"\n{title}  ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"{os.cpu_count()} CPUs, shared machine: compare within a run)")
+    print(
+        f"\n{title}  ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{os.cpu_count()} CPUs, shared machine: compare within a run)"
+    )
     print(format_table(rows))

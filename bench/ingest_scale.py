@@ -45,8 +45,8 @@ def trainer(endpoints: list[str], episodes: int, rate: float, output_dir: str) -
     """Log ``episodes`` (flat out when ``rate`` is 0), flush, close; print timings as JSON."""
     import random
 
-    from producer import MetricsLogger
     from traindash.config import Endpoints, ProducerConfig
+    from traindash.producer import MetricsLogger
 
     rng = random.Random(os.getpid())
     # Varying values, so DuckDB cannot compress the columns to nothing.
@@ -77,8 +77,16 @@ def trainer(endpoints: list[str], episodes: int, rate: float, output_dir: str) -
     acked = logger.flush(timeout=600)
     t_acked = time.time()
     logger.close()
-    emit_result({"run_id": logger.run_id, "t_first": t_first, "t_last": t_last,
-                 "t_acked": t_acked, "acked": acked, "episodes": episodes})
+    emit_result(
+        {
+            "run_id": logger.run_id,
+            "t_first": t_first,
+            "t_last": t_last,
+            "t_acked": t_acked,
+            "acked": acked,
+            "episodes": episodes,
+        }
+    )
 
 
 # -- parent side ---------------------------------------------------------------------------
@@ -89,13 +97,30 @@ class Trainers:
         e = collector.endpoints
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
         self.procs = [
-            subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--trainer",
-                              "--episodes", str(episodes), "--rate", str(rate),
-                              "--endpoints", e.ingest, e.rows, e.query, "--output-dir",
-                              str(tmp / f"trainer-{k}")],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-                             cwd=ROOT)
-            for k in range(n)]
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--trainer",
+                    "--episodes",
+                    str(episodes),
+                    "--rate",
+                    str(rate),
+                    "--endpoints",
+                    e.ingest,
+                    e.rows,
+                    e.query,
+                    "--output-dir",
+                    str(tmp / f"trainer-{k}"),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+                cwd=ROOT,
+            )
+            for k in range(n)
+        ]
 
     def start(self) -> None:
         for p in self.procs:
@@ -115,7 +140,7 @@ class Trainers:
             marked = [ln for ln in stdout.splitlines() if ln.startswith("BENCH_RESULT ")]
             if not marked:
                 raise RuntimeError(f"trainer exited {p.returncode} without a result")
-            out.append(json.loads(marked[-1][len("BENCH_RESULT "):]))
+            out.append(json.loads(marked[-1][len("BENCH_RESULT ") :]))
         return out
 
     def kill(self) -> None:
@@ -128,16 +153,18 @@ class Trainers:
 def _collector(tmp: Path, name: str) -> Any:
     from tests.harness import CollectorProcess, free_endpoints
 
-    return CollectorProcess(db=tmp / f"{name}.duckdb", endpoints=free_endpoints(),
-                            log_path=tmp / f"{name}.log")
+    return CollectorProcess(
+        db=tmp / f"{name}.duckdb", endpoints=free_endpoints(), log_path=tmp / f"{name}.log"
+    )
 
 
 def _warm_up(collector: Any, tmp: Path) -> None:
     """One small run through a fresh collector: its first commit takes a few hundred ms."""
-    from producer import MetricsLogger
+    from traindash.producer import MetricsLogger
 
-    logger = MetricsLogger("bench-warm-up", output_dir=str(tmp / "warm-up"),
-                           config=collector.producer_config())
+    logger = MetricsLogger(
+        "bench-warm-up", output_dir=str(tmp / "warm-up"), config=collector.producer_config()
+    )
     try:
         time.sleep(0.1)
         for i in range(2_000):
@@ -182,18 +209,35 @@ def scaling(counts: list[int], episodes: int, repeats: int, tmp: Path) -> list[d
             collector.stop()
         finally:
             collector.kill()
-        check = ("every repetition's SQL count matched" if not bad
-                 else f"{bad} count/ack MISMATCHES")
+        check = "every repetition's SQL count matched" if not bad else f"{bad} count/ack MISMATCHES"
         tool = f"traindash, {n} trainer{'s' if n > 1 else ''}"
         spread = f"median of {repeats}, range {min(rates):,.0f} .. {max(rates):,.0f}"
         rows += [
-            row(BENCH, tool, "rows/s committed", median(rates), "rows/s",
-                f"{n} x {episodes:,} episodes flat out; {spread}; {check}; target >= 400,000"),
-            row(BENCH, tool, "last log -> committed (slowest trainer)", median(tails), "ms",
+            row(
+                BENCH,
+                tool,
+                "rows/s committed",
+                median(rates),
+                "rows/s",
+                f"{n} x {episodes:,} episodes flat out; {spread}; {check}; target >= 400,000",
+            ),
+            row(
+                BENCH,
+                tool,
+                "last log -> committed (slowest trainer)",
+                median(tails),
+                "ms",
                 f"median of {repeats}, range {min(tails):.0f} .. {max(tails):.0f} ms; "
-                "the sender sends at 100 queued records or every 100 ms"),
-            row(BENCH, tool, "log calls/s per trainer", median(log_rates), "calls/s",
-                "median over trainers and repetitions, while logging"),
+                "the sender sends at 100 queued records or every 100 ms",
+            ),
+            row(
+                BENCH,
+                tool,
+                "log calls/s per trainer",
+                median(log_rates),
+                "calls/s",
+                "median over trainers and repetitions, while logging",
+            ),
         ]
     return rows
 
@@ -243,21 +287,31 @@ def latency(rate: float, seconds: float, tmp: Path) -> list[dict]:
         ctx.term()
         collector.kill()
     if not lat:
-        return [row(BENCH, "traindash, 1 trainer paced", "log -> commit p50", None, "ms",
-                    "no rows arrived at the subscriber")]
+        return [
+            row(
+                BENCH,
+                "traindash, 1 trainer paced",
+                "log -> commit p50",
+                None,
+                "ms",
+                "no rows arrived at the subscriber",
+            )
+        ]
     ts = np.concatenate(ts_all)
     lats = np.concatenate(lat)
     keep = ts >= ts.min() + 0.5  # drop the first half second (connection warm-up)
     vals = sorted((lats[keep] * 1e3).tolist())
     achieved = episodes / max(1e-9, res["t_last"] - res["t_first"])
-    note = (f"{len(vals):,} records after 0.5 s warm-up, {achieved:,.0f} records/s achieved; "
-            f"arrival at a rows SUB = commit")
+    note = (
+        f"{len(vals):,} records after 0.5 s warm-up, {achieved:,.0f} records/s achieved; "
+        f"arrival at a rows SUB = commit"
+    )
     tool = f"traindash, 1 trainer at {rate:,.0f}/s"
-    return [row(BENCH, tool, "log -> commit p50", percentile(vals, 50), "ms",
-                note + "; target < 15 ms"),
-            row(BENCH, tool, "log -> commit p99", percentile(vals, 99), "ms",
-                note + "; target < 50 ms"),
-            row(BENCH, tool, "log -> commit max", vals[-1], "ms", note)]
+    return [
+        row(BENCH, tool, "log -> commit p50", percentile(vals, 50), "ms", note + "; target < 15 ms"),
+        row(BENCH, tool, "log -> commit p99", percentile(vals, 99), "ms", note + "; target < 50 ms"),
+        row(BENCH, tool, "log -> commit max", vals[-1], "ms", note),
+    ]
 
 
 def _rss_mib(pid: int) -> float:
@@ -288,8 +342,11 @@ def scale(target_rows: int, tmp: Path) -> list[dict]:
     """Grow one database to ``target_rows`` in stages; ingest rate and query latency per stage."""
     from traindash.query import sql_literal
 
-    stages = [s for s in (100_000, 300_000, 1_000_000, 3_000_000, 10_000_000, 30_000_000,
-                          100_000_000) if s < target_rows] + [target_rows]
+    stages = [
+        s
+        for s in (100_000, 300_000, 1_000_000, 3_000_000, 10_000_000, 30_000_000, 100_000_000)
+        if s < target_rows
+    ] + [target_rows]
     rows: list[dict] = []
     collector = _collector(tmp, "scale")
     try:
@@ -309,27 +366,50 @@ def scale(target_rows: int, tmp: Path) -> list[dict]:
             rate = stage_rows / stage_s
             stored = collector.scalar("SELECT count(*) FROM episodes")
             lb_ms, lb_n = _timed_query(collector, "SELECT * FROM leaderboard ORDER BY best_profit DESC")
-            run_id, run_n = collector.query(
-                "SELECT run_id, count(*) AS n FROM episodes GROUP BY run_id ORDER BY n DESC LIMIT 1"
-            ).to_pylist()[0].values()
+            run_id, run_n = (
+                collector.query(
+                    "SELECT run_id, count(*) AS n FROM episodes GROUP BY run_id ORDER BY n DESC LIMIT 1"
+                )
+                .to_pylist()[0]
+                .values()
+            )
             step = max(1, run_n // 1000)
             hist_ms, hist_n = _timed_query(
                 collector,
                 f"SELECT seq // {step} AS bucket, min(episode) AS episode, avg(profit) AS profit, "
                 f"min(profit) AS profit_min, max(profit) AS profit_max FROM episodes "
-                f"WHERE run_id = {sql_literal(run_id)} GROUP BY bucket ORDER BY bucket")
+                f"WHERE run_id = {sql_literal(run_id)} GROUP BY bucket ORDER BY bucket",
+            )
             files = [collector.db, collector.db.with_name(collector.db.name + ".wal")]
             size_mb = sum(f.stat().st_size for f in files if f.exists()) / 2**20
             at = f"at {stored:,} rows"
             rss = _rss_mib(collector.proc.pid)
             rows += [
-                row(BENCH, f"collector {at}", "rows/s committed (stage)", rate, "rows/s",
+                row(
+                    BENCH,
+                    f"collector {at}",
+                    "rows/s committed (stage)",
+                    rate,
+                    "rows/s",
                     f"{stage_rows:,} rows by 2 trainers flat out, {CHUNK:,} at most per round; "
-                    f"DB + WAL {size_mb:,.0f} MiB; collector RSS {rss:,.0f} MiB"),
-                row(BENCH, f"collector {at}", "leaderboard query", lb_ms, "ms",
-                    f"median of 5, idle collector, {lb_n} runs, through the query socket"),
-                row(BENCH, f"collector {at}", "downsampled history query", hist_ms, "ms",
-                    f"median of 5, {hist_n} points from the largest run ({run_n:,} episodes)"),
+                    f"DB + WAL {size_mb:,.0f} MiB; collector RSS {rss:,.0f} MiB",
+                ),
+                row(
+                    BENCH,
+                    f"collector {at}",
+                    "leaderboard query",
+                    lb_ms,
+                    "ms",
+                    f"median of 5, idle collector, {lb_n} runs, through the query socket",
+                ),
+                row(
+                    BENCH,
+                    f"collector {at}",
+                    "downsampled history query",
+                    hist_ms,
+                    "ms",
+                    f"median of 5, {hist_n} points from the largest run ({run_n:,} episodes)",
+                ),
             ]
         collector.stop()
     finally:

@@ -86,6 +86,7 @@ def _sender_clock(logger: object) -> Callable[[], float] | None:
                 except (OSError, ValueError, IndexError):
                     pass
             return total / 1e9
+
         return shipper_cpu if tasks.exists() else None
     try:
         clock_id = time.pthread_getcpuclockid(logger._sender.ident)  # type: ignore[attr-defined]
@@ -94,8 +95,7 @@ def _sender_clock(logger: object) -> Callable[[], float] | None:
     return lambda: time.clock_gettime(clock_id)
 
 
-def block(n: int, work: Callable[[], None], logger: object | None,
-          model: bool = True) -> tuple[float, float]:
+def block(n: int, work: Callable[[], None], logger: object | None, model: bool = True) -> tuple[float, float]:
     """(wall s, process CPU s) for ``n`` episodes of ``work``, logging each when ``logger``."""
     clock, cpu = time.perf_counter, time.process_time
     if logger is None:
@@ -124,16 +124,24 @@ def _quartiles(values: list[float]) -> tuple[float, float]:
     return ordered[len(ordered) // 4], ordered[(3 * len(ordered)) // 4]
 
 
-def measure(work_name: str, work: Callable[[], None], rounds: int, episodes: int,
-            collector: object, tmp: Path, model: bool, sender: str = "thread",
-            flush_each: bool = True) -> list[dict]:
+def measure(
+    work_name: str,
+    work: Callable[[], None],
+    rounds: int,
+    episodes: int,
+    collector: object,
+    tmp: Path,
+    model: bool,
+    sender: str = "thread",
+    flush_each: bool = True,
+) -> list[dict]:
     """Interleaved with/without rounds for one kind of work; rows for the table.
 
     With ``flush_each`` every "with" block is flushed after its clock stops, so it pays for
     its own sending; the trainer then sleeps while it waits. Without, the loop never
     blocks, as a training loop that only logs; a block's sending may spill into the next.
     """
-    from producer import MetricsLogger
+    from traindash.producer import MetricsLogger
 
     wall_pct: list[float] = []
     cpu_pct: list[float] = []
@@ -143,8 +151,9 @@ def measure(work_name: str, work: Callable[[], None], rounds: int, episodes: int
     unacked = 0
     # One long-lived logger, as in a real run. Its first auto-save (at episode 50, then at
     # most every 30 s) and its connection set-up happen in the warm-up, outside the clock.
-    logger = MetricsLogger("bench-overhead", output_dir=str(tmp / "logs"), sender=sender,
-                           config=collector.producer_config())  # type: ignore[attr-defined]
+    logger = MetricsLogger(
+        "bench-overhead", output_dir=str(tmp / "logs"), sender=sender, config=collector.producer_config()
+    )  # type: ignore[attr-defined]
     try:
         time.sleep(0.1)
         block(WARMUP, work, logger, model)
@@ -153,7 +162,7 @@ def measure(work_name: str, work: Callable[[], None], rounds: int, episodes: int
         sender_clock = _sender_clock(logger)
         for r in range(rounds):
             times: dict[bool, tuple[float, float]] = {}
-            for with_logging in ((False, True) if r % 2 == 0 else (True, False)):
+            for with_logging in (False, True) if r % 2 == 0 else (True, False):
                 if not with_logging:
                     times[False] = block(episodes, work, None)
                     continue
@@ -173,39 +182,65 @@ def measure(work_name: str, work: Callable[[], None], rounds: int, episodes: int
         logger.close()
     q1, q3 = _quartiles(wall_pct)
     ov = sorted(wall_pct)
-    note = (f"median of {rounds} interleaved rounds x {episodes:,} episodes; middle half of "
-            f"the rounds {q1:+.3f}% .. {q3:+.3f}%, all {ov[0]:+.2f}% .. {ov[-1]:+.2f}%; "
-            f"episode without logging took "
-            f"{median(base_s) / episodes * 1e3:.3f} ms (1 ms = idle machine)")
+    note = (
+        f"median of {rounds} interleaved rounds x {episodes:,} episodes; middle half of "
+        f"the rounds {q1:+.3f}% .. {q3:+.3f}%, all {ov[0]:+.2f}% .. {ov[-1]:+.2f}%; "
+        f"episode without logging took "
+        f"{median(base_s) / episodes * 1e3:.3f} ms (1 ms = idle machine)"
+    )
     if unacked:
         note += f"; {unacked} blocks not fully acknowledged within 30 s"
     if not flush_each:
         note += "; never flushed between blocks"
-    calls = (f"log_episode + log_model_metrics every {MODEL_EVERY}th" if model
-             else "log_episode")
+    calls = f"log_episode + log_model_metrics every {MODEL_EVERY}th" if model else "log_episode"
     if not flush_each:
         calls += ", no flush between blocks"
     tool = f"traindash ({sender} sender), {work_name}, {calls}"
-    own_cpu = ("process_time of the trainer (main + sender thread)" if sender == "thread" else
-               "process_time of the trainer (the shipper's CPU is its own process's, below)")
+    own_cpu = (
+        "process_time of the trainer (main + sender thread)"
+        if sender == "thread"
+        else "process_time of the trainer (the shipper's CPU is its own process's, below)"
+    )
     rows = [
-        row(BENCH, tool, "wall-time overhead", median(wall_pct), "%", note + (
-            "; issue 7's set-up: guide promises < 1%, target < 0.1%"
-            if work is busy_wait and not model else
-            "; harsher than issue 7's set-up (busy-wait, log_episode), whose target is "
-            "< 0.1%; guide promises < 1%")),
-        row(BENCH, tool, "trainer CPU-time overhead", median(cpu_pct), "%",
+        row(
+            BENCH,
+            tool,
+            "wall-time overhead",
+            median(wall_pct),
+            "%",
+            note
+            + (
+                "; issue 7's set-up: guide promises < 1%, target < 0.1%"
+                if work is busy_wait and not model
+                else "; harsher than issue 7's set-up (busy-wait, log_episode), whose target is "
+                "< 0.1%; guide promises < 1%"
+            ),
+        ),
+        row(
+            BENCH,
+            tool,
+            "trainer CPU-time overhead",
+            median(cpu_pct),
+            "%",
             f"{own_cpu}, less disturbed by other processes than wall time; "
-            f"rounds ranged {min(cpu_pct):+.2f}% .. {max(cpu_pct):+.2f}%"),
-        row(BENCH, tool, "added wall time per episode", median(per_episode_us), "us",
-            f"{calls} per episode"),
+            f"rounds ranged {min(cpu_pct):+.2f}% .. {max(cpu_pct):+.2f}%",
+        ),
+        row(BENCH, tool, "added wall time per episode", median(per_episode_us), "us", f"{calls} per episode"),
     ]
     if sender_cpu:
         per_ep = sum(sender_cpu) / (len(sender_cpu) * episodes) * 1e6
         what = "sender thread" if sender == "thread" else "shipper process"
-        rows.append(row(BENCH, tool, f"{what} CPU per episode", per_ep, "us",
-                        f"the {what}'s own CPU clock over the block and its flush; "
-                        f"{per_ep / (WORK_S * 1e4):.1f}% of a 1 ms episode"))
+        rows.append(
+            row(
+                BENCH,
+                tool,
+                f"{what} CPU per episode",
+                per_ep,
+                "us",
+                f"the {what}'s own CPU clock over the block and its flush; "
+                f"{per_ep / (WORK_S * 1e4):.1f}% of a 1 ms episode",
+            )
+        )
     return rows
 
 
@@ -223,8 +258,14 @@ def _stall_us(durations: list[float]) -> tuple[float, float]:
     return med, excess / len(durations) * 1e6
 
 
-def stalls(work: Callable[[], None], segments: int, episodes: int, collector: object,
-           tmp: Path, sender: str = "thread") -> list[dict]:
+def stalls(
+    work: Callable[[], None],
+    segments: int,
+    episodes: int,
+    collector: object,
+    tmp: Path,
+    sender: str = "thread",
+) -> list[dict]:
     """Stalls of a CPU-bound loop: episodes that took much longer than the median.
 
     Block totals of pure-Python work drift by several percent over seconds here, with or
@@ -233,10 +274,11 @@ def stalls(work: Callable[[], None], segments: int, episodes: int, collector: ob
     time lost in such episodes with and without logging; it leaves out costs spread evenly
     over every episode, such as the log call itself (see the busy-wait rows and log_call).
     """
-    from producer import MetricsLogger
+    from traindash.producer import MetricsLogger
 
-    logger = MetricsLogger("bench-stalls", output_dir=str(tmp / "logs"), sender=sender,
-                           config=collector.producer_config())  # type: ignore[attr-defined]
+    logger = MetricsLogger(
+        "bench-stalls", output_dir=str(tmp / "logs"), sender=sender, config=collector.producer_config()
+    )  # type: ignore[attr-defined]
     per_mode: dict[bool, list[float]] = {True: [], False: []}
     medians: list[float] = []
     clock = time.perf_counter
@@ -261,15 +303,23 @@ def stalls(work: Callable[[], None], segments: int, episodes: int, collector: ob
         logger.close()
     with_us, without_us = median(per_mode[True]), median(per_mode[False])
     episode_us = median(medians) * 1e6
-    note = (f"{segments} segments of {episodes:,} episodes each way, alternating; an episode "
-            f"stalled when it took over {STALL_FACTOR}x the median ({episode_us:.0f} us); "
-            f"time lost in stalls per episode: {with_us:.1f} us with logging, "
-            f"{without_us:.1f} us without (medians over segments)")
+    note = (
+        f"{segments} segments of {episodes:,} episodes each way, alternating; an episode "
+        f"stalled when it took over {STALL_FACTOR}x the median ({episode_us:.0f} us); "
+        f"time lost in stalls per episode: {with_us:.1f} us with logging, "
+        f"{without_us:.1f} us without (medians over segments)"
+    )
     tool = f"traindash ({sender} sender), fixed CPU work ~1 ms, log_episode"
     return [
         row(BENCH, tool, "stall time added per episode", with_us - without_us, "us", note),
-        row(BENCH, tool, "stall overhead", (with_us - without_us) / episode_us * 100, "%",
-            "the row above as a share of the median episode"),
+        row(
+            BENCH,
+            tool,
+            "stall overhead",
+            (with_us - without_us) / episode_us * 100,
+            "%",
+            "the row above as a share of the median episode",
+        ),
     ]
 
 
@@ -281,21 +331,29 @@ def run(quick: bool = False) -> list[dict]:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp_name:
         tmp = Path(tmp_name)
-        collector = CollectorProcess(db=tmp / "bench.duckdb", endpoints=free_endpoints(),
-                                     log_path=tmp / "collector.log")
+        collector = CollectorProcess(
+            db=tmp / "bench.duckdb", endpoints=free_endpoints(), log_path=tmp / "collector.log"
+        )
         try:
             collector.start()
             block(200, busy_wait, None)  # warm the loop up
             for sender, model in SETUPS:
-                rows += measure("busy-wait 1 ms", busy_wait, rounds, episodes, collector, tmp,
-                                model, sender)
+                rows += measure("busy-wait 1 ms", busy_wait, rounds, episodes, collector, tmp, model, sender)
             work = calibrated_work()
             for sender, model in SETUPS:
-                rows += measure("fixed CPU work ~1 ms", work, rounds, episodes, collector, tmp,
-                                model, sender)
+                rows += measure("fixed CPU work ~1 ms", work, rounds, episodes, collector, tmp, model, sender)
             for sender in ("thread", "process"):
-                rows += measure("fixed CPU work ~1 ms", work, rounds, episodes, collector, tmp,
-                                False, sender, flush_each=False)
+                rows += measure(
+                    "fixed CPU work ~1 ms",
+                    work,
+                    rounds,
+                    episodes,
+                    collector,
+                    tmp,
+                    False,
+                    sender,
+                    flush_each=False,
+                )
             segments, per_segment = (2, 1000) if quick else (6, 2500)
             for sender in ("thread", "process"):
                 rows += stalls(work, segments, per_segment, collector, tmp, sender)
@@ -304,10 +362,10 @@ def run(quick: bool = False) -> list[dict]:
         finally:
             collector.kill()
     measured = 2 * len(SETUPS) + 2
-    expected = (measured * (rounds * episodes + WARMUP)
-                + 2 * (WARMUP + segments * per_segment))
-    rows.append(row(BENCH, "traindash", "episodes committed", episodes_stored, "rows",
-                    f"expected {expected:,}"))
+    expected = measured * (rounds * episodes + WARMUP) + 2 * (WARMUP + segments * per_segment)
+    rows.append(
+        row(BENCH, "traindash", "episodes committed", episodes_stored, "rows", f"expected {expected:,}")
+    )
     return rows
 
 
@@ -315,8 +373,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
     args = parser.parse_args()
-    print_table("Training overhead of traindash logging (1 ms of work per episode)",
-                run(quick=args.quick))
+    print_table("Training overhead of traindash logging (1 ms of work per episode)", run(quick=args.quick))
 
 
 if __name__ == "__main__":

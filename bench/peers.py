@@ -53,17 +53,33 @@ TOOLS: dict[str, str] = {
 
 #: Variables that keep every peer local, quiet and out of the user's home directory.
 OFFLINE_ENV = {
-    "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONSOLE": "off",
-    "WANDB_DISABLE_GIT": "true", "WANDB_DISABLE_CODE": "true", "WANDB_ANONYMOUS": "never",
-    "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-    "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "TQDM_DISABLE": "1",
+    "WANDB_MODE": "offline",
+    "WANDB_SILENT": "true",
+    "WANDB_CONSOLE": "off",
+    "WANDB_DISABLE_GIT": "true",
+    "WANDB_DISABLE_CODE": "true",
+    "WANDB_ANONYMOUS": "never",
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "TQDM_DISABLE": "1",
     "MLFLOW_ALLOW_FILE_STORE": "true",
 }
 
 
 def _payload(i: int) -> dict[str, float]:
-    return {"episode": i, "profit": 1.5, "sharpe": 0.5, "win_rate": 0.6, "drawdown": 10.0,
-            "num_trades": 7, "epsilon": 0.1, "learning_rate": 0.001}
+    return {
+        "episode": i,
+        "profit": 1.5,
+        "sharpe": 0.5,
+        "win_rate": 0.6,
+        "drawdown": 10.0,
+        "num_trades": 7,
+        "epsilon": 0.1,
+        "learning_rate": 0.001,
+    }
 
 
 # -- child side: one tool per process ------------------------------------------------------
@@ -72,26 +88,39 @@ def _setup(tool: str, workdir: Path) -> tuple[Callable[[int], Any], Callable[[],
     if tool == "deque":
         q: deque = deque()
 
-        def bare(episode: int, profit: float, sharpe: float = 0.0, win_rate: float = 0.0,
-                 drawdown: float = 0.0, num_trades: int = 0, epsilon: float = 0.0,
-                 learning_rate: float = 0.0, **kwargs: Any) -> None:
-            q.append((episode, profit, sharpe, win_rate, drawdown, num_trades, epsilon,
-                      learning_rate, kwargs))
+        def bare(
+            episode: int,
+            profit: float,
+            sharpe: float = 0.0,
+            win_rate: float = 0.0,
+            drawdown: float = 0.0,
+            num_trades: int = 0,
+            epsilon: float = 0.0,
+            learning_rate: float = 0.0,
+            **kwargs: Any,
+        ) -> None:
+            q.append(
+                (episode, profit, sharpe, win_rate, drawdown, num_trades, epsilon, learning_rate, kwargs)
+            )
 
         version = "python " + sys.version.split()[0]
         return (lambda i: bare(i, 1.5, 0.5, 0.6, 10.0, 7, 0.1, 0.001)), dict, version
 
     if tool in ("traindash", "traindash_process"):
-        from producer import MetricsLogger
         from tests.harness import CollectorProcess, free_endpoints
+        from traindash.producer import MetricsLogger
 
-        collector = CollectorProcess(db=workdir / "bench.duckdb", endpoints=free_endpoints(),
-                                     log_path=workdir / "collector.log").start()
+        collector = CollectorProcess(
+            db=workdir / "bench.duckdb", endpoints=free_endpoints(), log_path=workdir / "collector.log"
+        ).start()
         atexit.register(collector.kill)  # on an error; the parent kills the group on a timeout
         try:
-            logger = MetricsLogger("bench-peers", output_dir=str(workdir / "logs"),
-                                   config=collector.producer_config(),
-                                   sender="process" if tool == "traindash_process" else "thread")
+            logger = MetricsLogger(
+                "bench-peers",
+                output_dir=str(workdir / "logs"),
+                config=collector.producer_config(),
+                sender="process" if tool == "traindash_process" else "thread",
+            )
         except BaseException:
             collector.kill()
             raise
@@ -115,6 +144,7 @@ def _setup(tool: str, workdir: Path) -> tuple[Callable[[int], Any], Callable[[],
         w = SummaryWriter(logdir=str(workdir / "tb"))
         add = w.add_scalar
         if tool == "tbx_scalar":
+
             def log_tb(i: int) -> None:
                 add("episode", i, i)
                 add("profit", 1.5, i)
@@ -125,6 +155,7 @@ def _setup(tool: str, workdir: Path) -> tuple[Callable[[int], Any], Callable[[],
                 add("epsilon", 0.1, i)
                 add("learning_rate", 0.001, i)
         else:
+
             def log_tb(i: int) -> None:
                 w.add_scalars("episode", _payload(i), i)
 
@@ -152,15 +183,21 @@ def _setup(tool: str, workdir: Path) -> tuple[Callable[[int], Any], Callable[[],
             mlflow.flush_async_logging()
             return {}
 
-        return (lambda i: log_metrics(_payload(i), step=i, synchronous=sync)), close_mlflow, \
-            "mlflow " + mlflow.__version__
+        return (
+            (lambda i: log_metrics(_payload(i), step=i, synchronous=sync)),
+            close_mlflow,
+            "mlflow " + mlflow.__version__,
+        )
 
     if tool == "wandb":
         import wandb
 
-        run = wandb.init(project="bench-peers", mode="offline", dir=str(workdir),
-                         settings=wandb.Settings(console="off", x_disable_stats=True,
-                                                 save_code=False))
+        run = wandb.init(
+            project="bench-peers",
+            mode="offline",
+            dir=str(workdir),
+            settings=wandb.Settings(console="off", x_disable_stats=True, save_code=False),
+        )
         log_w = run.log
 
         def close_wandb() -> dict:
@@ -188,8 +225,7 @@ def _progress(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def child(tool: str, calls: int, warmup: int, budget: float, workdir: Path,
-          close_timeout: float) -> None:
+def child(tool: str, calls: int, warmup: int, budget: float, workdir: Path, close_timeout: float) -> None:
     """Measure one tool in this process and print its marked JSON result."""
     t0 = time.perf_counter()
     log, close, version = _setup(tool, workdir)
@@ -213,16 +249,34 @@ def child(tool: str, calls: int, warmup: int, budget: float, workdir: Path,
 
 
 # -- parent side ---------------------------------------------------------------------------
-def _measure(tool: str, calls: int, warmup: int, budget: float,
-             close_timeout: float) -> tuple[dict | None, str]:
+def _measure(
+    tool: str, calls: int, warmup: int, budget: float, close_timeout: float
+) -> tuple[dict | None, str]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{tool}-") as tmp:
-        env = dict(OFFLINE_ENV, WANDB_DIR=tmp, WANDB_CONFIG_DIR=f"{tmp}/wandb-config",
-                   WANDB_CACHE_DIR=f"{tmp}/wandb-cache", WANDB_DATA_DIR=f"{tmp}/wandb-data",
-                   TRACKIO_DIR=f"{tmp}/trackio", HF_HOME=f"{tmp}/hf",
-                   )
-        args = [str(Path(__file__).resolve()), "--child", tool, "--calls", str(calls),
-                "--warmup", str(warmup), "--budget", str(budget), "--workdir", tmp,
-                "--close-timeout", str(close_timeout)]
+        env = dict(
+            OFFLINE_ENV,
+            WANDB_DIR=tmp,
+            WANDB_CONFIG_DIR=f"{tmp}/wandb-config",
+            WANDB_CACHE_DIR=f"{tmp}/wandb-cache",
+            WANDB_DATA_DIR=f"{tmp}/wandb-data",
+            TRACKIO_DIR=f"{tmp}/trackio",
+            HF_HOME=f"{tmp}/hf",
+        )
+        args = [
+            str(Path(__file__).resolve()),
+            "--child",
+            tool,
+            "--calls",
+            str(calls),
+            "--warmup",
+            str(warmup),
+            "--budget",
+            str(budget),
+            "--workdir",
+            tmp,
+            "--close-timeout",
+            str(close_timeout),
+        ]
         # Setup (imports, a collector, wandb's service) and the bounded close come on top.
         return run_child(args, timeout=budget * 1.25 + close_timeout + 120, env=env)
 
@@ -253,22 +307,38 @@ def run(quick: bool = False) -> list[dict]:
             note += f"; close {res['close_s']:.2f} s"
         rows.append(row(BENCH, name, "p50", res["p50_us"], "us", note))
         rows.append(row(BENCH, name, "p99", res["p99_us"], "us", note))
-    peers = [(n, r) for n, (r, _) in results.items()
-             if r and not n.startswith("traindash") and "floor" not in n]
+    peers = [
+        (n, r) for n, (r, _) in results.items() if r and not n.startswith("traindash") and "floor" not in n
+    ]
     if peers:
         name, fastest = min(peers, key=lambda p: p[1]["p50_us"])
         for ours, label in ((TRAINDASH, "traindash"), (TRAINDASH_PROCESS, "traindash process")):
             res = results[ours][0]
             if res:
-                rows.append(row(BENCH, f"fastest peer / {label}", "p50 ratio",
-                                fastest["p50_us"] / res["p50_us"], "x",
-                                f"fastest peer: {name}; issue 7 target: at least 15x"))
+                rows.append(
+                    row(
+                        BENCH,
+                        f"fastest peer / {label}",
+                        "p50 ratio",
+                        fastest["p50_us"] / res["p50_us"],
+                        "x",
+                        f"fastest peer: {name}; issue 7 target: at least 15x",
+                    )
+                )
     for name, (res, _) in results.items():
         if name == TRAINDASH:
             continue
         ratio = res["p50_us"] / base["p50_us"] if res and base else None
-        rows.append(row(BENCH, name, "p50 / traindash p50", ratio, "x",
-                        "same run, separate processes; >1 means traindash is cheaper"))
+        rows.append(
+            row(
+                BENCH,
+                name,
+                "p50 / traindash p50",
+                ratio,
+                "x",
+                "same run, separate processes; >1 means traindash is cheaper",
+            )
+        )
     return rows
 
 
@@ -284,8 +354,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         os.chdir(args.workdir)  # anything a peer writes to its cwd lands in the temp dir
-        child(args.child, args.calls, args.warmup, args.budget, Path(args.workdir),
-              args.close_timeout)
+        child(args.child, args.calls, args.warmup, args.budget, Path(args.workdir), args.close_timeout)
         return
     rows = run(quick=args.quick)
     print_table("Per-call cost of logging one episode of 8 scalars", rows)

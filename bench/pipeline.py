@@ -44,14 +44,22 @@ def _time_calls(fn, n: int) -> list[int]:  # type: ignore[no-untyped-def]
 
 def log_call_cost(collector: CollectorProcess, calls: int) -> list[dict]:
     """p50/p99 of log_episode vs a bare deque append, interleaved in rounds."""
-    from producer import MetricsLogger
+    from traindash.producer import MetricsLogger
 
     q: deque = deque(maxlen=1_000_000)
 
-    def bare(episode, profit, sharpe=0.0, win_rate=0.0, drawdown=0.0, num_trades=0,  # type: ignore[no-untyped-def]
-             epsilon=0.0, learning_rate=0.0, **kwargs):
-        q.append((episode, profit, sharpe, win_rate, drawdown, num_trades, epsilon,
-                  learning_rate, kwargs))
+    def bare(
+        episode,
+        profit,
+        sharpe=0.0,
+        win_rate=0.0,
+        drawdown=0.0,
+        num_trades=0,  # type: ignore[no-untyped-def]
+        epsilon=0.0,
+        learning_rate=0.0,
+        **kwargs,
+    ):
+        q.append((episode, profit, sharpe, win_rate, drawdown, num_trades, epsilon, learning_rate, kwargs))
 
     with tempfile.TemporaryDirectory() as tmp:
         logger = MetricsLogger("bench-log-call", output_dir=tmp, config=collector.producer_config())
@@ -69,22 +77,52 @@ def log_call_cost(collector: CollectorProcess, calls: int) -> list[dict]:
     b50, b99 = _percentiles(floor)
     note = f"{calls} calls each, interleaved; includes perf_counter_ns overhead"
     return [
-        {"benchmark": "log_call", "tool": "traindash log_episode", "metric": "p50", "value": p50,
-         "unit": "us", "note": note},
-        {"benchmark": "log_call", "tool": "traindash log_episode", "metric": "p99", "value": p99,
-         "unit": "us", "note": note},
-        {"benchmark": "log_call", "tool": "bare deque.append", "metric": "p50", "value": b50,
-         "unit": "us", "note": note},
-        {"benchmark": "log_call", "tool": "bare deque.append", "metric": "p99", "value": b99,
-         "unit": "us", "note": note},
-        {"benchmark": "log_call", "tool": "traindash / bare", "metric": "p50 ratio",
-         "value": p50 / b50, "unit": "x", "note": "target within 5x"},
+        {
+            "benchmark": "log_call",
+            "tool": "traindash log_episode",
+            "metric": "p50",
+            "value": p50,
+            "unit": "us",
+            "note": note,
+        },
+        {
+            "benchmark": "log_call",
+            "tool": "traindash log_episode",
+            "metric": "p99",
+            "value": p99,
+            "unit": "us",
+            "note": note,
+        },
+        {
+            "benchmark": "log_call",
+            "tool": "bare deque.append",
+            "metric": "p50",
+            "value": b50,
+            "unit": "us",
+            "note": note,
+        },
+        {
+            "benchmark": "log_call",
+            "tool": "bare deque.append",
+            "metric": "p99",
+            "value": b99,
+            "unit": "us",
+            "note": note,
+        },
+        {
+            "benchmark": "log_call",
+            "tool": "traindash / bare",
+            "metric": "p50 ratio",
+            "value": p50 / b50,
+            "unit": "x",
+            "note": "target within 5x",
+        },
     ]
 
 
 TRAINER = r"""
 import json, sys, time
-from producer import MetricsLogger
+from traindash.producer import MetricsLogger
 from traindash.config import ProducerConfig, Endpoints
 n, ingest, rows, query, out = int(sys.argv[1]), *sys.argv[2:6]
 cfg = ProducerConfig(endpoints=Endpoints(ingest, rows, query), close_timeout=120)
@@ -104,10 +142,16 @@ def collector_throughput(collector: CollectorProcess, trainers: int, per_trainer
     before = collector.scalar("SELECT count(*) FROM episodes")
     e = collector.endpoints
     with tempfile.TemporaryDirectory() as tmp:
-        procs = [subprocess.Popen([sys.executable, "-c", TRAINER, str(per_trainer), e.ingest,
-                                   e.rows, e.query, tmp], cwd=ROOT, stdout=subprocess.PIPE,
-                                  env=env_for(e, collector.db), text=True)
-                 for _ in range(trainers)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", TRAINER, str(per_trainer), e.ingest, e.rows, e.query, tmp],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                env=env_for(e, collector.db),
+                text=True,
+            )
+            for _ in range(trainers)
+        ]
         try:
             outs = [json.loads(p.communicate(timeout=600)[0].strip().splitlines()[-1]) for p in procs]
         finally:
@@ -115,25 +159,31 @@ def collector_throughput(collector: CollectorProcess, trainers: int, per_trainer
                 p.kill()
     total = trainers * per_trainer
     start = min(o["start"] for o in outs)
-    wait_for(lambda: collector.scalar("SELECT count(*) FROM episodes") - before >= total, 120,
-             "all benchmark rows")
+    wait_for(
+        lambda: collector.scalar("SELECT count(*) FROM episodes") - before >= total, 120, "all benchmark rows"
+    )
     # The trainers' close() returns once the collector acknowledged (committed) everything.
     done = max(o["closed"] for o in outs)
     logged = max(o["logged"] for o in outs)
     rate = total / (done - start)
     stored = collector.scalar("SELECT count(*) FROM episodes") - before
     return [
-        {"benchmark": "ingest", "tool": f"collector, {trainers} trainers flat out",
-         "metric": "committed rows/s", "value": rate, "unit": "rows/s",
-         "note": f"{total} rows ({stored} stored) in {done - start:.2f} s; logging took "
-                 f"{logged - start:.2f} s"},
+        {
+            "benchmark": "ingest",
+            "tool": f"collector, {trainers} trainers flat out",
+            "metric": "committed rows/s",
+            "value": rate,
+            "unit": "rows/s",
+            "note": f"{total} rows ({stored} stored) in {done - start:.2f} s; logging took "
+            f"{logged - start:.2f} s",
+        },
     ]
 
 
 MEMORY = r"""
 import json, os, sys, time, psutil
 import numpy, zmq, msgpack, pyarrow
-from producer import MetricsLogger
+from traindash.producer import MetricsLogger
 from traindash.config import ProducerConfig, Endpoints
 n, ingest, rows, query, out = int(sys.argv[1]), *sys.argv[2:6]
 proc = psutil.Process()
@@ -160,27 +210,44 @@ def memory(collector: CollectorProcess, episodes: int) -> list[dict]:
 
     e = collector.endpoints
     with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run([sys.executable, "-c", MEMORY, str(episodes), e.ingest, e.rows,
-                              e.query, tmp], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                             env=env_for(e, collector.db))
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY, str(episodes), e.ingest, e.rows, e.query, tmp],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env_for(e, collector.db),
+        )
     res = json.loads(out.stdout.strip().splitlines()[-1])
     mb = 1024 * 1024
     rows = collector.scalar("SELECT (SELECT count(*) FROM episodes) + (SELECT count(*) FROM model_metrics)")
     assert collector.proc is not None
     col_rss = psutil.Process(collector.proc.pid).memory_info().rss
     return [
-        {"benchmark": "memory", "tool": "MetricsLogger", "metric": "RSS added (peak)",
-         "value": (res["peak"] - res["base"]) / mb, "unit": "MB",
-         "note": f"{episodes} episodes + {episodes // 5} model updates, after imports"},
-        {"benchmark": "memory", "tool": "collector", "metric": "RSS", "value": col_rss / mb,
-         "unit": "MB", "note": f"after {rows} rows committed in this session"},
+        {
+            "benchmark": "memory",
+            "tool": "MetricsLogger",
+            "metric": "RSS added (peak)",
+            "value": (res["peak"] - res["base"]) / mb,
+            "unit": "MB",
+            "note": f"{episodes} episodes + {episodes // 5} model updates, after imports",
+        },
+        {
+            "benchmark": "memory",
+            "tool": "collector",
+            "metric": "RSS",
+            "value": col_rss / mb,
+            "unit": "MB",
+            "note": f"after {rows} rows committed in this session",
+        },
     ]
 
 
 def run(quick: bool = False) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
-        c = CollectorProcess(db=Path(tmp) / "bench.duckdb", endpoints=free_endpoints(),
-                             log_path=Path(tmp) / "collector.log")
+        c = CollectorProcess(
+            db=Path(tmp) / "bench.duckdb", endpoints=free_endpoints(), log_path=Path(tmp) / "collector.log"
+        )
         c.start()
         try:
             rows = log_call_cost(c, 50_000 if quick else 200_000)
@@ -194,8 +261,9 @@ def run(quick: bool = False) -> list[dict]:
 def print_table(rows: list[dict]) -> None:
     for r in rows:
         value = "n/a" if r["value"] is None else f"{r['value']:,.2f}"
-        print(f"{r['benchmark']:<10} {r['tool']:<36} {r['metric']:<18} {value:>14} {r['unit']:<7} "
-              f"{r['note']}")
+        print(
+            f"{r['benchmark']:<10} {r['tool']:<36} {r['metric']:<18} {value:>14} {r['unit']:<7} {r['note']}"
+        )
 
 
 if __name__ == "__main__":

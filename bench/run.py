@@ -51,9 +51,14 @@ class Target:
 
     def value(self, rows: list[dict]) -> float | None:
         """The worst matching row's value (several rows: e.g. every trainer count)."""
-        values = [r["value"] for r in rows if r["benchmark"] == self.benchmark
-                  and r["metric"] == self.metric and re.fullmatch(self.tool, r["tool"])
-                  and r.get("value") is not None]
+        values = [
+            r["value"]
+            for r in rows
+            if r["benchmark"] == self.benchmark
+            and r["metric"] == self.metric
+            and re.fullmatch(self.tool, r["tool"])
+            and r.get("value") is not None
+        ]
         if not values:
             return None
         return max(values) if self.below else min(values)
@@ -66,29 +71,88 @@ class Target:
 
 _BUSY = r"traindash \((thread|process) sender\), busy-wait 1 ms, log_episode"
 TARGETS = (
-    Target("log_episode p50, fastest peer ÷ traindash (thread sender)", "peers",
-           "fastest peer / traindash", "p50 ratio", 15, False, "x", "bench/peers.py"),
-    Target("the same with the process sender", "peers", "fastest peer / traindash process",
-           "p50 ratio", 15, False, "x", "bench/peers.py"),
-    Target("training overhead, 1 ms busy-wait + log_episode (worse of both senders)",
-           "training_overhead", _BUSY, "wall-time overhead", 0.1, True, "%",
-           "bench/overhead.py"),
-    Target("collector rows/s, slowest of 1, 2, 4 and 8 trainers", "ingest",
-           r"traindash, \d+ trainers?", "rows/s committed", 400_000, False, "rows/s",
-           "bench/ingest_scale.py"),
-    Target("log → commit p50 at 10,000 records/s", "ingest",
-           r"traindash, 1 trainer at 10,000/s", "log -> commit p50", 15, True, "ms",
-           "bench/ingest_scale.py"),
-    Target("log → commit p99 at 10,000 records/s", "ingest",
-           r"traindash, 1 trainer at 10,000/s", "log -> commit p99", 50, True, "ms",
-           "bench/ingest_scale.py"),
-    Target("log → screen lag p99 (update interval 200 ms + 250 ms)", "ui", "traindash",
-           "log_to_screen_lag_p99_ms", 450, True, "ms", "bench/ui_bench.py"),
+    Target(
+        "log_episode p50, fastest peer ÷ traindash (thread sender)",
+        "peers",
+        "fastest peer / traindash",
+        "p50 ratio",
+        15,
+        False,
+        "x",
+        "bench/peers.py",
+    ),
+    Target(
+        "the same with the process sender",
+        "peers",
+        "fastest peer / traindash process",
+        "p50 ratio",
+        15,
+        False,
+        "x",
+        "bench/peers.py",
+    ),
+    Target(
+        "training overhead, 1 ms busy-wait + log_episode (worse of both senders)",
+        "training_overhead",
+        _BUSY,
+        "wall-time overhead",
+        0.1,
+        True,
+        "%",
+        "bench/overhead.py",
+    ),
+    Target(
+        "collector rows/s, slowest of 1, 2, 4 and 8 trainers",
+        "ingest",
+        r"traindash, \d+ trainers?",
+        "rows/s committed",
+        400_000,
+        False,
+        "rows/s",
+        "bench/ingest_scale.py",
+    ),
+    Target(
+        "log → commit p50 at 10,000 records/s",
+        "ingest",
+        r"traindash, 1 trainer at 10,000/s",
+        "log -> commit p50",
+        15,
+        True,
+        "ms",
+        "bench/ingest_scale.py",
+    ),
+    Target(
+        "log → commit p99 at 10,000 records/s",
+        "ingest",
+        r"traindash, 1 trainer at 10,000/s",
+        "log -> commit p99",
+        50,
+        True,
+        "ms",
+        "bench/ingest_scale.py",
+    ),
+    Target(
+        "log → screen lag p99 (update interval 200 ms + 250 ms)",
+        "ui",
+        "traindash",
+        "log_to_screen_lag_p99_ms",
+        450,
+        True,
+        "ms",
+        "bench/ui_bench.py",
+    ),
     # Beyond the issue's set-up: a trainer whose own work is pure Python and never releases
     # the GIL. Held against the guide's promise, not the issue's 0.1 %.
-    Target("pure-Python CPU-bound trainer: GIL stalls added (thread sender; guide's promise)",
-           "training_overhead", r"traindash \(thread sender\), fixed CPU work ~1 ms, log_episode",
-           "stall overhead", 1.0, True, "%", "bench/overhead.py"),
+    Target(
+        "pure-Python CPU-bound trainer: GIL stalls added (thread sender; guide's promise)",
+        "training_overhead",
+        r"traindash \(thread sender\), fixed CPU work ~1 ms, log_episode",
+        "stall overhead",
+        1.0,
+        True,
+        "%",
+        "bench/overhead.py",
+    ),
 )
 
 
@@ -102,21 +166,29 @@ def targets_markdown(rows: list[dict]) -> tuple[str, int]:
         missed += met is False
         shown = "n/a" if value is None else _value({"value": value})
         mark = {True: "yes", False: "**no**", None: "not measured"}[met]
-        lines.append(f"| {t.what} | {shown} {t.unit} | {'<' if t.below else '≥'} "
-                     f"{t.limit:,g} {t.unit} | {mark} | `.venv/bin/python {t.command}` |")
+        lines.append(
+            f"| {t.what} | {shown} {t.unit} | {'<' if t.below else '≥'} "
+            f"{t.limit:,g} {t.unit} | {mark} | `.venv/bin/python {t.command}` |"
+        )
     return "\n".join(lines) + "\n", missed
 
 
 def markdown(rows: list[dict], stamp: str, quick: bool) -> str:
     targets, _ = targets_markdown(rows)
-    lines = [f"Measured {stamp} on this project's shared 2-core machine with "
-             f"`make bench`{' (quick mode: too few samples to quote)' if quick else ''}; "
-             "compare within a run.", "", targets,
-             "| benchmark | tool | metric | value | unit | note |", "|---|---|---|---:|---|---|"]
+    lines = [
+        f"Measured {stamp} on this project's shared 2-core machine with "
+        f"`make bench`{' (quick mode: too few samples to quote)' if quick else ''}; "
+        "compare within a run.",
+        "",
+        targets,
+        "| benchmark | tool | metric | value | unit | note |",
+        "|---|---|---|---:|---|---|",
+    ]
     for r in rows:
         note = str(r.get("note", "")).replace("|", "/")
-        lines.append(f"| {r['benchmark']} | {r['tool']} | {r['metric']} | {_value(r)} | "
-                     f"{r['unit']} | {note} |")
+        lines.append(
+            f"| {r['benchmark']} | {r['tool']} | {r['metric']} | {_value(r)} | {r['unit']} | {note} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -129,8 +201,14 @@ def chart(rows: list[dict], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    calls = [r for r in rows if r["metric"] == "p50" and r["unit"] == "us"
-             and r.get("value") and r["benchmark"] in ("log_call", "peers")]
+    calls = [
+        r
+        for r in rows
+        if r["metric"] == "p50"
+        and r["unit"] == "us"
+        and r.get("value")
+        and r["benchmark"] in ("log_call", "peers")
+    ]
     if not calls:
         return False
     seen: dict[str, float] = {}
@@ -180,16 +258,30 @@ def main() -> int:
             got = module.run(quick=args.quick)
         except Exception as exc:
             traceback.print_exc()
-            got = [{"benchmark": name, "tool": "-", "metric": "error", "value": None, "unit": "",
-                    "note": f"{type(exc).__name__}: {exc}"[:200]}]
+            got = [
+                {
+                    "benchmark": name,
+                    "tool": "-",
+                    "metric": "error",
+                    "value": None,
+                    "unit": "",
+                    "note": f"{type(exc).__name__}: {exc}"[:200],
+                }
+            ]
         for r in got:
-            print(f"   {r['tool']:<40} {r['metric']:<28} {_value(r):>12} {r['unit']:<7} "
-                  f"{r.get('note', '')}", flush=True)
+            print(
+                f"   {r['tool']:<40} {r['metric']:<28} {_value(r):>12} {r['unit']:<7} {r.get('note', '')}",
+                flush=True,
+            )
         print(f"   ({time.monotonic() - t0:.0f} s)", flush=True)
         rows += got
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    meta = {"when": stamp, "quick": args.quick, "python": platform.python_version(),
-            "machine": platform.machine()}
+    meta = {
+        "when": stamp,
+        "quick": args.quick,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
     (BENCH / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     table = markdown(rows, stamp, args.quick)
     (BENCH / "results.md").write_text(table)

@@ -25,14 +25,20 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from producer import MetricsLogger  # noqa: E402
 from traindash.config import Endpoints, ProducerConfig  # noqa: E402
+from traindash.producer import MetricsLogger  # noqa: E402
 from traindash.query import QueryClient  # noqa: E402
-from ui.processes import Children, endpoint_flags, http_ok, start_collector_on_free_ports, traindash  # noqa: E402
+from traindash.ui.processes import Children, endpoint_flags, http_ok, start_collector_on_free_ports, traindash  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 UPDATE_INTERVAL_MS = 200
 SOURCE_ROWS_JS = """(name) => { for (const d of (window.Bokeh ? Bokeh.documents : [])) {
   for (const m of d.all_models) { if (m.name === name) { return m.data.seq.length; } } } return -1; }"""
@@ -40,8 +46,14 @@ PAINTED_JS = "() => new Promise(r => requestAnimationFrame(() => requestAnimatio
 
 
 def _row(metric: str, value: float | None, unit: str, note: str = "") -> dict[str, Any]:
-    return {"benchmark": "ui", "tool": "traindash", "metric": metric,
-            "value": None if value is None else round(float(value), 4), "unit": unit, "note": note}
+    return {
+        "benchmark": "ui",
+        "tool": "traindash",
+        "metric": metric,
+        "value": None if value is None else round(float(value), 4),
+        "unit": unit,
+        "note": note,
+    }
 
 
 def _free_port() -> int:
@@ -71,14 +83,24 @@ def _count(client: QueryClient, run_id: str) -> int:
 
 
 def _long_run(ep: Endpoints, out: Path, n: int) -> tuple[str, float]:
-    logger = MetricsLogger("bench-long", output_dir=str(out), name="long-run",
-                           config=ProducerConfig(endpoints=ep, close_timeout=120))
+    logger = MetricsLogger(
+        "bench-long",
+        output_dir=str(out),
+        name="long-run",
+        config=ProducerConfig(endpoints=ep, close_timeout=120),
+    )
     started = time.perf_counter()
     for i in range(1, n + 1):
         x = i / n
-        logger.log_episode(episode=i, profit=50 * x + ((i * 7919) % 200 - 100), sharpe=2 * x - 0.5,
-                           win_rate=0.4 + 0.2 * x, drawdown=float(i % 500), epsilon=max(0.01, 1 - x),
-                           learning_rate=1e-3 * 0.5 ** (i // (n // 4 + 1)))
+        logger.log_episode(
+            episode=i,
+            profit=50 * x + ((i * 7919) % 200 - 100),
+            sharpe=2 * x - 0.5,
+            win_rate=0.4 + 0.2 * x,
+            drawdown=float(i % 500),
+            epsilon=max(0.01, 1 - x),
+            learning_rate=1e-3 * 0.5 ** (i // (n // 4 + 1)),
+        )
         if i % 10 == 0:
             logger.log_model_metrics(loss=5 * (1 - x) + 0.1, q_values=[x, 2 * x, 3 * x])
     logger.close()
@@ -103,11 +125,26 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             run_id, log_s = _long_run(ep, tmpdir, n)
             with QueryClient(ep.query, timeout=30) as client:
                 _wait(lambda: _count(client, run_id) >= n, 120, "the long run to be committed", 0.25)
-            rows.append(_row(f"log_{label}_episodes_s", log_s, "s",
-                             "one MetricsLogger, log calls through close() (acked)"))
-            children.start("ui", traindash("ui", "--port", str(port), "--update-interval",
-                                           str(UPDATE_INTERVAL_MS), *endpoint_flags(ep, "rows", "query")),
-                           cwd=ROOT)
+            rows.append(
+                _row(
+                    f"log_{label}_episodes_s",
+                    log_s,
+                    "s",
+                    "one MetricsLogger, log calls through close() (acked)",
+                )
+            )
+            children.start(
+                "ui",
+                traindash(
+                    "ui",
+                    "--port",
+                    str(port),
+                    "--update-interval",
+                    str(UPDATE_INTERVAL_MS),
+                    *endpoint_flags(ep, "rows", "query"),
+                ),
+                cwd=ROOT,
+            )
             children.wait_until("ui", lambda: http_ok(url + "/sql"), 60)
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -132,26 +169,36 @@ def _first_paint(browser: Any, url: str, run_id: str, label: str, attempts: int)
             page.wait_for_function(f"() => ({SOURCE_ROWS_JS})('episodes:{run_id}') > 0", timeout=120_000)
             page.evaluate(PAINTED_JS)
             times.append(time.perf_counter() - started)
-            server.append(page.evaluate("() => performance.getEntriesByType('navigation')[0].responseEnd")
-                          / 1000)
+            server.append(
+                page.evaluate("() => performance.getEntriesByType('navigation')[0].responseEnd") / 1000
+            )
             points = page.evaluate(SOURCE_ROWS_JS, f"episodes:{run_id}")
             model_points = page.evaluate(SOURCE_ROWS_JS, f"model:{run_id}")
         finally:
             page.close()
     load = os.getloadavg()[0]
-    note = (f"navigation until the 8 plots hold the downsampled history and a frame is painted; "
-            f"{attempts} visits: {', '.join(f'{t:.2f}' for t in times)} s (page HTML "
-            f"{statistics.median(server):.2f} s of it); 1-min load average {load:.1f} on "
-            f"{os.cpu_count()} cores")
-    return [_row(f"first_paint_{label}_episodes_s", statistics.median(times), "s", note),
-            _row(f"first_paint_{label}_episodes_best_s", min(times), "s", "best of the visits above"),
-            _row(f"points_sent_{label}_episodes", points, "rows",
-                 f"episode rows of the run sent to the browser (model rows: {model_points})")]
+    note = (
+        f"navigation until the 8 plots hold the downsampled history and a frame is painted; "
+        f"{attempts} visits: {', '.join(f'{t:.2f}' for t in times)} s (page HTML "
+        f"{statistics.median(server):.2f} s of it); 1-min load average {load:.1f} on "
+        f"{os.cpu_count()} cores"
+    )
+    return [
+        _row(f"first_paint_{label}_episodes_s", statistics.median(times), "s", note),
+        _row(f"first_paint_{label}_episodes_best_s", min(times), "s", "best of the visits above"),
+        _row(
+            f"points_sent_{label}_episodes",
+            points,
+            "rows",
+            f"episode rows of the run sent to the browser (model rows: {model_points})",
+        ),
+    ]
 
 
 def _lag(browser: Any, url: str, ep: Endpoints, tmpdir: Path, seconds: float) -> list[dict[str, Any]]:
-    logger = MetricsLogger("bench-lag", output_dir=str(tmpdir), name="lag-run",
-                           config=ProducerConfig(endpoints=ep))
+    logger = MetricsLogger(
+        "bench-lag", output_dir=str(tmpdir), name="lag-run", config=ProducerConfig(endpoints=ep)
+    )
     stop = threading.Event()
 
     def trainer() -> None:
@@ -181,15 +228,24 @@ def _lag(browser: Any, url: str, ep: Endpoints, tmpdir: Path, seconds: float) ->
             thread.join(5)
         logger.close()
         page.close()
-    base_row = _row("first_paint_1_episode_s", baseline, "s",
-                    "the same page for a one-episode run: what the page costs without a long history")
+    base_row = _row(
+        "first_paint_1_episode_s",
+        baseline,
+        "s",
+        "the same page for a one-episode run: what the page costs without a long history",
+    )
     if not lags:
         return [base_row, _row("log_to_screen_lag_p50_ms", None, "ms", "no streamed update reached the page")]
     ms = [x * 1000 for x in lags]
-    note = (f"{len(ms)} page updates at update_interval={UPDATE_INTERVAL_MS} ms, trainer at 20 episodes/s; "
-            "log call time to the newest row on screen (browser clock, same host)")
-    return [base_row, _row("log_to_screen_lag_p50_ms", _pct(ms, 50), "ms", note),
-            _row("log_to_screen_lag_p99_ms", _pct(ms, 99), "ms", note)]
+    note = (
+        f"{len(ms)} page updates at update_interval={UPDATE_INTERVAL_MS} ms, trainer at 20 episodes/s; "
+        "log call time to the newest row on screen (browser clock, same host)"
+    )
+    return [
+        base_row,
+        _row("log_to_screen_lag_p50_ms", _pct(ms, 50), "ms", note),
+        _row("log_to_screen_lag_p99_ms", _pct(ms, 99), "ms", note),
+    ]
 
 
 def main() -> int:

@@ -42,8 +42,9 @@ def check_sql(cursor: duckdb.DuckDBPyConnection, sql: str) -> None:
         raise QueryRefused(f"only read-only SELECT queries are answered, not {kind.name}")
 
 
-def run_query(cursor: duckdb.DuckDBPyConnection, sql: str, max_rows: int,
-              timeout: float) -> tuple[bytes, bool]:
+def run_query(
+    cursor: duckdb.DuckDBPyConnection, sql: str, max_rows: int, timeout: float
+) -> tuple[bytes, bool]:
     """Arrow IPC bytes of the result (at most ``max_rows`` rows) and whether it was cut."""
     check_sql(cursor, sql)
     timer = threading.Timer(timeout, cursor.interrupt)
@@ -75,8 +76,15 @@ def run_query(cursor: duckdb.DuckDBPyConnection, sql: str, max_rows: int,
 class QueryServer(threading.Thread):
     """Answers ``query`` messages on a ROUTER socket until ``stop()``."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, cursor: duckdb.DuckDBPyConnection,
-                 timeout: float, max_rows: int, curve_secret: Path | None = None) -> None:
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        endpoint: str,
+        cursor: duckdb.DuckDBPyConnection,
+        timeout: float,
+        max_rows: int,
+        curve_secret: Path | None = None,
+    ) -> None:
         super().__init__(name="traindash-query", daemon=True)
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)

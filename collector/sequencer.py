@@ -25,8 +25,10 @@ def _tail(section: Section, after: int) -> Section | None:
     if not keep.any():
         return None
     idx = np.flatnonzero(keep)
-    cols = {name: (values[keep] if isinstance(values, np.ndarray) else [values[i] for i in idx])
-            for name, values in section.cols.items()}
+    cols = {
+        name: (values[keep] if isinstance(values, np.ndarray) else [values[i] for i in idx])
+        for name, values in section.cols.items()
+    }
     return Section(section.kind, cols)
 
 

@@ -14,10 +14,10 @@ from collections import Counter
 
 import zmq
 
-from collector.queryserver import QueryServer
-from collector.sequencer import Sequencer
-from collector.store import Store, StoreError, Work
 from traindash import security, wire
+from traindash.collector.queryserver import QueryServer
+from traindash.collector.sequencer import Sequencer
+from traindash.collector.store import Store, StoreError, Work
 from traindash.config import CollectorConfig, ConfigError
 from traindash.shutdown import GracefulExit
 
@@ -48,8 +48,9 @@ def _bind(sock: zmq.Socket, endpoint: str, what: str) -> None:
         sock.bind(endpoint)
     except zmq.ZMQError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise CollectorError(f"{what} address {endpoint} is already in use "
-                                 "(is another collector running?)") from None
+            raise CollectorError(
+                f"{what} address {endpoint} is already in use (is another collector running?)"
+            ) from None
         raise CollectorError(f"cannot bind {what} socket to {endpoint}: {exc}") from None
 
 
@@ -95,14 +96,21 @@ class Collector(GracefulExit):
             except StoreError as exc:
                 raise CollectorError(str(exc)) from None
             try:
-                self.queries = QueryServer(self.ctx, config.endpoints.query, self.store.cursor(),
-                                           config.query_timeout, config.query_max_rows,
-                                           config.curve_secret)
+                self.queries = QueryServer(
+                    self.ctx,
+                    config.endpoints.query,
+                    self.store.cursor(),
+                    config.query_timeout,
+                    config.query_max_rows,
+                    config.curve_secret,
+                )
             except zmq.ZMQError as exc:
                 self.store.close()
                 if exc.errno == errno.EADDRINUSE:
-                    raise CollectorError(f"query address {config.endpoints.query} is already "
-                                         "in use (is another collector running?)") from None
+                    raise CollectorError(
+                        f"query address {config.endpoints.query} is already "
+                        "in use (is another collector running?)"
+                    ) from None
                 raise CollectorError(f"cannot bind query socket: {exc}") from None
         except BaseException:
             self._close_sockets()
@@ -125,9 +133,13 @@ class Collector(GracefulExit):
 
     def run(self) -> None:
         self.queries.start()
-        log.info("collector: ingest %s, rows %s, query %s, db %s",
-                 self.config.endpoints.ingest, self.config.endpoints.rows,
-                 self.config.endpoints.query, self.config.db)
+        log.info(
+            "collector: ingest %s, rows %s, query %s, db %s",
+            self.config.endpoints.ingest,
+            self.config.endpoints.rows,
+            self.config.endpoints.query,
+            self.config.db,
+        )
         poller = zmq.Poller()
         poller.register(self.ingest, zmq.POLLIN)
         if self.monitor is not None:
@@ -175,8 +187,12 @@ class Collector(GracefulExit):
     def handle(self, frames: list) -> None:
         """Admit one ingest message into the pending work (malformed ones are counted)."""
         try:
-            msg = wire.decode([f.buffer if isinstance(f, zmq.Frame) else f  # type: ignore[misc]
-                               for f in frames])
+            msg = wire.decode(
+                [
+                    f.buffer if isinstance(f, zmq.Frame) else f  # type: ignore[misc]
+                    for f in frames
+                ]
+            )
         except wire.WireError as exc:
             self._reject(exc.reason, str(exc), _sender(frames))
             return
@@ -204,8 +220,12 @@ class Collector(GracefulExit):
         now = time.monotonic()
         if now - self._last_reject_log >= REJECT_LOG_INTERVAL:
             self._last_reject_log = now
-            log.warning("rejected a malformed message from %s (%s); rejects so far: %s",
-                        sender, detail, dict(self.rejects))
+            log.warning(
+                "rejected a malformed message from %s (%s); rejects so far: %s",
+                sender,
+                detail,
+                dict(self.rejects),
+            )
 
     def _commit(self) -> None:
         work, self.work = self.work, Work()
@@ -214,8 +234,12 @@ class Collector(GracefulExit):
                 self.store.commit(work)
             except StoreError as exc:
                 # Nothing is acknowledged; producers keep their records and re-send them.
-                log.error("%s; %d rows will be re-sent by their producers; retrying in %.1f s",
-                          exc, work.rows, self.backoff)
+                log.error(
+                    "%s; %d rows will be re-sent by their producers; retrying in %.1f s",
+                    exc,
+                    work.rows,
+                    self.backoff,
+                )
                 self.seq.rollback()
                 self.ack_due.clear()
                 self.backoff_until = time.monotonic() + self.backoff
@@ -266,8 +290,13 @@ class Collector(GracefulExit):
             self.store.con.close()
             self.store = Store(self.config.db, self.config.memory_limit)
             self.seq = Sequencer(self.store.marks())
-            self.queries = QueryServer(self.ctx, self.config.endpoints.query, self.store.cursor(),
-                                       self.config.query_timeout, self.config.query_max_rows)
+            self.queries = QueryServer(
+                self.ctx,
+                self.config.endpoints.query,
+                self.store.cursor(),
+                self.config.query_timeout,
+                self.config.query_max_rows,
+            )
             self.queries.start()
         except Exception as exc:
             log.error("could not reopen the database: %s", exc)
@@ -277,8 +306,12 @@ class Collector(GracefulExit):
             self.store.update_liveness(time.time(), self.config.stall_after, self.config.lost_after)
             if self._rejects_dirty:
                 self._rejects_dirty = False
-                self.store.record_rejects([(reason, count, *self.reject_last.get(reason, (0, "", "")))
-                                           for reason, count in self.rejects.items()])
+                self.store.record_rejects(
+                    [
+                        (reason, count, *self.reject_last.get(reason, (0, "", "")))
+                        for reason, count in self.rejects.items()
+                    ]
+                )
         except Exception as exc:
             log.warning("liveness update failed: %s", exc)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from collector.tables import CORE_COLUMNS, TABLE_OF_KIND, records, section_table, to_json
+from traindash.collector.tables import CORE_COLUMNS, TABLE_OF_KIND, records, section_table, to_json
 from traindash.wire import RecordKind, Section
 
 log = logging.getLogger("traindash.collector.store")
@@ -96,8 +96,9 @@ class Store:
         except duckdb.IOException as exc:
             msg = str(exc).splitlines()[0]
             if "lock" in msg.lower():
-                raise StoreError(f"{path} is already open in another process (is a collector "
-                                 f"already running?): {msg}") from None
+                raise StoreError(
+                    f"{path} is already open in another process (is a collector already running?): {msg}"
+                ) from None
             raise StoreError(f"cannot open {path}: {msg}") from None
         except duckdb.Error as exc:
             raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
@@ -127,7 +128,9 @@ class Store:
     def _columns(self, table: str) -> dict[str, str]:
         rows = self.con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-            "AND table_schema = 'main'", [table]).fetchall()
+            "AND table_schema = 'main'",
+            [table],
+        ).fetchall()
         return {name.lower(): name for (name,) in rows}
 
     def marks(self) -> dict[str, int]:
@@ -160,8 +163,7 @@ class Store:
                     self.columns[table].pop(key, None)
             raise StoreError(f"commit failed: {str(exc).splitlines()[0]}") from exc
 
-    def _insert_all(self, sections: list[tuple[str, Section]],
-                    added: dict[str, dict[str, str]]) -> None:
+    def _insert_all(self, sections: list[tuple[str, Section]], added: dict[str, dict[str, str]]) -> None:
         """One INSERT per table and column set: DuckDB's cost is per statement, not per row."""
         groups: dict[tuple[str, pa.Schema], list[pa.Table]] = {}
         for stream_id, section in sections:
@@ -198,19 +200,33 @@ class Store:
                        hyperparameters = excluded.hyperparameters, tags = excluded.tags,
                        description = excluded.description, role = excluded.role,
                        last_seen = excluded.last_seen""",
-                [stream_id, _str(r.get("experiment")), _str(r.get("name")), _str(r.get("host")),
-                 _int(r.get("pid")), _micros(r.get("ts")), to_json(r.get("hyperparameters") or {}),
-                 [str(t) for t in tags] if isinstance(tags, list) else [],
-                 _str(r.get("description")) or "", _str(r.get("role")) or "trainer",
-                 _micros(r.get("ts"))])
+                [
+                    stream_id,
+                    _str(r.get("experiment")),
+                    _str(r.get("name")),
+                    _str(r.get("host")),
+                    _int(r.get("pid")),
+                    _micros(r.get("ts")),
+                    to_json(r.get("hyperparameters") or {}),
+                    [str(t) for t in tags] if isinstance(tags, list) else [],
+                    _str(r.get("description")) or "",
+                    _str(r.get("role")) or "trainer",
+                    _micros(r.get("ts")),
+                ],
+            )
 
     def _end_runs(self, stream_id: str, rows: Iterable[dict]) -> None:
         for r in rows:
             self.con.execute(
                 "UPDATE runs SET ended_at = make_timestamp(?), status = ?, final_metrics = ? "
                 "WHERE run_id = ?",
-                [_micros(r.get("ts")), _str(r.get("status")) or "finished",
-                 to_json(r.get("final_metrics") or {}), stream_id])
+                [
+                    _micros(r.get("ts")),
+                    _str(r.get("status")) or "finished",
+                    to_json(r.get("final_metrics") or {}),
+                    stream_id,
+                ],
+            )
 
     def _write_marks(self, marks: dict[str, int], seen: dict[str, float]) -> None:
         runs = list(marks.keys() | seen.keys())
@@ -220,7 +236,8 @@ class Store:
         if new:
             self.con.executemany(
                 "INSERT INTO runs (run_id, status) VALUES (?, 'running') ON CONFLICT DO NOTHING",
-                [[r] for r in new])
+                [[r] for r in new],
+            )
             self.known.update(new)
         # A new mark or liveness stamp when given; a stalled or lost run is running again.
         set_marks = """UPDATE runs SET acked_seq = coalesce({acked}, runs.acked_seq),
@@ -230,15 +247,18 @@ class Store:
         if len(runs) == 1:
             # Most commits carry one run; a keyed update takes half the time of the join.
             run = runs[0]
-            self.con.execute(set_marks.format(acked="$2", seen="$3") + " WHERE run_id = $1",
-                             [run, marks.get(run), _micros(seen.get(run))])
+            self.con.execute(
+                set_marks.format(acked="$2", seen="$3") + " WHERE run_id = $1",
+                [run, marks.get(run), _micros(seen.get(run))],
+            )
             return
         self.con.execute(
             set_marks.format(acked="v.acked", seen="v.seen")
             + """ FROM (SELECT unnest($1) AS run_id, unnest($2::BIGINT[]) AS acked,
                             unnest($3::BIGINT[]) AS seen) AS v
                WHERE runs.run_id = v.run_id""",
-            [runs, [marks.get(r) for r in runs], [_micros(seen.get(r)) for r in runs]])
+            [runs, [marks.get(r) for r in runs], [_micros(seen.get(r)) for r in runs]],
+        )
 
     def manage(self, action: str, run_ids: list[str]) -> list[str]:
         """Archive or delete finished runs; running ones are left alone. Returns those changed.
@@ -249,16 +269,22 @@ class Store:
         c = self.con
         try:
             c.execute("BEGIN TRANSACTION")
-            ids = [r for (r,) in c.execute(
-                "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest($1::VARCHAR[])) "
-                "AND status NOT IN ('running', 'stalled')", [run_ids]).fetchall()]
+            ids = [
+                r
+                for (r,) in c.execute(
+                    "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest($1::VARCHAR[])) "
+                    "AND status NOT IN ('running', 'stalled')",
+                    [run_ids],
+                ).fetchall()
+            ]
             if ids and action == "delete":
                 for table in ("episodes", "model_metrics", "alerts"):
-                    c.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest($1::VARCHAR[]))",
-                              [ids])
+                    c.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest($1::VARCHAR[]))", [ids])
             if ids:
-                c.execute("UPDATE runs SET status = $2 WHERE run_id IN (SELECT unnest($1::VARCHAR[]))",
-                          [ids, "archived" if action == "archive" else "deleted"])
+                c.execute(
+                    "UPDATE runs SET status = $2 WHERE run_id IN (SELECT unnest($1::VARCHAR[]))",
+                    [ids, "archived" if action == "archive" else "deleted"],
+                )
             c.execute("COMMIT")
         except duckdb.Error as exc:
             try:
@@ -275,7 +301,8 @@ class Store:
                ON CONFLICT (reason) DO UPDATE SET count = excluded.count,
                    last_at = excluded.last_at, last_sender = excluded.last_sender,
                    last_detail = excluded.last_detail""",
-            [[r, n, _micros(t), sender, detail[:500]] for r, n, t, sender, detail in rows])
+            [[r, n, _micros(t), sender, detail[:500]] for r, n, t, sender, detail in rows],
+        )
 
     def reject_counts(self) -> dict[str, int]:
         return dict(self.con.execute("SELECT reason, count FROM rejects").fetchall())
@@ -286,7 +313,8 @@ class Store:
             """UPDATE runs SET status = CASE
                    WHEN last_seen < make_timestamp(?) THEN 'lost' ELSE 'stalled' END
                WHERE status IN ('running', 'stalled') AND last_seen < make_timestamp(?)""",
-            [_micros(now - lost_after), _micros(now - stall_after)])
+            [_micros(now - lost_after), _micros(now - stall_after)],
+        )
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self.con.cursor()
@@ -305,4 +333,3 @@ def _str(value: object) -> str | None:
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and abs(value) < 2**63 else None
-

@@ -28,26 +28,56 @@ TABLE_OF_KIND = {
 # Column -> DuckDB type, in table order. Custom numeric fields become extra DOUBLE columns.
 CORE_COLUMNS: dict[str, dict[str, str]] = {
     EPISODES: {
-        "run_id": "VARCHAR", "seq": "BIGINT", "ts": "TIMESTAMP", "episode": "BIGINT",
-        "profit": "DOUBLE", "sharpe": "DOUBLE", "win_rate": "DOUBLE", "drawdown": "DOUBLE",
-        "num_trades": "BIGINT", "epsilon": "DOUBLE", "learning_rate": "DOUBLE", "extra": "JSON",
+        "run_id": "VARCHAR",
+        "seq": "BIGINT",
+        "ts": "TIMESTAMP",
+        "episode": "BIGINT",
+        "profit": "DOUBLE",
+        "sharpe": "DOUBLE",
+        "win_rate": "DOUBLE",
+        "drawdown": "DOUBLE",
+        "num_trades": "BIGINT",
+        "epsilon": "DOUBLE",
+        "learning_rate": "DOUBLE",
+        "extra": "JSON",
     },
     MODEL_METRICS: {
-        "run_id": "VARCHAR", "seq": "BIGINT", "ts": "TIMESTAMP", "step": "BIGINT",
-        "episode": "BIGINT", "loss": "DOUBLE", "q_mean": "DOUBLE", "q_std": "DOUBLE",
-        "q_min": "DOUBLE", "q_max": "DOUBLE", "q_values": "DOUBLE[]", "grad_mean": "DOUBLE",
-        "grad_std": "DOUBLE", "extra": "JSON",
+        "run_id": "VARCHAR",
+        "seq": "BIGINT",
+        "ts": "TIMESTAMP",
+        "step": "BIGINT",
+        "episode": "BIGINT",
+        "loss": "DOUBLE",
+        "q_mean": "DOUBLE",
+        "q_std": "DOUBLE",
+        "q_min": "DOUBLE",
+        "q_max": "DOUBLE",
+        "q_values": "DOUBLE[]",
+        "grad_mean": "DOUBLE",
+        "grad_std": "DOUBLE",
+        "extra": "JSON",
     },
     ALERTS: {
-        "ts": "TIMESTAMP", "run_id": "VARCHAR", "level": "VARCHAR", "rule": "VARCHAR",
-        "title": "VARCHAR", "message": "VARCHAR", "data": "JSON", "channels": "VARCHAR[]",
-        "source": "VARCHAR", "seq": "BIGINT",
+        "ts": "TIMESTAMP",
+        "run_id": "VARCHAR",
+        "level": "VARCHAR",
+        "rule": "VARCHAR",
+        "title": "VARCHAR",
+        "message": "VARCHAR",
+        "data": "JSON",
+        "channels": "VARCHAR[]",
+        "source": "VARCHAR",
+        "seq": "BIGINT",
     },
 }
 
 _ARROW_TYPES = {
-    "VARCHAR": pa.string(), "BIGINT": pa.int64(), "DOUBLE": pa.float64(),
-    "TIMESTAMP": pa.timestamp("us"), "JSON": pa.string(), "DOUBLE[]": pa.list_(pa.float64()),
+    "VARCHAR": pa.string(),
+    "BIGINT": pa.int64(),
+    "DOUBLE": pa.float64(),
+    "TIMESTAMP": pa.timestamp("us"),
+    "JSON": pa.string(),
+    "DOUBLE[]": pa.list_(pa.float64()),
     "VARCHAR[]": pa.list_(pa.string()),
 }
 
@@ -61,8 +91,9 @@ def to_json(value: Any) -> str | None:
 
 def constant(value: str, n: int) -> pa.Array:
     """``n`` copies of a string, dictionary-encoded (no per-row string objects)."""
-    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)),
-                                          pa.array([value], type=pa.string()))
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], type=pa.string())
+    )
 
 
 def timestamps(ts: np.ndarray) -> pa.Array:
@@ -88,8 +119,9 @@ def _float_list(values: list) -> pa.Array:
 
 
 def _strings(values: list) -> pa.Array:
-    return pa.array([v if isinstance(v, str) else (None if v is None else to_json(v))
-                     for v in values], type=pa.string())
+    return pa.array(
+        [v if isinstance(v, str) else (None if v is None else to_json(v)) for v in values], type=pa.string()
+    )
 
 
 def _string_lists(values: list) -> pa.Array:
@@ -119,8 +151,9 @@ def _convert(sqltype: str, values: Any) -> pa.Array:
     return pa.nulls(len(values), type=_ARROW_TYPES[sqltype])
 
 
-def section_table(table: str, stream_id: str, section: Section,
-                  existing: dict[str, str]) -> tuple[pa.Table, dict[str, str]]:
+def section_table(
+    table: str, stream_id: str, section: Section, existing: dict[str, str]
+) -> tuple[pa.Table, dict[str, str]]:
     """The Arrow table to insert for ``section`` and the new DOUBLE columns it needs.
 
     ``existing`` maps lower-cased column names of the DuckDB table to their names there;

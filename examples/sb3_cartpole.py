@@ -20,8 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--algo", choices=("ppo", "a2c", "dqn"), default="ppo")
     p.add_argument("--timesteps", type=int, default=20_000)
     p.add_argument("--n-envs", type=int, default=2, help="environment workers (default 2)")
-    p.add_argument("--subproc", action=argparse.BooleanOptionalAction, default=True,
-                   help="run the workers as SubprocVecEnv processes (default yes)")
+    p.add_argument(
+        "--subproc",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the workers as SubprocVecEnv processes (default yes)",
+    )
     p.add_argument("--experiment", default=None, help="experiment name (default <ALGO>_CartPole-v1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -32,12 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    from producer.sb3 import TraindashCallback
+    from traindash.producer.integrations.sb3 import TraindashCallback
 
     torch.set_num_threads(args.threads)
     n_envs = 1 if args.algo == "dqn" else args.n_envs
-    env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=args.seed,
-                       vec_env_cls=SubprocVecEnv if args.subproc and n_envs > 1 else DummyVecEnv)
+    env = make_vec_env(
+        "CartPole-v1",
+        n_envs=n_envs,
+        seed=args.seed,
+        vec_env_cls=SubprocVecEnv if args.subproc and n_envs > 1 else DummyVecEnv,
+    )
     try:
         algo = {"ppo": sb3.PPO, "a2c": sb3.A2C, "dqn": sb3.DQN}[args.algo]
         kwargs = {"n_steps": 256} if args.algo == "ppo" else {}

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from producer import ExperimentTracker  # noqa: E402
+from traindash.producer import ExperimentTracker  # noqa: E402
 
 
 class TradingEnv:
@@ -57,7 +57,7 @@ class TradingEnv:
         return self._obs()
 
     def _obs(self) -> np.ndarray:
-        recent = self.returns[self.t - self.window:self.t] * 100
+        recent = self.returns[self.t - self.window : self.t] * 100
         return np.append(recent, self.position).astype(np.float64)
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool]:
@@ -84,9 +84,13 @@ class TradingEnv:
         r = np.array(self.step_returns)
         sharpe = float(r.mean() / r.std() * math.sqrt(252)) if r.std() > 0 else 0.0
         closed = self.trades - (self.position != 0)
-        return {"profit": (self.equity - 1) * capital, "sharpe": sharpe,
-                "win_rate": self.wins / closed if closed > 0 else 0.0,
-                "drawdown": self.drawdown * capital, "num_trades": self.trades}
+        return {
+            "profit": (self.equity - 1) * capital,
+            "sharpe": sharpe,
+            "win_rate": self.wins / closed if closed > 0 else 0.0,
+            "drawdown": self.drawdown * capital,
+            "num_trades": self.trades,
+        }
 
 
 class CartPole:
@@ -139,8 +143,10 @@ class DQN:
     def __init__(self, obs_dim: int, n_actions: int, hp: Hyper, rng: np.random.Generator) -> None:
         self.hp, self.rng, self.n_actions = hp, rng, n_actions
         self.params = {
-            "w1": rng.normal(0, math.sqrt(2 / obs_dim), (obs_dim, hp.hidden)), "b1": np.zeros(hp.hidden),
-            "w2": rng.normal(0, math.sqrt(1 / hp.hidden), (hp.hidden, n_actions)), "b2": np.zeros(n_actions),
+            "w1": rng.normal(0, math.sqrt(2 / obs_dim), (obs_dim, hp.hidden)),
+            "b1": np.zeros(hp.hidden),
+            "w2": rng.normal(0, math.sqrt(1 / hp.hidden), (hp.hidden, n_actions)),
+            "b2": np.zeros(n_actions),
         }
         self.target = {k: v.copy() for k, v in self.params.items()}
         self.m = {k: np.zeros_like(v) for k, v in self.params.items()}
@@ -179,8 +185,12 @@ class DQN:
         if self.updates % self.hp.target_sync == 0:
             self.target = {k: v.copy() for k, v in self.params.items()}
         flat = np.concatenate([g.ravel() for g in grads.values()])
-        return {"loss": loss, "q": q.max(axis=1), "grad_mean": float(flat.mean()),
-                "grad_std": float(flat.std())}
+        return {
+            "loss": loss,
+            "q": q.max(axis=1),
+            "grad_mean": float(flat.mean()),
+            "grad_std": float(flat.std()),
+        }
 
 
 class Replay:
@@ -208,7 +218,7 @@ def start_dashboard(logger: Any, port: int, enabled: bool) -> Any:
     if not enabled:
         return None
     try:
-        from ui import TrainingDashboard
+        from traindash.ui import TrainingDashboard
     except ImportError as exc:
         print(f"dashboard unavailable ({exc}); training without it")
         return None
@@ -222,7 +232,7 @@ def make_alerts(config_path: str | None, enabled: bool, run_id: str) -> Any:
     if not enabled:
         return None
     try:
-        from alerts import AlertSystem
+        from traindash.alerts import AlertSystem
     except ImportError as exc:
         print(f"alert system unavailable ({exc}); training without it")
         return None
@@ -241,8 +251,11 @@ def train(args: argparse.Namespace) -> str:
     replay = Replay(hp.buffer_size, env.obs_dim, rng)
     tracker = ExperimentTracker(args.experiments_dir)
     exp_id = tracker.create_experiment(
-        args.name, {**asdict(hp), "env": args.env, "episodes": args.episodes, "seed": args.seed},
-        description=f"numpy DQN on {args.env}", tags=["dqn", "example", args.env])
+        args.name,
+        {**asdict(hp), "env": args.env, "episodes": args.episodes, "seed": args.seed},
+        description=f"numpy DQN on {args.env}",
+        tags=["dqn", "example", args.env],
+    )
     logger = tracker.logger(exp_id)
     dashboard = start_dashboard(logger, args.port, args.dashboard)
     alert_system = make_alerts(args.config, args.alerts, exp_id)
@@ -264,24 +277,33 @@ def train(args: argparse.Namespace) -> str:
             logger.log_episode(episode=episode, epsilon=epsilon, learning_rate=lr, steps=steps, **summary)
             if results:
                 last = results[-1]
-                logger.log_model_metrics(loss=float(np.mean([r["loss"] for r in results])),
-                                         q_values=last["q"][:32],
-                                         gradients={"mean": last["grad_mean"], "std": last["grad_std"]},
-                                         updates=agent.updates)
+                logger.log_model_metrics(
+                    loss=float(np.mean([r["loss"] for r in results])),
+                    q_values=last["q"][:32],
+                    gradients={"mean": last["grad_mean"], "std": last["grad_std"]},
+                    updates=agent.updates,
+                )
             best = max(best, summary["profit"])
             if alert_system is not None and episode % 10 == 0:
-                alert_system.check_training_health(latest_episode=logger.get_latest_episode(),
-                                                   recent_history=logger.episode_metrics[-100:])
+                alert_system.check_training_health(
+                    latest_episode=logger.get_latest_episode(), recent_history=logger.episode_metrics[-100:]
+                )
             if episode % max(1, args.episodes // 10) == 0 or episode == args.episodes:
-                print(f"episode {episode:4d}  profit {summary['profit']:9.2f}  epsilon {epsilon:.3f}  "
-                      f"lr {lr:.2e}  loss {np.mean([r['loss'] for r in results]) if results else 0:.4f}")
+                print(
+                    f"episode {episode:4d}  profit {summary['profit']:9.2f}  epsilon {epsilon:.3f}  "
+                    f"lr {lr:.2e}  loss {np.mean([r['loss'] for r in results]) if results else 0:.4f}"
+                )
         stats = logger.get_statistics()
-        tracker.complete_experiment(exp_id, final_metrics={"total_episodes": args.episodes,
-                                                           "best_profit": best})
+        tracker.complete_experiment(
+            exp_id, final_metrics={"total_episodes": args.episodes, "best_profit": best}
+        )
         if alert_system is not None:
-            alert_system.send_training_complete(total_episodes=args.episodes, best_profit=best,
-                                                best_sharpe=stats.get("best_sharpe", 0.0),
-                                                training_time=time.time() - started)
+            alert_system.send_training_complete(
+                total_episodes=args.episodes,
+                best_profit=best,
+                best_sharpe=stats.get("best_sharpe", 0.0),
+                training_time=time.time() - started,
+            )
     finally:
         tracker.close()
         if alert_system is not None:
@@ -296,8 +318,12 @@ def train(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--episodes", type=int, default=200, help="episodes to train (default 200)")
-    p.add_argument("--env", choices=("trading", "cartpole"), default="trading",
-                   help="trading (numpy only, default) or cartpole (needs gymnasium)")
+    p.add_argument(
+        "--env",
+        choices=("trading", "cartpole"),
+        default="trading",
+        help="trading (numpy only, default) or cartpole (needs gymnasium)",
+    )
     p.add_argument("--name", default="dqn_example", help="experiment name (default dqn_example)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--port", type=int, default=8050, help="dashboard port (default 8050)")

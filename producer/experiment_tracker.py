@@ -19,16 +19,23 @@ from typing import Any
 
 import pyarrow as pa
 
-from producer.logger import MetricsLogger
-from producer.stats import LOWER_IS_BETTER
 from traindash import config as tdconfig
 from traindash import wire
 from traindash.jsonsafe import json_safe
+from traindash.producer.logger import MetricsLogger
+from traindash.producer.stats import LOWER_IS_BETTER
 from traindash.query import CollectorUnavailable, QueryClient, QueryError, run_sql, sql_literal
 
 DEFAULT_METRICS = ("profit", "sharpe", "win_rate", "drawdown", "num_trades")
-SUMMARY_KEYS = ("total_episodes", "best_profit", "best_episode", "avg_profit", "best_sharpe",
-                "max_drawdown", "training_time")
+SUMMARY_KEYS = (
+    "total_episodes",
+    "best_profit",
+    "best_episode",
+    "avg_profit",
+    "best_sharpe",
+    "max_drawdown",
+    "training_time",
+)
 HIDDEN_STATUSES = ("archived", "deleted")
 ADMIN_ACTIONS = ("archive", "delete")
 FLUSH_TIMEOUT = 10.0
@@ -68,8 +75,7 @@ def _loads(text: Any) -> Any:
         return text
 
 
-def manage_runs(query_endpoint: str, action: str, run_ids: Sequence[str],
-                timeout: float = 10.0) -> list[str]:
+def manage_runs(query_endpoint: str, action: str, run_ids: Sequence[str], timeout: float = 10.0) -> list[str]:
     """Ask the collector to ``archive`` or ``delete`` runs; returns the ids it changed.
 
     Only the collector writes DuckDB, so this is a request on its query socket: a
@@ -84,8 +90,10 @@ def manage_runs(query_endpoint: str, action: str, run_ids: Sequence[str],
         try:
             reply = client.request(wire.Manage(action, tuple(run_ids)))
         except CollectorUnavailable:
-            raise QueryError(f"no collector answered at {query_endpoint} within {timeout:g} s; "
-                             f"runs can only be {action}d through a running collector") from None
+            raise QueryError(
+                f"no collector answered at {query_endpoint} within {timeout:g} s; "
+                f"runs can only be {action}d through a running collector"
+            ) from None
     return [str(r) for r in pa.ipc.open_stream(reply.arrow).read_all().column("run_id").to_pylist()]
 
 
@@ -102,9 +110,15 @@ class ExperimentTracker:
         auto_save: ``complete_experiment`` also writes the experiment's snapshot.
     """
 
-    def __init__(self, experiments_dir: str = "experiments", *,
-                 config: tdconfig.ProducerConfig | None = None, db: str | Path | None = None,
-                 timeout: float = 10.0, auto_save: bool = True) -> None:
+    def __init__(
+        self,
+        experiments_dir: str = "experiments",
+        *,
+        config: tdconfig.ProducerConfig | None = None,
+        db: str | Path | None = None,
+        timeout: float = 10.0,
+        auto_save: bool = True,
+    ) -> None:
         self.experiments_dir = Path(experiments_dir)
         self.config = config or tdconfig.ProducerConfig.resolve()
         self.db = Path(db) if db is not None else tdconfig.CollectorConfig.resolve().db
@@ -128,8 +142,10 @@ class ExperimentTracker:
                 logger.flush(timeout=FLUSH_TIMEOUT)
 
     def _episode_columns(self) -> list[str]:
-        rows = self._rows("SELECT column_name FROM information_schema.columns WHERE "
-                          "table_name = 'episodes' AND table_schema = 'main' ORDER BY ordinal_position")
+        rows = self._rows(
+            "SELECT column_name FROM information_schema.columns WHERE "
+            "table_name = 'episodes' AND table_schema = 'main' ORDER BY ordinal_position"
+        )
         return [r["column_name"] for r in rows]
 
     def _metric_columns(self, metrics: Sequence[str] | None) -> list[str]:
@@ -137,29 +153,49 @@ class ExperimentTracker:
         skip = {"run_id", "seq", "ts", "episode", "extra"}
         numeric = [c for c in columns if c not in skip]
         if metrics is None:
-            custom = [c for c in numeric if c not in DEFAULT_METRICS
-                      and c not in ("epsilon", "learning_rate")]
+            custom = [
+                c for c in numeric if c not in DEFAULT_METRICS and c not in ("epsilon", "learning_rate")
+            ]
             return list(DEFAULT_METRICS) + custom
         lower = {c.lower(): c for c in numeric}
         unknown = [m for m in metrics if m.lower() not in lower]
         if unknown:
-            raise ValueError(f"unknown metric {', '.join(map(repr, unknown))}; episodes has "
-                             f"{', '.join(numeric)}")
+            raise ValueError(
+                f"unknown metric {', '.join(map(repr, unknown))}; episodes has {', '.join(numeric)}"
+            )
         return [lower[m.lower()] for m in metrics]
 
     # -- experiments -----------------------------------------------------------------------
-    def create_experiment(self, name: str, hyperparameters: dict[str, Any] | None = None,
-                          description: str = "", tags: list[str] | None = None) -> str:
+    def create_experiment(
+        self,
+        name: str,
+        hyperparameters: dict[str, Any] | None = None,
+        description: str = "",
+        tags: list[str] | None = None,
+    ) -> str:
         """Start an experiment (a run in the pipeline); returns its id, the run's ``run_id``."""
-        logger = MetricsLogger(name, output_dir=str(self.experiments_dir), name=name,
-                               hyperparameters=dict(hyperparameters or {}), tags=list(tags or []),
-                               description=description, config=self.config)
+        logger = MetricsLogger(
+            name,
+            output_dir=str(self.experiments_dir),
+            name=name,
+            hyperparameters=dict(hyperparameters or {}),
+            tags=list(tags or []),
+            description=description,
+            config=self.config,
+        )
         self._loggers[logger.run_id] = logger
-        self._write_meta(logger.run_id, {
-            "exp_id": logger.run_id, "name": name, "hyperparameters": hyperparameters or {},
-            "description": description, "tags": list(tags or []), "status": "running",
-            "created_at": time.time(),
-        })
+        self._write_meta(
+            logger.run_id,
+            {
+                "exp_id": logger.run_id,
+                "name": name,
+                "hyperparameters": hyperparameters or {},
+                "description": description,
+                "tags": list(tags or []),
+                "status": "running",
+                "created_at": time.time(),
+            },
+        )
         return logger.run_id
 
     def logger(self, exp_id: str) -> MetricsLogger:
@@ -171,11 +207,16 @@ class ExperimentTracker:
         meta = self._read_meta(exp_id)
         if meta is None or found is not None:
             raise ExperimentError(f"no open experiment {exp_id!r} in {self.experiments_dir}")
-        resumed = MetricsLogger(meta["name"], output_dir=str(self.experiments_dir), run_id=exp_id,
-                                name=meta["name"],
-                                hyperparameters=meta.get("hyperparameters") or {},
-                                tags=meta.get("tags") or [], description=meta.get("description", ""),
-                                config=self.config)
+        resumed = MetricsLogger(
+            meta["name"],
+            output_dir=str(self.experiments_dir),
+            run_id=exp_id,
+            name=meta["name"],
+            hyperparameters=meta.get("hyperparameters") or {},
+            tags=meta.get("tags") or [],
+            description=meta.get("description", ""),
+            config=self.config,
+        )
         self._loggers[exp_id] = resumed
         return resumed
 
@@ -224,17 +265,18 @@ class ExperimentTracker:
     def list_experiments(self, include_hidden: bool = False) -> list[dict[str, Any]]:
         """Every trainer run with its episode count and best profit, newest first."""
         self._flush()
-        hidden = "" if include_hidden else \
-            f"AND coalesce(r.status, '') NOT IN ({_in_list(HIDDEN_STATUSES)})"
+        hidden = "" if include_hidden else f"AND coalesce(r.status, '') NOT IN ({_in_list(HIDDEN_STATUSES)})"
         return self._rows(
             "SELECT r.run_id AS exp_id, r.experiment, r.name, r.status, r.started_at, r.ended_at, "
             "r.tags, count(e.seq) AS episodes, max(e.profit) FILTER (WHERE NOT isnan(e.profit)) "
             "AS best_profit, r.host FROM runs r LEFT JOIN episodes e USING (run_id) "
             f"WHERE coalesce(r.role, 'trainer') = 'trainer' {hidden} "
-            "GROUP BY ALL ORDER BY r.started_at DESC NULLS LAST, r.run_id")
+            "GROUP BY ALL ORDER BY r.started_at DESC NULLS LAST, r.run_id"
+        )
 
-    def compare_experiments(self, exp_ids: Sequence[str],
-                            metrics: Sequence[str] | None = None) -> dict[str, Any]:
+    def compare_experiments(
+        self, exp_ids: Sequence[str], metrics: Sequence[str] | None = None
+    ) -> dict[str, Any]:
         """Side-by-side summary of experiments.
 
         Returns ``{"experiments": {id: {name, status, tags, description, episodes,
@@ -246,8 +288,9 @@ class ExperimentTracker:
         if not exp_ids:
             raise ValueError("compare_experiments needs at least one experiment id")
         self._flush(exp_ids)
-        runs = {r["run_id"]: r for r in self._rows(
-            f"SELECT * FROM runs WHERE run_id IN ({_in_list(exp_ids)})")}
+        runs = {
+            r["run_id"]: r for r in self._rows(f"SELECT * FROM runs WHERE run_id IN ({_in_list(exp_ids)})")
+        }
         missing = [i for i in exp_ids if i not in runs]
         if missing:
             raise ExperimentError(f"no experiment {', '.join(map(repr, missing))} in the database")
@@ -256,21 +299,31 @@ class ExperimentTracker:
         for c in columns:
             v = f"CAST({_ident(c)} AS DOUBLE)"
             ok = f"FILTER (WHERE {v} IS NOT NULL AND isfinite({v}))"
-            parts.append(f"max({v}) {ok} AS {_ident('max:' + c)}, min({v}) {ok} AS "
-                         f"{_ident('min:' + c)}, avg({v}) {ok} AS {_ident('mean:' + c)}, "
-                         f"arg_max({v}, seq) FILTER (WHERE {v} IS NOT NULL) AS {_ident('final:' + c)}")
+            parts.append(
+                f"max({v}) {ok} AS {_ident('max:' + c)}, min({v}) {ok} AS "
+                f"{_ident('min:' + c)}, avg({v}) {ok} AS {_ident('mean:' + c)}, "
+                f"arg_max({v}, seq) FILTER (WHERE {v} IS NOT NULL) AS {_ident('final:' + c)}"
+            )
         select = ", ".join(["run_id", "count(*) AS episodes", *parts])
-        stats = {r["run_id"]: r for r in self._rows(
-            f"SELECT {select} FROM episodes WHERE run_id IN ({_in_list(exp_ids)}) GROUP BY run_id")}
+        stats = {
+            r["run_id"]: r
+            for r in self._rows(
+                f"SELECT {select} FROM episodes WHERE run_id IN ({_in_list(exp_ids)}) GROUP BY run_id"
+            )
+        }
         out: dict[str, Any] = {"experiments": {}, "metrics": {}, "hyperparameters": {}, "best": {}}
         for exp_id in exp_ids:
             run, st = runs[exp_id], stats.get(exp_id, {})
             hp = _loads(run.get("hyperparameters")) or {}
             out["experiments"][exp_id] = {
-                "name": run.get("name"), "experiment": run.get("experiment"),
-                "status": run.get("status"), "tags": run.get("tags") or [],
-                "description": run.get("description") or "", "episodes": st.get("episodes", 0),
-                "hyperparameters": hp, "final_metrics": _loads(run.get("final_metrics")) or {},
+                "name": run.get("name"),
+                "experiment": run.get("experiment"),
+                "status": run.get("status"),
+                "tags": run.get("tags") or [],
+                "description": run.get("description") or "",
+                "episodes": st.get("episodes", 0),
+                "hyperparameters": hp,
+                "final_metrics": _loads(run.get("final_metrics")) or {},
             }
             for key, value in hp.items():
                 out["hyperparameters"].setdefault(key, {})[exp_id] = value
@@ -279,8 +332,13 @@ class ExperimentTracker:
             for exp_id in exp_ids:
                 st = stats.get(exp_id, {})
                 lo, hi = st.get("min:" + c), st.get("max:" + c)
-                per[exp_id] = {"best": lo if c in LOWER_IS_BETTER else hi, "mean": st.get("mean:" + c),
-                               "final": _finite(st.get("final:" + c)), "min": lo, "max": hi}
+                per[exp_id] = {
+                    "best": lo if c in LOWER_IS_BETTER else hi,
+                    "mean": st.get("mean:" + c),
+                    "final": _finite(st.get("final:" + c)),
+                    "min": lo,
+                    "max": hi,
+                }
             out["metrics"][c] = per
             scored = [(v["best"], i) for i, v in per.items() if v["best"] is not None]
             if scored:
@@ -307,7 +365,8 @@ class ExperimentTracker:
             "FROM runs r JOIN episodes e USING (run_id) "
             f"WHERE coalesce(r.role, 'trainer') = 'trainer' AND coalesce(r.status, '') NOT IN "
             f"({_in_list(HIDDEN_STATUSES)}) GROUP BY ALL HAVING value IS NOT NULL "
-            f"ORDER BY value {order}, r.run_id LIMIT {int(top_n)}")
+            f"ORDER BY value {order}, r.run_id LIMIT {int(top_n)}"
+        )
         for rank, row in enumerate(rows, 1):
             row["rank"] = rank
             row["metric"] = column
@@ -330,8 +389,9 @@ class ExperimentTracker:
 
     def _snapshot(self, exp_id: str) -> dict[str, Any]:
         run = self.get_experiment(exp_id)
-        episodes = self._rows(f"SELECT * EXCLUDE (run_id) FROM episodes WHERE run_id = "
-                              f"{sql_literal(exp_id)} ORDER BY seq")
+        episodes = self._rows(
+            f"SELECT * EXCLUDE (run_id) FROM episodes WHERE run_id = {sql_literal(exp_id)} ORDER BY seq"
+        )
         for row in episodes:
             extra = _loads(row.pop("extra", None))
             if isinstance(extra, dict):
@@ -373,12 +433,16 @@ class ExperimentTracker:
     # -- archive and delete --------------------------------------------------------------
     def _older_than(self, days: float, statuses: Sequence[str] | None = None) -> list[str]:
         cutoff = time.time() - days * 86400
-        status = f"AND status IN ({_in_list(statuses)})" if statuses else \
-            f"AND coalesce(status, '') NOT IN ({_in_list(HIDDEN_STATUSES)})"
+        status = (
+            f"AND status IN ({_in_list(statuses)})"
+            if statuses
+            else f"AND coalesce(status, '') NOT IN ({_in_list(HIDDEN_STATUSES)})"
+        )
         rows = self._rows(
             "SELECT run_id FROM runs WHERE coalesce(role, 'trainer') = 'trainer' AND "
             f"coalesce(ended_at, last_seen, started_at) < make_timestamp({int(cutoff * 1e6)}) "
-            f"AND status NOT IN ('running', 'stalled') {status} ORDER BY started_at")
+            f"AND status NOT IN ('running', 'stalled') {status} ORDER BY started_at"
+        )
         return [r["run_id"] for r in rows]
 
     def archive_experiment(self, exp_id: str) -> Path:
@@ -418,8 +482,12 @@ def comparison_rows(comparison: dict[str, Any]) -> list[dict[str, Any]]:
     """One flat row per experiment of a ``compare_experiments`` result (for CSV and tables)."""
     rows = []
     for exp_id, info in comparison["experiments"].items():
-        row: dict[str, Any] = {"exp_id": exp_id, "name": info["name"], "status": info["status"],
-                               "episodes": info["episodes"]}
+        row: dict[str, Any] = {
+            "exp_id": exp_id,
+            "name": info["name"],
+            "status": info["status"],
+            "episodes": info["episodes"],
+        }
         for metric, per in comparison["metrics"].items():
             for part in ("best", "mean", "final"):
                 row[f"{metric}_{part}"] = per[exp_id][part]

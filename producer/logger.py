@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from producer.packing import EPISODE, EPISODE_RECORD, MODEL, OTHER
-from producer.ring import RingWriter
-from producer.sender import Sender
-from producer.shipper import ShipperClient, ShipperGone, StatsProxy
-from producer.snapshot import Snapshots
-from producer.spool import load_last_seq
-from producer.stats import RunStats
 from traindash import config as tdconfig
+from traindash.producer.packing import EPISODE, EPISODE_RECORD, MODEL, OTHER
+from traindash.producer.ring import RingWriter
+from traindash.producer.sender import Sender
+from traindash.producer.shipper import ShipperClient, ShipperGone, StatsProxy
+from traindash.producer.snapshot import Snapshots
+from traindash.producer.spool import load_last_seq
+from traindash.producer.stats import RunStats
 from traindash.wire import RecordKind
 
 _pack_episode = EPISODE_RECORD.pack
@@ -121,38 +121,81 @@ class MetricsLogger:
         if self.sender == "process":
             if os.name != "posix":  # fd passing, memfd/mmap sharing and fork hooks
                 raise ValueError("the process sender needs a POSIX system; use sender='thread'")
-            client = ShipperClient(self.run_id, self.config, self.output_dir, self.host,
-                                   self.pid, last_seq, experiment_name=experiment_name,
-                                   history_size=history_size, buffer_size=buffer_size,
-                                   auto_save_interval=auto_save_interval)
+            client = ShipperClient(
+                self.run_id,
+                self.config,
+                self.output_dir,
+                self.host,
+                self.pid,
+                last_seq,
+                experiment_name=experiment_name,
+                history_size=history_size,
+                buffer_size=buffer_size,
+                auto_save_interval=auto_save_interval,
+            )
             self._sender, self._queue, self._stats = client, client.queue, StatsProxy(client)
             self.log_episode = self._log_episode_ring  # type: ignore[method-assign]
         elif self.sender == "thread":
             self._queue = deque()
             self._stats = RunStats(history_size)
-            self._sender = Sender(self.run_id, self.config, self._queue, self._stats,
-                                  self.output_dir, self.host, self.pid, last_seq=last_seq)
+            self._sender = Sender(
+                self.run_id,
+                self.config,
+                self._queue,
+                self._stats,
+                self.output_dir,
+                self.host,
+                self.pid,
+                last_seq=last_seq,
+            )
         else:
             names = " or ".join(map(repr, tdconfig.SENDERS))
             raise ValueError(f"sender must be {names}, not {self.sender!r}")
-        self._queue.append((OTHER, time.time(), RecordKind.RUN, {
-            "experiment": experiment_name, "name": name or self.run_id, "host": self.host,
-            "pid": self.pid, "hyperparameters": hyperparameters or {}, "tags": list(tags or []),
-            "description": description, "role": role,
-        }))
+        self._queue.append(
+            (
+                OTHER,
+                time.time(),
+                RecordKind.RUN,
+                {
+                    "experiment": experiment_name,
+                    "name": name or self.run_id,
+                    "host": self.host,
+                    "pid": self.pid,
+                    "hyperparameters": hyperparameters or {},
+                    "tags": list(tags or []),
+                    "description": description,
+                    "role": role,
+                },
+            )
+        )
         # The process sender auto-saves in the shipper, where the statistics live.
-        self._snapshots = Snapshots(experiment_name, self.run_id, self.output_dir, self.config,
-                                    self._stats, self.flush,
-                                    auto_save_interval if self.sender == "thread" else 0)
+        self._snapshots = Snapshots(
+            experiment_name,
+            self.run_id,
+            self.output_dir,
+            self.config,
+            self._stats,
+            self.flush,
+            auto_save_interval if self.sender == "thread" else 0,
+        )
         if isinstance(self._sender, Sender):
             self._sender.on_packed = self._snapshots.maybe_auto_save
         self._sender.start()
         _open_loggers.add(self)
 
     # -- logging (the hot path: append and return) -----------------------------------
-    def log_episode(self, episode: int, profit: float, sharpe: float = 0.0,
-                    win_rate: float = 0.0, drawdown: float = 0.0, num_trades: int = 0,
-                    epsilon: float = 0.0, learning_rate: float = 0.0, **kwargs: Any) -> None:
+    def log_episode(
+        self,
+        episode: int,
+        profit: float,
+        sharpe: float = 0.0,
+        win_rate: float = 0.0,
+        drawdown: float = 0.0,
+        num_trades: int = 0,
+        epsilon: float = 0.0,
+        learning_rate: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         """Queue one episode's metrics; extra keyword metrics become columns of their own."""
         q = self._queue
         record: bytes | tuple | None = None
@@ -160,13 +203,33 @@ class MetricsLogger:
             # The common case leaves the training thread as 72 packed bytes: the sender
             # then has no per-value work left, only whole-buffer numpy calls.
             try:
-                record = _pack_episode(time.time(), episode, profit, sharpe, win_rate,
-                                       drawdown, num_trades, epsilon, learning_rate)
+                record = _pack_episode(
+                    time.time(),
+                    episode,
+                    profit,
+                    sharpe,
+                    win_rate,
+                    drawdown,
+                    num_trades,
+                    epsilon,
+                    learning_rate,
+                )
             except struct.error:  # values that are not plain numbers
                 pass
         if record is None:
-            record = (EPISODE, time.time(), episode, profit, sharpe, win_rate, drawdown,
-                      num_trades, epsilon, learning_rate, kwargs or None)
+            record = (
+                EPISODE,
+                time.time(),
+                episode,
+                profit,
+                sharpe,
+                win_rate,
+                drawdown,
+                num_trades,
+                epsilon,
+                learning_rate,
+                kwargs or None,
+            )
         q.append(record)
         self._last_episode = episode
         n = len(q)
@@ -175,16 +238,34 @@ class MetricsLogger:
         elif not self.enable_async:
             self._sender.drain()
 
-    def _log_episode_ring(self, episode: int, profit: float, sharpe: float = 0.0,
-                          win_rate: float = 0.0, drawdown: float = 0.0, num_trades: int = 0,
-                          epsilon: float = 0.0, learning_rate: float = 0.0,
-                          **kwargs: Any) -> None:
+    def _log_episode_ring(
+        self,
+        episode: int,
+        profit: float,
+        sharpe: float = 0.0,
+        win_rate: float = 0.0,
+        drawdown: float = 0.0,
+        num_trades: int = 0,
+        epsilon: float = 0.0,
+        learning_rate: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         """``log_episode`` of the process sender: plain episodes go straight into the ring."""
         if kwargs or not self._queue.put_episode(  # type: ignore[union-attr]
-                time.time(), episode, profit, sharpe, win_rate, drawdown, num_trades, epsilon,
-                learning_rate):
-            MetricsLogger.log_episode(self, episode, profit, sharpe, win_rate, drawdown,
-                                      num_trades, epsilon, learning_rate, **kwargs)
+            time.time(), episode, profit, sharpe, win_rate, drawdown, num_trades, epsilon, learning_rate
+        ):
+            MetricsLogger.log_episode(
+                self,
+                episode,
+                profit,
+                sharpe,
+                win_rate,
+                drawdown,
+                num_trades,
+                epsilon,
+                learning_rate,
+                **kwargs,
+            )
             return
         self._last_episode = episode
 
@@ -196,9 +277,14 @@ class MetricsLogger:
             # and the trainer's memory, stay bounded.
             self._sender.drain()
 
-    def log_model_metrics(self, loss: float, q_values: Any = None,
-                          gradients: dict[str, float] | None = None,
-                          weights: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def log_model_metrics(
+        self,
+        loss: float,
+        q_values: Any = None,
+        gradients: dict[str, float] | None = None,
+        weights: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Queue one model update: loss, Q-values (summarised and kept), gradient stats."""
         if kwargs:
             step = kwargs.pop("step", None)
@@ -214,9 +300,19 @@ class MetricsLogger:
                 q = np.array(q_values, dtype=np.float64).ravel()
             except (TypeError, ValueError):
                 q = None
-        self._queue.append((MODEL, time.time(), self._model_step, episode, loss, q,
-                            _mapping(gradients, "gradients", kwargs),
-                            _mapping(weights, "weights", kwargs), kwargs))
+        self._queue.append(
+            (
+                MODEL,
+                time.time(),
+                self._model_step,
+                episode,
+                loss,
+                q,
+                _mapping(gradients, "gradients", kwargs),
+                _mapping(weights, "weights", kwargs),
+                kwargs,
+            )
+        )
         n = len(self._queue)
         if n >= self.buffer_size:
             self._backlog(n)
@@ -258,8 +354,9 @@ class MetricsLogger:
     def get_statistics(self) -> dict[str, Any]:
         self._sync()
         stats = self._stats.statistics()
-        stats.update(experiment_name=self.experiment_name, run_id=self.run_id,
-                     pending_records=self._sender.pending)
+        stats.update(
+            experiment_name=self.experiment_name, run_id=self.run_id, pending_records=self._sender.pending
+        )
         return stats
 
     # -- saving --------------------------------------------------------------------------
@@ -276,8 +373,12 @@ class MetricsLogger:
         return self._snapshots.save(format)
 
     # -- lifecycle ------------------------------------------------------------------------
-    def close(self, status: str = "finished", final_metrics: dict[str, Any] | None = None,
-              timeout: float | None = None) -> None:
+    def close(
+        self,
+        status: str = "finished",
+        final_metrics: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> None:
         """Send the run's end, wait (bounded) for every acknowledgement, then stop."""
         if self._closed:
             return
@@ -295,10 +396,15 @@ class MetricsLogger:
         self._snapshots.join(timeout=10)
         left = self._sender.pending
         if left:
-            log.warning("traindash: %d records of run %s were not acknowledged by a collector at "
-                        "%s; they are kept in %s and will be re-sent by a logger with the same "
-                        "run_id or by `traindash replay`", left, self.run_id,
-                        self.config.endpoints.ingest, self._sender.spool_path)
+            log.warning(
+                "traindash: %d records of run %s were not acknowledged by a collector at "
+                "%s; they are kept in %s and will be re-sent by a logger with the same "
+                "run_id or by `traindash replay`",
+                left,
+                self.run_id,
+                self.config.endpoints.ingest,
+                self._sender.spool_path,
+            )
 
     def is_closed(self) -> bool:
         return self._closed
@@ -324,6 +430,13 @@ def _mapping(value: Any, name: str, kwargs: dict[str, Any]) -> dict[str, Any] | 
 
 
 def _final(stats: dict[str, Any]) -> dict[str, Any]:
-    keys = ("total_episodes", "best_profit", "best_episode", "avg_profit", "best_sharpe",
-            "max_drawdown", "training_time")
+    keys = (
+        "total_episodes",
+        "best_profit",
+        "best_episode",
+        "avg_profit",
+        "best_sharpe",
+        "max_drawdown",
+        "training_time",
+    )
     return {k: stats[k] for k in keys if k in stats}

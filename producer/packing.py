@@ -22,12 +22,36 @@ EPISODE = 0
 MODEL = 1
 OTHER = 2
 
-EPISODE_FIELDS = ("episode", "profit", "sharpe", "win_rate", "drawdown", "num_trades",
-                  "epsilon", "learning_rate")
+EPISODE_FIELDS = (
+    "episode",
+    "profit",
+    "sharpe",
+    "win_rate",
+    "drawdown",
+    "num_trades",
+    "epsilon",
+    "learning_rate",
+)
 INT_FIELDS = ("episode", "num_trades")
 RESERVED = frozenset({"run_id", "seq", "ts", "extra"}) | frozenset(EPISODE_FIELDS)
-MODEL_RESERVED = frozenset({"run_id", "seq", "ts", "extra", "step", "episode", "loss", "q_mean",
-                            "q_std", "q_min", "q_max", "q_values", "grad_mean", "grad_std"})
+MODEL_RESERVED = frozenset(
+    {
+        "run_id",
+        "seq",
+        "ts",
+        "extra",
+        "step",
+        "episode",
+        "loss",
+        "q_mean",
+        "q_std",
+        "q_min",
+        "q_max",
+        "q_values",
+        "grad_mean",
+        "grad_std",
+    }
+)
 MAX_Q_VALUES = 4096
 _NUMERIC = (int, float, np.number)
 _CODE = itemgetter(0)
@@ -38,8 +62,7 @@ _MODEL_VALUES = itemgetter(1, 2, 3, 4)  # ts, step, episode, loss
 # A plain episode (no custom fields, plain numbers) is queued as these packed bytes rather
 # than a tuple; RECORD_DTYPE reads a run of them back as columns without per-value work.
 EPISODE_RECORD = struct.Struct("<dqddddqdd")
-RECORD_DTYPE = np.dtype([(name, "<i8" if name in INT_FIELDS else "<f8")
-                         for name in _EPISODE_COLUMNS])
+RECORD_DTYPE = np.dtype([(name, "<i8" if name in INT_FIELDS else "<f8") for name in _EPISODE_COLUMNS])
 assert RECORD_DTYPE.itemsize == EPISODE_RECORD.size
 
 
@@ -89,8 +112,7 @@ def _custom_columns(dicts: Sequence[dict], keys: tuple, reserved: frozenset) -> 
     extra: list | None = None
     for key in keys:
         values = [d[key] for d in dicts]
-        if key not in reserved and NAME_RE.match(key) and all(
-                isinstance(v, _NUMERIC) for v in values):
+        if key not in reserved and NAME_RE.match(key) and all(isinstance(v, _NUMERIC) for v in values):
             cols[key] = _floats(values)
         else:
             if extra is None:
@@ -191,15 +213,19 @@ def _model_section(rows: list[tuple], seqs: np.ndarray, fields: list[dict]) -> S
     try:
         m = np.fromiter(chain.from_iterable(map(_MODEL_VALUES, rows)), np.float64, n * 4)
         ts, step, episode, loss = m.reshape(n, 4).T.copy()
-        cols: dict[str, Any] = {"seq": seqs, "ts": ts, "step": step.astype(np.int64),
-                                "episode": _ints_or_floats(episode), "loss": loss}
+        cols: dict[str, Any] = {
+            "seq": seqs,
+            "ts": ts,
+            "step": step.astype(np.int64),
+            "episode": _ints_or_floats(episode),
+            "loss": loss,
+        }
     except (TypeError, ValueError):  # None, strings, objects: one value at a time
         cols = {
             "seq": seqs,
             "ts": _floats([r[1] for r in rows]),
             "step": np.array([r[2] for r in rows], dtype=np.int64),
-            "episode": _ints_or_floats(_floats([math.nan if r[3] is None else r[3]
-                                                for r in rows])),
+            "episode": _ints_or_floats(_floats([math.nan if r[3] is None else r[3] for r in rows])),
             "loss": _floats([r[4] for r in rows]),
         }
     # Columns nobody logged are left out (NULL in DuckDB) rather than sent as NaN, so a
@@ -222,8 +248,7 @@ def _model_section(rows: list[tuple], seqs: np.ndarray, fields: list[dict]) -> S
 
 def _other_section(row: tuple, seq: int) -> Section:
     _, ts, kind, fields = row
-    cols: dict[str, Any] = {"seq": np.array([seq], dtype=np.int64),
-                            "ts": np.array([ts], dtype=np.float64)}
+    cols: dict[str, Any] = {"seq": np.array([seq], dtype=np.int64), "ts": np.array([ts], dtype=np.float64)}
     for k, v in fields.items():
         if NAME_RE.match(k) and k not in ("seq", "ts"):
             cols[k] = [plain(v)]
@@ -255,8 +280,7 @@ def pack(rows: list[tuple | bytes], first_seq: int) -> list[Section]:
     sections = []
     if bytes in types:
         at = [i for i, row in enumerate(rows) if type(row) is bytes]
-        sections.append(_record_section([rows[i] for i in at],
-                                        np.asarray(at, dtype=np.int64) + first_seq))
+        sections.append(_record_section([rows[i] for i in at], np.asarray(at, dtype=np.int64) + first_seq))
         keep = [i for i, row in enumerate(rows) if type(row) is not bytes]
         rows = [rows[i] for i in keep]
         seq_of = np.asarray(keep, dtype=np.int64) + first_seq
@@ -267,8 +291,10 @@ def pack(rows: list[tuple | bytes], first_seq: int) -> list[Section]:
             return sections + _pack(rows, seq_of)  # type: ignore[arg-type]
         except Exception:
             # Odd values must not cost rows: fall back to one section per record.
-            return sections + [_row_section(row, int(seq_of[i]))  # type: ignore[arg-type]
-                               for i, row in enumerate(rows)]
+            return sections + [
+                _row_section(row, int(seq_of[i]))  # type: ignore[arg-type]
+                for i, row in enumerate(rows)
+            ]
 
 
 def _fields(row: tuple) -> tuple[RecordKind, dict[str, Any]]:
@@ -288,8 +314,7 @@ def _fields(row: tuple) -> tuple[RecordKind, dict[str, Any]]:
 
 def _row_section(row: tuple, seq: int) -> Section:
     kind, fields = _fields(row)
-    cols: dict[str, Any] = {"seq": np.array([seq], dtype=np.int64),
-                            "ts": _floats([row[1]])}
+    cols: dict[str, Any] = {"seq": np.array([seq], dtype=np.int64), "ts": _floats([row[1]])}
     extra: dict[str, Any] = {}
     for k, v in fields.items():
         if not NAME_RE.match(k) or k in ("seq", "ts", "extra", "run_id"):
@@ -323,8 +348,7 @@ def _pack(rows: list[tuple], seq_of: np.ndarray) -> list[Section]:
         if key[0] == EPISODE:
             sections.append(_episode_section([rows[i] for i in idx], seqs))
         elif key[0] == MODEL:
-            sections.append(_model_section([rows[i] for i in idx], seqs,
-                                           [model_extra[i] for i in idx]))
+            sections.append(_model_section([rows[i] for i in idx], seqs, [model_extra[i] for i in idx]))
         else:
             sections.append(_other_section(rows[idx[0]], int(seqs[0])))
     return sections

@@ -8,11 +8,11 @@ import time
 from collections import deque
 from pathlib import Path
 
-from producer.sender import Sender
-from producer.spool import read_bodies
-from producer.stats import RunStats
 from traindash import wire
 from traindash.config import ProducerConfig
+from traindash.producer.sender import Sender
+from traindash.producer.spool import read_bodies
+from traindash.producer.stats import RunStats
 
 
 def replay(path: Path, config: ProducerConfig, timeout: float) -> tuple[int, int, int]:
@@ -26,8 +26,7 @@ def replay(path: Path, config: ProducerConfig, timeout: float) -> tuple[int, int
             batches += 1
     if not batches:
         return 0, 0, 0
-    sender = Sender(run_id, config, deque(), RunStats(1), path.parent, socket.gethostname(),
-                    os.getpid())
+    sender = Sender(run_id, config, deque(), RunStats(1), path.parent, socket.gethostname(), os.getpid())
     last = sender.last_seq
     sender.start()
     deadline = time.monotonic() + timeout

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import zmq
 
-from producer.packing import pack
-from producer.spool import Spool, read_bodies, save_last_seq, spool_path
-from producer.stats import RunStats
 from traindash import security, wire
 from traindash.config import ProducerConfig
+from traindash.producer.packing import pack
+from traindash.producer.spool import Spool, read_bodies, save_last_seq, spool_path
+from traindash.producer.stats import RunStats
 
 log = logging.getLogger("traindash.producer")
 
@@ -77,8 +77,17 @@ class Pending:
 class Sender(threading.Thread):
     """Owns the logger's sockets; everything here runs off the training thread."""
 
-    def __init__(self, run_id: str, config: ProducerConfig, queue: deque, stats: RunStats,
-                 output_dir: Path, host: str, pid: int, last_seq: int = 0) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        config: ProducerConfig,
+        queue: deque,
+        stats: RunStats,
+        output_dir: Path,
+        host: str,
+        pid: int,
+        last_seq: int = 0,
+    ) -> None:
         super().__init__(name=f"traindash-sender-{run_id}", daemon=True)
         self.run_id = run_id
         self.config = config
@@ -118,20 +127,24 @@ class Sender(threading.Thread):
                 try:
                     sections = pack(rows, first)
                 except Exception:  # a bug here must not take the trainer down
-                    self._warn_once("pack", "could not pack %d records; they are dropped", n,
-                                    exc_info=True)
+                    self._warn_once("pack", "could not pack %d records; they are dropped", n, exc_info=True)
                     continue
                 self.last_seq += n
                 self.stats.update(sections)
-                frames = wire.encode(wire.Batch(self.run_id, first, self.last_seq,
-                                                tuple(sections), self._ask_ack()))
+                frames = wire.encode(
+                    wire.Batch(self.run_id, first, self.last_seq, tuple(sections), self._ask_ack())
+                )
                 self.outbox.append((first, self.last_seq, frames[1]))
 
     def _ask_ack(self) -> bool:
         now = time.monotonic()
-        if (not self.ack_seen or self.want_ack or self.stop_deadline is not None
-                or now - self.ack_asked_at >= ACK_EVERY
-                or self.mem_bytes > self.config.max_unacked_bytes // 4):
+        if (
+            not self.ack_seen
+            or self.want_ack
+            or self.stop_deadline is not None
+            or now - self.ack_asked_at >= ACK_EVERY
+            or self.mem_bytes > self.config.max_unacked_bytes // 4
+        ):
             self.ack_asked_at = now
             return True
         return False
@@ -205,8 +218,11 @@ class Sender(threading.Thread):
             if self.sent_at > now - 0.5 * cfg.heartbeat_interval and self.ack_seen:
                 # A batch goes out now; it carries the seq and marks the run alive.
                 next_heartbeat = max(next_heartbeat, self.sent_at + cfg.heartbeat_interval)
-            if ((self.want_ack or self.stop_deadline is not None) and self.acked < self.last_seq
-                    and now - self.ack_asked_at >= EARLY_HEARTBEAT / 2):
+            if (
+                (self.want_ack or self.stop_deadline is not None)
+                and self.acked < self.last_seq
+                and now - self.ack_asked_at >= EARLY_HEARTBEAT / 2
+            ):
                 # Someone waits for an ack the last batches did not ask for: a heartbeat
                 # is always answered.
                 next_heartbeat = now
@@ -215,17 +231,18 @@ class Sender(threading.Thread):
                 next_heartbeat = now  # re-sent batches may not ask for an ack; this does
             if now >= next_heartbeat:
                 self.ack_asked_at = now
-                next_heartbeat = now + (cfg.heartbeat_interval if self.ack_seen
-                                        else min(EARLY_HEARTBEAT, cfg.heartbeat_interval))
-                out.append(wire.encode(wire.Heartbeat(
-                    self.run_id, self.last_seq, time.time(), self.host, self.pid)))
+                next_heartbeat = now + (
+                    cfg.heartbeat_interval if self.ack_seen else min(EARLY_HEARTBEAT, cfg.heartbeat_interval)
+                )
+                out.append(
+                    wire.encode(wire.Heartbeat(self.run_id, self.last_seq, time.time(), self.host, self.pid))
+                )
             done = False
             if self.stop_deadline is not None:
                 deadline = self.stop_deadline
                 if not self.ack_seen:
                     deadline = min(deadline, self.stop_started + NO_COLLECTOR_GRACE)
-                done = (not self.queue and not self.outbox and self.acked >= self.last_seq
-                        ) or now >= deadline
+                done = (not self.queue and not self.outbox and self.acked >= self.last_seq) or now >= deadline
             for frames in out:
                 pub.send_multipart(frames)
             if done:
@@ -347,8 +364,10 @@ class Sender(threading.Thread):
             for first, last, body in self.outbox:
                 self.unacked[first] = Pending(first, last, len(body), now, body=body)
             self.outbox.clear()
-            bodies = [e.body if e.body is not None else self.spool.read(e.offset or 0)
-                      for e in self.unacked.values()]
+            bodies = [
+                e.body if e.body is not None else self.spool.read(e.offset or 0)
+                for e in self.unacked.values()
+            ]
             self.spool.truncate()
             for body in bodies:
                 self.spool.append(body)
@@ -356,8 +375,7 @@ class Sender(threading.Thread):
             if self.last_seq:
                 save_last_seq(self.output_dir, self.run_id, self.last_seq)
         except Exception:
-            self._warn_once("finish", "could not write the spool for run %s", self.run_id,
-                            exc_info=True)
+            self._warn_once("finish", "could not write the spool for run %s", self.run_id, exc_info=True)
 
     def _warn_once(self, key: str, msg: str, *args: object, exc_info: bool = False) -> None:
         self.failures += 1

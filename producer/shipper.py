@@ -28,11 +28,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from producer import ring, snapshot
-from producer.sender import ACK_EVERY, Sender
-from producer.spool import load_last_seq, spool_path
-from producer.stats import RunStats
 from traindash.config import ProducerConfig
+from traindash.producer import ring, snapshot
+from traindash.producer.sender import ACK_EVERY, Sender
+from traindash.producer.spool import load_last_seq, spool_path
+from traindash.producer.stats import RunStats
 
 log = logging.getLogger("traindash.producer")
 
@@ -40,8 +40,9 @@ MIN_POLL = 0.002
 SPOOL_COMPACT_BYTES = 4 * 1024 * 1024
 MAX_RESTARTS = 5
 FLUSH_POLL = 0.005
-STATS_METHODS = frozenset({"recent_episodes", "window", "latest_episode", "best_record",
-                           "smoothed", "statistics", "clear_window"})
+STATS_METHODS = frozenset(
+    {"recent_episodes", "window", "latest_episode", "best_record", "smoothed", "statistics", "clear_window"}
+)
 # ``-m producer.shipper`` would import the module twice (the package imports it too).
 _ENTRY = "import sys; from producer.shipper import main; sys.exit(main(sys.argv))"
 # How long a request may wait for its answer beyond its own timeout.
@@ -55,18 +56,36 @@ class ShipperGone(RuntimeError):
 class ShipperClient:
     """The training process's side of the process sender; the logger's ``_sender``."""
 
-    def __init__(self, run_id: str, config: ProducerConfig, output_dir: Path, host: str,
-                 pid: int, last_seq: int, *, experiment_name: str, history_size: int,
-                 auto_save_interval: int, buffer_size: int = 100,
-                 capacity: int = ring.DEFAULT_CAPACITY) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        config: ProducerConfig,
+        output_dir: Path,
+        host: str,
+        pid: int,
+        last_seq: int,
+        *,
+        experiment_name: str,
+        history_size: int,
+        auto_save_interval: int,
+        buffer_size: int = 100,
+        capacity: int = ring.DEFAULT_CAPACITY,
+    ) -> None:
         self.run_id, self.config, self.output_dir = run_id, config, output_dir
         self.spool_path = spool_path(output_dir, run_id)
-        self._setup = {"run_id": run_id, "config": config, "output_dir": output_dir,
-                       "host": host, "pid": pid, "experiment_name": experiment_name,
-                       "history_size": history_size, "auto_save_interval": auto_save_interval,
-                       "buffer_size": buffer_size,
-                       "auto_save_min_interval": snapshot.AUTO_SAVE_MIN_INTERVAL,
-                       "spool_compact_bytes": SPOOL_COMPACT_BYTES}
+        self._setup = {
+            "run_id": run_id,
+            "config": config,
+            "output_dir": output_dir,
+            "host": host,
+            "pid": pid,
+            "experiment_name": experiment_name,
+            "history_size": history_size,
+            "auto_save_interval": auto_save_interval,
+            "buffer_size": buffer_size,
+            "auto_save_min_interval": snapshot.AUTO_SAVE_MIN_INTERVAL,
+            "spool_compact_bytes": SPOOL_COMPACT_BYTES,
+        }
         self._last_seq = last_seq
         self._fd = ring.create(capacity)
         self.queue = ring.RingWriter(self._fd, on_full=self._check_alive)
@@ -128,8 +147,11 @@ class ShipperClient:
                         if status == "ok":
                             self._left = int(value)
                     else:
-                        log.warning("traindash: the shipper of run %s did not finish within "
-                                    "%.0f s; stopping it", self.run_id, timeout + REPLY_GRACE)
+                        log.warning(
+                            "traindash: the shipper of run %s did not finish within %.0f s; stopping it",
+                            self.run_id,
+                            timeout + REPLY_GRACE,
+                        )
                     break
                 except (EOFError, OSError):
                     self._wait_dead()
@@ -145,8 +167,12 @@ class ShipperClient:
             return
         unread: list[Any] = []
         ring.RingReader(self._fd).read_into(unread)
-        log.error("traindash: could not stop the shipper of run %s (%s); the %d records it "
-                  "had not read are lost", self.run_id, exc, len(unread))
+        log.error(
+            "traindash: could not stop the shipper of run %s (%s); the %d records it had not read are lost",
+            self.run_id,
+            exc,
+            len(unread),
+        )
         self._close()
 
     def _close(self) -> None:
@@ -172,10 +198,15 @@ class ShipperClient:
             self.conn = None
         self.proc = None
         self._lock = threading.RLock()  # it may have been held by another thread at fork
-        self.queue.detach(lambda: log.warning(
-            "traindash: process %d was forked from process %d, which logs run %s; records "
-            "logged here are dropped. Create a MetricsLogger in the child to log from it.",
-            os.getpid(), self.owner, self.run_id))
+        self.queue.detach(
+            lambda: log.warning(
+                "traindash: process %d was forked from process %d, which logs run %s; records "
+                "logged here are dropped. Create a MetricsLogger in the child to log from it.",
+                os.getpid(),
+                self.owner,
+                self.run_id,
+            )
+        )
 
     def is_alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -184,8 +215,10 @@ class ShipperClient:
     def call(self, *request: Any, timeout: float = 0.0) -> Any:
         """Send one request and wait for its answer (re-starting a dead shipper once)."""
         if self.forked:
-            raise ShipperGone(f"run {self.run_id} is logged by process {self.owner}; a process "
-                              "forked from it cannot use its logger (create one in the child)")
+            raise ShipperGone(
+                f"run {self.run_id} is logged by process {self.owner}; a process "
+                "forked from it cannot use its logger (create one in the child)"
+            )
         with self._lock:
             for attempt in (0, 1):
                 self._check_alive()
@@ -217,14 +250,20 @@ class ShipperClient:
         """Start a new shipper if this one has died (it picks up at the ring's tail)."""
         if self.proc is not None and self.proc.poll() is not None:
             if self.restarts >= MAX_RESTARTS:
-                raise ShipperGone(f"the shipper of run {self.run_id} keeps exiting "
-                                  f"({self.restarts} restarts); its errors are above")
-            log.warning("traindash: the shipper of run %s exited with %s; starting a new one. "
-                        "Batches it had sent but not yet seen acknowledged may be missing.",
-                        self.run_id, self.proc.returncode)
+                raise ShipperGone(
+                    f"the shipper of run {self.run_id} keeps exiting "
+                    f"({self.restarts} restarts); its errors are above"
+                )
+            log.warning(
+                "traindash: the shipper of run %s exited with %s; starting a new one. "
+                "Batches it had sent but not yet seen acknowledged may be missing.",
+                self.run_id,
+                self.proc.returncode,
+            )
             self.restarts += 1
-            self._last_seq = max(self._last_seq, self.queue.get(ring.LAST_SEQ),
-                                 load_last_seq(self.output_dir, self.run_id))
+            self._last_seq = max(
+                self._last_seq, self.queue.get(ring.LAST_SEQ), load_last_seq(self.output_dir, self.run_id)
+            )
             self._spawn()
 
     def _spawn(self) -> None:
@@ -235,7 +274,10 @@ class ShipperClient:
         with child:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _ENTRY, str(self._fd), str(child.fileno())],
-                pass_fds=(self._fd, child.fileno()), env=env, stdin=subprocess.DEVNULL)
+                pass_fds=(self._fd, child.fileno()),
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
         if self.conn is not None:
             self.conn.close()
         self.conn = Connection(parent.detach())
@@ -260,6 +302,7 @@ class StatsProxy:
 
         def call(*args: Any) -> Any:
             return self._client.call("stats", name, args)
+
         return call
 
 
@@ -268,16 +311,31 @@ class Shipper(Sender):
 
     def __init__(self, reader: ring.RingReader, conn: Connection, setup: dict[str, Any]) -> None:
         config: ProducerConfig = setup["config"]
-        super().__init__(setup["run_id"], config, deque(), RunStats(setup["history_size"]),
-                         setup["output_dir"], setup["host"], setup["pid"], setup["last_seq"])
+        super().__init__(
+            setup["run_id"],
+            config,
+            deque(),
+            RunStats(setup["history_size"]),
+            setup["output_dir"],
+            setup["host"],
+            setup["pid"],
+            setup["last_seq"],
+        )
         self.reader, self.conn = reader, conn
         self.buffer_size = setup["buffer_size"]
         self.flushes: list[tuple[int, float]] = []
         self.orphaned = False
         self.snapshots = snapshot.Snapshots(
-            setup["experiment_name"], self.run_id, self.output_dir, config, self.stats,
+            setup["experiment_name"],
+            self.run_id,
+            self.output_dir,
+            config,
+            self.stats,
             # wait_acked, not flush: only the shipper thread packs and spools
-            self.wait_acked, setup["auto_save_interval"], setup["auto_save_min_interval"])
+            self.wait_acked,
+            setup["auto_save_interval"],
+            setup["auto_save_min_interval"],
+        )
         self.on_packed = self.snapshots.maybe_auto_save
         self._rate = 0.0
         self._read_at = time.monotonic()
@@ -331,8 +389,12 @@ class Shipper(Sender):
         try:
             return self.spool.append(body)
         except OSError as exc:
-            self._warn_once("spool-ahead", "cannot write the spool of run %s (%s); a shipper "
-                            "that dies now loses what it has not sent", self.run_id, exc)
+            self._warn_once(
+                "spool-ahead",
+                "cannot write the spool of run %s (%s); a shipper that dies now loses what it has not sent",
+                self.run_id,
+                exc,
+            )
             return None
 
     def _take_outbox(self, now: float, out: list[list[bytes]]) -> None:
@@ -354,8 +416,7 @@ class Shipper(Sender):
         # itself: once it is mostly acknowledged batches, keep only the rest.
         if size > self.spool_compact_bytes and size > 2 * sum(e.size for e in self.unacked.values()):
             entries = list(self.unacked.values())
-            bodies = [e.body if e.body is not None else self.spool.read(e.offset or 0)
-                      for e in entries]
+            bodies = [e.body if e.body is not None else self.spool.read(e.offset or 0) for e in entries]
             for entry, offset in zip(entries, self.spool.rewrite(bodies), strict=True):
                 entry.offset = offset
 
@@ -416,8 +477,7 @@ class Shipper(Sender):
         try:
             self._take_ring()
         except ring.RingError:
-            log.warning("traindash shipper: the ring of run %s is damaged", self.run_id,
-                        exc_info=True)
+            log.warning("traindash shipper: the ring of run %s is damaged", self.run_id, exc_info=True)
         super()._finish()  # whatever is unacknowledged is in the spool now
         self._release()
         for _target, _deadline in self.flushes:
@@ -427,8 +487,7 @@ class Shipper(Sender):
 
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
-        print("usage: shipper RING_FD SOCKET_FD (started by a MetricsLogger)",
-              file=sys.stderr)
+        print("usage: shipper RING_FD SOCKET_FD (started by a MetricsLogger)", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     # Ctrl-C reaches the whole process group; the trainer handles it and closes its logger,
@@ -441,9 +500,9 @@ def main(argv: list[str]) -> int:
     def on_term(signum: int, frame: Any) -> None:
         shipper.orphaned = True
         shipper.stop(min(2.0, shipper.config.close_timeout))
+
     signal.signal(signal.SIGTERM, on_term)
     shipper.start()
     while shipper.is_alive():
         shipper.join(timeout=0.5)
     return 0
-

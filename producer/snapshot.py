@@ -29,9 +29,17 @@ class Snapshots:
     collector answers, from the ``stats`` window of recent records.
     """
 
-    def __init__(self, experiment_name: str, run_id: str, output_dir: Path,
-                 config: tdconfig.ProducerConfig, stats: Any, flush: Callable[[float], bool],
-                 auto_save_interval: int, min_interval: float | None = None) -> None:
+    def __init__(
+        self,
+        experiment_name: str,
+        run_id: str,
+        output_dir: Path,
+        config: tdconfig.ProducerConfig,
+        stats: Any,
+        flush: Callable[[float], bool],
+        auto_save_interval: int,
+        min_interval: float | None = None,
+    ) -> None:
         self.experiment_name, self.run_id = experiment_name, run_id
         self.output_dir, self.config = output_dir, config
         self.stats, self.flush = stats, flush
@@ -71,9 +79,14 @@ class Snapshots:
         stem = self.output_dir / f"{self.experiment_name}_{self.run_id}"
         if format == "json":
             path = stem.with_suffix(".json")
-            doc = {"experiment_name": self.experiment_name, "run_id": self.run_id,
-                   "source": source, "statistics": self.stats.statistics(),
-                   "episodes": episodes, "model_metrics": models}
+            doc = {
+                "experiment_name": self.experiment_name,
+                "run_id": self.run_id,
+                "source": source,
+                "statistics": self.stats.statistics(),
+                "episodes": episodes,
+                "model_metrics": models,
+            }
             tmp = path.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(doc, default=_json_default, indent=1))
             os.replace(tmp, path)
@@ -90,13 +103,11 @@ class Snapshots:
         if due is None or self.stats.n_episodes < due or self.closed:
             return
         now = time.monotonic()
-        if now - self._last < self.min_interval or (
-                self._saver is not None and self._saver.is_alive()):
+        if now - self._last < self.min_interval or (self._saver is not None and self._saver.is_alive()):
             return
         self._last = now
         self._next_at = self.stats.n_episodes + self.auto_save_interval
-        self._saver = threading.Thread(target=self._auto_save, name="traindash-autosave",
-                                       daemon=True)
+        self._saver = threading.Thread(target=self._auto_save, name="traindash-autosave", daemon=True)
         self._saver.start()
 
     def _auto_save(self) -> None:

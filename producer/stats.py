@@ -71,7 +71,7 @@ class Window:
             col = section.cols.get(name)
             if not isinstance(col, np.ndarray):
                 continue
-            values[:0] = col[-(k - len(values)):].tolist()
+            values[:0] = col[-(k - len(values)) :].tolist()
             if len(values) >= k:
                 break
         return values
@@ -107,8 +107,9 @@ class RunStats:
                 elif section.kind is RecordKind.MODEL:
                     # Q-value lists are Python objects (~0.5 kB a row); statistics need only
                     # the numeric columns, so the window keeps those.
-                    section = Section(section.kind, {k: v for k, v in section.cols.items()
-                                                     if isinstance(v, np.ndarray)})
+                    section = Section(
+                        section.kind, {k: v for k, v in section.cols.items() if isinstance(v, np.ndarray)}
+                    )
                     self.models.add(section)
                     self.n_models += len(section)
                 else:
@@ -142,11 +143,11 @@ class RunStats:
                 if np.isnan(values).all():
                     continue
                 lo, hi = int(np.nanargmin(values)), int(np.nanargmax(values))
-                self._extreme(name, float(values[lo]), parts, offsets, lo,
-                              float(values[hi]), hi)
+                self._extreme(name, float(values[lo]), parts, offsets, lo, float(values[hi]), hi)
 
-    def _extreme(self, name: str, lo_v: float, parts: list[Section], offsets: np.ndarray,
-                 lo: int, hi_v: float, hi: int) -> None:
+    def _extreme(
+        self, name: str, lo_v: float, parts: list[Section], offsets: np.ndarray, lo: int, hi_v: float, hi: int
+    ) -> None:
         def row(i: int) -> dict[str, Any]:
             k = int(np.searchsorted(offsets, i, side="right")) - 1
             return _row(parts[k], i - int(offsets[k]))

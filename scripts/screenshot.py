@@ -1,6 +1,6 @@
 """Take docs/dashboard.png: collector, demo trainers and ui on free ports, then Chromium.
 
-    .venv/bin/python scripts/screenshot.py [--out docs/dashboard.png] [--theme cyberpunk]
+.venv/bin/python scripts/screenshot.py [--out docs/dashboard.png] [--theme cyberpunk]
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ui.processes import (  # noqa: E402
+from traindash.ui.processes import (  # noqa: E402
     Children,
     endpoint_env,
     endpoint_flags,
@@ -25,8 +25,14 @@ from ui.processes import (  # noqa: E402
 )
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 POINTS_JS = """() => { let n = []; for (const d of Bokeh.documents) { for (const m of d.all_models) {
   if (m.name && m.name.startsWith('episodes:')) { n.push(m.data.seq.length); } } }
   return n.length ? Math.min(...n) : 0; }"""
@@ -57,13 +63,31 @@ def main() -> int:
             ep = start_collector_on_free_ports(children, Path(tmp) / "td.duckdb", cwd=ROOT)
             port = free_port()
             # The alerts process fills the alert feed (new best, no improvement, ...).
-            children.start("alerts", traindash("alerts", *endpoint_flags(ep),
-                                               "--dashboard-url", f"http://127.0.0.1:{port}"), cwd=ROOT)
-            children.start("demo", traindash("demo", "--trainers", str(args.trainers), "--interval", "0.02"),
-                           cwd=ROOT, env=endpoint_env(ep))
-            children.start("ui", traindash("ui", "--port", str(port), "--theme", args.theme,
-                                           "--update-interval", "1000", *endpoint_flags(ep, "rows", "query")),
-                           cwd=ROOT)
+            children.start(
+                "alerts",
+                traindash("alerts", *endpoint_flags(ep), "--dashboard-url", f"http://127.0.0.1:{port}"),
+                cwd=ROOT,
+            )
+            children.start(
+                "demo",
+                traindash("demo", "--trainers", str(args.trainers), "--interval", "0.02"),
+                cwd=ROOT,
+                env=endpoint_env(ep),
+            )
+            children.start(
+                "ui",
+                traindash(
+                    "ui",
+                    "--port",
+                    str(port),
+                    "--theme",
+                    args.theme,
+                    "--update-interval",
+                    "1000",
+                    *endpoint_flags(ep, "rows", "query"),
+                ),
+                cwd=ROOT,
+            )
             url = f"http://127.0.0.1:{port}"
             children.wait_until("ui", lambda: http_ok(url + "/sql"), 60)
             with sync_playwright() as p:
@@ -73,8 +97,11 @@ def main() -> int:
                 page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=60_000)
                 wait(lambda: page.evaluate(POINTS_JS) >= args.points, 180, "the plots to fill")
                 if args.page == "/":
-                    wait(lambda: page.evaluate("() => (window.traindash_lags || []).length") >= 3, 60,
-                         "a few streamed updates")
+                    wait(
+                        lambda: page.evaluate("() => (window.traindash_lags || []).length") >= 3,
+                        60,
+                        "a few streamed updates",
+                    )
                 time.sleep(1.5)  # let the last stream and the canvas repaint settle before the shot
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=args.out, full_page=True, timeout=120_000)

@@ -11,8 +11,9 @@ from tests.harness import CollectorProcess, free_endpoints
 @pytest.fixture
 def stopped_collector(tmp_path: Path) -> Iterator[CollectorProcess]:
     """A collector on free ports with its own DuckDB file, not started yet."""
-    c = CollectorProcess(db=tmp_path / "td.duckdb", endpoints=free_endpoints(),
-                         log_path=tmp_path / "collector.log")
+    c = CollectorProcess(
+        db=tmp_path / "td.duckdb", endpoints=free_endpoints(), log_path=tmp_path / "collector.log"
+    )
     try:
         yield c
     finally:

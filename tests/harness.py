@@ -72,8 +72,13 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: 
 
 def env_for(endpoints: Endpoints, db: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(TRAINDASH_INGEST=endpoints.ingest, TRAINDASH_ROWS=endpoints.rows,
-               TRAINDASH_QUERY=endpoints.query, TRAINDASH_DB=str(db), PYTHONUNBUFFERED="1")
+    env.update(
+        TRAINDASH_INGEST=endpoints.ingest,
+        TRAINDASH_ROWS=endpoints.rows,
+        TRAINDASH_QUERY=endpoints.query,
+        TRAINDASH_DB=str(db),
+        PYTHONUNBUFFERED="1",
+    )
     env.update(extra)
     return env
 
@@ -82,10 +87,12 @@ def traindash_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "traindash.cli", *args]
 
 
-def run_cli(*args: str, env: dict[str, str], timeout: float = 60,
-            cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(traindash_cmd(*args), env=env, cwd=cwd or ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 60, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        traindash_cmd(*args), env=env, cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @dataclass
@@ -107,8 +114,9 @@ class CollectorProcess:
 
     def start(self, wait: bool = True) -> CollectorProcess:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(traindash_cmd("collector"), env=self.env, cwd=ROOT,
-                                         stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                traindash_cmd("collector"), env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            )
         if wait:
             wait_for(self.answers, 30, "the collector to answer queries")
         return self
@@ -150,5 +158,13 @@ class CollectorProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-__all__ = ["CollectorProcess", "QueryError", "env_for", "free_endpoints", "free_port",
-           "run_cli", "traindash_cmd", "wait_for"]
+__all__ = [
+    "CollectorProcess",
+    "QueryError",
+    "env_for",
+    "free_endpoints",
+    "free_port",
+    "run_cli",
+    "traindash_cmd",
+    "wait_for",
+]

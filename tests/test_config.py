@@ -9,8 +9,17 @@ from traindash.config import CollectorConfig, ConfigError, Endpoints, ProducerCo
 
 def test_flags_beat_env_beat_file_beat_defaults(tmp_path) -> None:
     cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"training_dashboard": {
-        "port": 9000, "theme": "dark", "collector": {"db": "file.duckdb", "ingest": "tcp://f:1"}}}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "training_dashboard": {
+                    "port": 9000,
+                    "theme": "dark",
+                    "collector": {"db": "file.duckdb", "ingest": "tcp://f:1"},
+                }
+            }
+        )
+    )
     block = load_file(cfg)
     env = {"TRAINDASH_DB": "env.duckdb", "TRAINDASH_ROWS": "tcp://e:2"}
     c = CollectorConfig.resolve({"query": "tcp://flag:3"}, env, block)
@@ -21,11 +30,14 @@ def test_flags_beat_env_beat_file_beat_defaults(tmp_path) -> None:
     assert (ui.port, ui.theme) == (9000, "dark")
 
 
-@pytest.mark.parametrize("flags, message", [
-    ({"theme": "neon"}, "theme 'neon'"),
-    ({"port": 70000}, "out of range"),
-    ({"port": "abc"}, "not a valid int"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ({"theme": "neon"}, "theme 'neon'"),
+        ({"port": 70000}, "out of range"),
+        ({"port": "abc"}, "not a valid int"),
+    ],
+)
 def test_bad_values_name_themselves(flags: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         UIConfig.resolve(flags, {}, {})

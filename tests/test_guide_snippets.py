@@ -71,8 +71,7 @@ def python_blocks(text: str) -> list[str]:
     blocks = []
     for m in re.finditer(r"^([ \t]*)```python[ \t]*\n(.*?)^\1```[ \t]*$", text, re.M | re.S):
         indent = m.group(1)
-        lines = [line[len(indent):] if line.startswith(indent) else line
-                 for line in m.group(2).splitlines()]
+        lines = [line[len(indent) :] if line.startswith(indent) else line for line in m.group(2).splitlines()]
         blocks.append("\n".join(lines) + "\n")
     return blocks
 
@@ -106,7 +105,7 @@ class Ctx:
 
     def scalar(self, sql: str) -> Any:
         """A value from the collector once every open logger of the snippet is acknowledged."""
-        from producer.logger import MetricsLogger
+        from traindash.producer.logger import MetricsLogger
 
         for value in self.ns.values():
             if isinstance(value, MetricsLogger) and not value.is_closed():
@@ -115,8 +114,16 @@ class Ctx:
 
 
 def _episode(i: int) -> dict[str, Any]:
-    return {"episode": i, "profit": 10.0 + i, "sharpe": 1.2, "win_rate": 0.55, "drawdown": 20.0,
-            "num_trades": 12, "epsilon": 0.1, "learning_rate": 1e-3}
+    return {
+        "episode": i,
+        "profit": 10.0 + i,
+        "sharpe": 1.2,
+        "win_rate": 0.55,
+        "drawdown": 20.0,
+        "num_trades": 12,
+        "epsilon": 0.1,
+        "learning_rate": 1e-3,
+    }
 
 
 def _placeholders() -> dict[str, Any]:
@@ -127,13 +134,27 @@ def _placeholders() -> dict[str, Any]:
     from nexlify.monitoring.training_dashboard import TrainingDashboard
 
     recent = [_episode(i) for i in range(40)]
-    return {"profit": 125.0, "sharpe": 1.4, "win_rate": 0.6, "epsilon": 0.2, "lr": 1e-3,
-            "loss": 0.35, "q_values": [0.5, 1.5, 2.5], "episode": 10, "latest": recent[-1],
-            "recent": recent, "recent_episodes": recent, "exp_name": "guide_run", "name": "guide_run",
-            "hyperparameters": {"learning_rate": 1e-3, "gamma": 0.99},
-            "MetricsLogger": MetricsLogger, "ExperimentTracker": ExperimentTracker,
-            "AlertSystem": AlertSystem, "AlertThresholds": AlertThresholds,
-            "TrainingDashboard": TrainingDashboard}
+    return {
+        "profit": 125.0,
+        "sharpe": 1.4,
+        "win_rate": 0.6,
+        "epsilon": 0.2,
+        "lr": 1e-3,
+        "loss": 0.35,
+        "q_values": [0.5, 1.5, 2.5],
+        "episode": 10,
+        "latest": recent[-1],
+        "recent": recent,
+        "recent_episodes": recent,
+        "exp_name": "guide_run",
+        "name": "guide_run",
+        "hyperparameters": {"learning_rate": 1e-3, "gamma": 0.99},
+        "MetricsLogger": MetricsLogger,
+        "ExperimentTracker": ExperimentTracker,
+        "AlertSystem": AlertSystem,
+        "AlertThresholds": AlertThresholds,
+        "TrainingDashboard": TrainingDashboard,
+    }
 
 
 def _logger(ctx: Ctx) -> Any:
@@ -186,8 +207,9 @@ def _config_file(ctx: Ctx) -> None:
 
 def _thresholds(ctx: Ctx) -> None:
     AlertThresholds = ctx.ns["AlertThresholds"]  # noqa: N806 - the guide's name
-    ctx.ns["_before"] = {k: dict(getattr(AlertThresholds, k))
-                         for k in ("CONSERVATIVE", "MODERATE", "AGGRESSIVE")}
+    ctx.ns["_before"] = {
+        k: dict(getattr(AlertThresholds, k)) for k in ("CONSERVATIVE", "MODERATE", "AGGRESSIVE")
+    }
 
 
 def _logger_ns(ctx: Ctx) -> None:
@@ -212,8 +234,9 @@ def _real_ids(source: str, ctx: Ctx) -> str:
     ids = ctx.ns["_ids"] + [ctx.ns["exp_id"]]
     for n, exp_id in enumerate(ids, 1):
         source = source.replace(f"'exp{n}_timestamp'", repr(exp_id))
-    return source.replace("'comparison_timestamp.csv'",
-                          "sorted(__import__('glob').glob('experiments/comparison_*.csv'))[-1]")
+    return source.replace(
+        "'comparison_timestamp.csv'", "sorted(__import__('glob').glob('experiments/comparison_*.csv'))[-1]"
+    )
 
 
 # name -> (setup, source rewrite or None, check)
@@ -302,10 +325,10 @@ PLAN: dict[str, tuple[Any, Any, Any]] = {
 
 def _cleanup(ns: dict[str, Any]) -> None:
     """Stop what the snippet started, while the test's directory is still the cwd."""
-    from alerts.system import AlertSystem
-    from producer.experiment_tracker import ExperimentTracker
-    from producer.logger import MetricsLogger
-    from ui.dashboard import TrainingDashboard
+    from traindash.alerts.system import AlertSystem
+    from traindash.producer.experiment_tracker import ExperimentTracker
+    from traindash.producer.logger import MetricsLogger
+    from traindash.ui.dashboard import TrainingDashboard
 
     for value in list(ns.values()):
         if isinstance(value, TrainingDashboard):
@@ -349,15 +372,20 @@ def loopback_alert_sinks() -> Any:
         return AuthResult(success=True)
 
     sink = Sink()
-    smtp = Controller(sink, hostname="127.0.0.1", port=free_port(), auth_require_tls=False,
-                      authenticator=accept_any_login)
+    smtp = Controller(
+        sink, hostname="127.0.0.1", port=free_port(), auth_require_tls=False, authenticator=accept_any_login
+    )
     smtp.start()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield {"smtp_port": smtp.port, "hook_port": httpd.server_address[1], "mail": sink.messages,
-               "posts": posts}
+        yield {
+            "smtp_port": smtp.port,
+            "hook_port": httpd.server_address[1],
+            "mail": sink.messages,
+            "posts": posts,
+        }
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -369,9 +397,14 @@ SKIPPED = [(name, reason) for name, reason in SNIPPETS if reason is not None]
 
 
 @pytest.mark.parametrize("name", RUNNABLE)
-def test_snippet_runs(name: str, td_env: CollectorProcess, tmp_path: Path,
-                      monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
-                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_snippet_runs(
+    name: str,
+    td_env: CollectorProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     source = BLOCKS[[n for n, _ in SNIPPETS].index(name)]
     collector = td_env.start()
     cwd = tmp_path / "work"

@@ -18,30 +18,36 @@ import pytest
 
 from tests.harness import ROOT
 
-PACKAGES = ("traindash", "producer", "collector", "ui", "alerts", "nexlify")
-OURS = frozenset(PACKAGES)
-# package -> our packages its modules may import at module level
+# folder -> the layer it installs as (pyproject's package-dir)
+FOLDERS = {
+    "traindash": "core",
+    "producer": "producer",
+    "collector": "collector",
+    "ui": "ui",
+    "alerts": "alerts",
+    "cli": "cli",
+    "nexlify": "nexlify",
+}
+PACKAGES = tuple(FOLDERS)
+SERVICES = ("collector", "ui", "alerts")
+# layer -> the layers its modules may import, at module level or inside a function alike
 ALLOWED = {
-    "traindash": {"traindash"},
-    "producer": {"traindash", "producer"},
-    "collector": {"traindash", "collector"},
-    "ui": {"traindash", "producer", "ui"},
-    "alerts": {"traindash", "producer", "alerts"},
+    "core": {"core"},
+    "producer": {"core", "producer"},
+    "collector": {"core", "collector"},
+    "ui": {"core", "producer", "ui"},
+    "alerts": {"core", "producer", "alerts"},
+    "cli": {"core", "producer", "collector", "ui", "alerts", "cli"},
     "nexlify": {"producer", "ui", "alerts", "nexlify"},
 }
-# the CLI: these may import any package lazily (inside a function)
-LAZY_OK = ("traindash/cli.py", "traindash/commands/")
-# Known exception: traindash/errors.py imports collector.service lazily to report the
-# collector's error class as a one-line error. Reported to the lead; keep the list short.
-LAZY_EXCEPTIONS = {("traindash/errors.py", "collector")}
 DUCKDB_OK = ("collector/", "traindash/query.py")
 MSGPACK_OK = ("traindash/wire.py",)
 
 GUIDE_PATHS = {
-    "nexlify.monitoring.metrics_logger": ("MetricsLogger", "producer.logger"),
-    "nexlify.monitoring.training_dashboard": ("TrainingDashboard", "ui.dashboard"),
-    "nexlify.monitoring.alert_system": ("AlertSystem", "alerts.system"),
-    "nexlify.monitoring.experiment_tracker": ("ExperimentTracker", "producer.experiment_tracker"),
+    "nexlify.monitoring.metrics_logger": ("MetricsLogger", "traindash.producer.logger"),
+    "nexlify.monitoring.training_dashboard": ("TrainingDashboard", "traindash.ui.dashboard"),
+    "nexlify.monitoring.alert_system": ("AlertSystem", "traindash.alerts.system"),
+    "nexlify.monitoring.experiment_tracker": ("ExperimentTracker", "traindash.producer.experiment_tracker"),
 }
 
 
@@ -53,37 +59,67 @@ def _sources() -> Iterator[tuple[str, ast.Module]]:
 
 
 def _imports(tree: ast.Module) -> Iterator[tuple[str, bool, int]]:
-    """(top-level module name, imported lazily inside a function, line) for each import."""
+    """(dotted module name, imported lazily inside a function, line) for each import."""
 
     def walk(node: ast.AST, lazy: bool) -> Iterator[tuple[str, bool, int]]:
         for child in ast.iter_child_nodes(node):
             inner = lazy or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
             if isinstance(child, ast.Import):
                 for alias in child.names:
-                    yield alias.name.split(".")[0], lazy, child.lineno
+                    yield alias.name, lazy, child.lineno
             elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
-                yield child.module.split(".")[0], lazy, child.lineno
+                yield child.module, lazy, child.lineno
+                if child.module == "traindash":  # from traindash import producer
+                    for alias in child.names:
+                        yield f"traindash.{alias.name}", lazy, child.lineno
             yield from walk(child, inner)
 
     yield from walk(tree, False)
 
 
+def _layer(name: str) -> str | None:
+    """The layer an imported dotted name belongs to, or None when it is not ours."""
+    parts = name.split(".")
+    if parts[0] == "nexlify":
+        return "nexlify"
+    if parts[0] != "traindash":
+        return None
+    if len(parts) > 1 and parts[1] in FOLDERS.values() and parts[1] != "core":
+        return parts[1]
+    return "core"
+
+
 def test_dependency_direction() -> None:
+    """Each layer imports only the layers below it, lazily or not; no list of exceptions."""
     problems = []
     for rel, tree in _sources():
-        package = rel.split("/")[0]
+        layer = FOLDERS[rel.split("/")[0]]
         for name, lazy, line in _imports(tree):
             where = f"{rel}:{line} imports {name}"
-            if name == "duckdb" and not rel.startswith(DUCKDB_OK):
+            top = name.split(".")[0]
+            if top == "duckdb" and not rel.startswith(DUCKDB_OK):
                 problems.append(f"{where} (only collector/ writes DuckDB)")
-            if name == "msgpack" and rel not in MSGPACK_OK:
+            if top == "msgpack" and rel not in MSGPACK_OK:
                 problems.append(f"{where} (only traindash/wire.py owns the wire format)")
-            if name not in OURS or name in ALLOWED[package]:
-                continue
-            if lazy and (rel.startswith(LAZY_OK) or (rel, name) in LAZY_EXCEPTIONS):
-                continue
-            problems.append(f"{where} ({package} may import only {', '.join(sorted(ALLOWED[package]))}"
-                            f"{'' if lazy else ' at module level'})")
+            if top in FOLDERS and top not in ("traindash", "nexlify"):
+                problems.append(f"{where} (import it as traindash.{top})")
+            target = _layer(name)
+            if target is not None and target not in ALLOWED[layer]:
+                problems.append(
+                    f"{where} ({layer} may import only "
+                    f"{', '.join(sorted(ALLOWED[layer]))}{' even lazily' if lazy else ''})"
+                )
+    assert not problems, "\n".join(problems)
+
+
+def test_pages_do_not_import_the_app_that_assembles_them() -> None:
+    problems = [
+        f"{rel}:{line} imports {name}"
+        for rel, tree in _sources()
+        if rel.startswith("ui/pages/")
+        for name, _, line in _imports(tree)
+        if name == "traindash.ui.app"
+    ]
     assert not problems, "\n".join(problems)
 
 
@@ -94,8 +130,9 @@ def test_nexlify_is_re_exports_only() -> None:
             is_doc = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
             targets = [getattr(t, "id", "") for t in getattr(node, "targets", [])]
             is_all = isinstance(node, ast.Assign) and targets == ["__all__"]
-            assert is_doc or is_all or isinstance(node, (ast.Import, ast.ImportFrom)), \
+            assert is_doc or is_all or isinstance(node, (ast.Import, ast.ImportFrom)), (
                 f"{path.relative_to(ROOT)}:{node.lineno} is more than a re-export"
+            )
 
 
 @pytest.mark.parametrize("path", sorted(GUIDE_PATHS))
@@ -105,10 +142,8 @@ def test_guide_import_paths(path: str) -> None:
 
 
 def test_package_level_exports() -> None:
-    import alerts
-    import producer
-    import ui
     from nexlify.monitoring.alert_system import AlertThresholds
+    from traindash import alerts, producer, ui
 
     assert producer.MetricsLogger.__name__ == "MetricsLogger"
     assert producer.ExperimentTracker.__name__ == "ExperimentTracker"
@@ -120,7 +155,8 @@ def test_package_level_exports() -> None:
 def test_every_module_imports() -> None:
     """Walk the packages and import each module (nothing runs a service at import time)."""
     failed = []
-    for package in PACKAGES:
+    for folder, layer in FOLDERS.items():
+        package = folder if folder in ("traindash", "nexlify") else f"traindash.{layer}"
         module = importlib.import_module(package)
         for info in pkgutil.walk_packages(module.__path__, f"{package}."):
             if info.name.endswith("__main__"):
@@ -133,17 +169,23 @@ def test_every_module_imports() -> None:
 
 
 def test_producer_works_without_stable_baselines3() -> None:
-    """producer.sb3 imports SB3 lazily: importing producer never pulls it in."""
+    """producer.integrations.sb3 imports SB3 lazily: importing producer never pulls it in."""
     import subprocess
     import sys
 
-    code = "import sys, producer, producer.sb3; assert 'stable_baselines3' not in sys.modules"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+    code = (
+        "import sys, traindash.producer, traindash.producer.integrations.sb3; "
+        "assert 'stable_baselines3' not in sys.modules"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
 
 
 def test_the_walk_sees_the_packages() -> None:
     seen = {rel for rel, _ in _sources()}
-    assert {"traindash/wire.py", "collector/store.py", "producer/logger.py",
-            "nexlify/monitoring/metrics_logger.py"} <= seen
+    assert {
+        "traindash/wire.py",
+        "collector/store.py",
+        "producer/logger.py",
+        "nexlify/monitoring/metrics_logger.py",
+    } <= seen

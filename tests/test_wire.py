@@ -10,8 +10,13 @@ from traindash.wire import Batch, RecordKind, Section, WireError
 
 def _batch(first: int = 1, n: int = 3, run: str = "r1") -> Batch:
     seqs = np.arange(first, first + n, dtype=np.int64)
-    cols = {"seq": seqs, "ts": np.full(n, 1.7e9), "profit": np.linspace(-1, 1, n),
-            "episode": np.arange(n, dtype=np.int64), "extra": [{"k": i} for i in range(n)]}
+    cols = {
+        "seq": seqs,
+        "ts": np.full(n, 1.7e9),
+        "profit": np.linspace(-1, 1, n),
+        "episode": np.arange(n, dtype=np.int64),
+        "extra": [{"k": i} for i in range(n)],
+    }
     return Batch(run, first, first + n - 1, (Section(RecordKind.EPISODE, cols),))
 
 
@@ -32,10 +37,16 @@ def test_columns_travel_as_binary_buffers_not_per_value_objects() -> None:
     assert code == "f8" and isinstance(payload, bytes) and len(payload) == 8000
 
 
-@pytest.mark.parametrize("msg", [
-    wire.Heartbeat("r", 5, 1.5, "host", 42), wire.Ack("r", 7), wire.Query("SELECT 1", 10),
-    wire.Result(b"arrow", True), wire.Error("nope"),
-])
+@pytest.mark.parametrize(
+    "msg",
+    [
+        wire.Heartbeat("r", 5, 1.5, "host", 42),
+        wire.Ack("r", 7),
+        wire.Query("SELECT 1", 10),
+        wire.Result(b"arrow", True),
+        wire.Error("nope"),
+    ],
+)
 def test_control_messages_round_trip(msg: wire.Message) -> None:
     assert wire.decode(wire.encode(msg)) == msg
 
@@ -53,21 +64,24 @@ def _body(**over: object) -> bytes:
     return msgpack.packb(base, use_bin_type=True)
 
 
-@pytest.mark.parametrize("frames, reason", [
-    ([b"batch"], "bad-frames"),
-    ([b"batch", b"\xc1\xff garbage"], "bad-msgpack"),
-    ([b"batch", msgpack.packb([1, 2])], "bad-body"),
-    ([b"batch", _body(v=99)], "bad-version"),
-    ([b"batch", _body(k="nope")], "unknown-kind"),
-    ([b"batch", _body(run="")], "bad-run-id"),
-    ([b"batch", _body(run=5)], "bad-field"),
-    ([b"batch", _body(first=3, last=1)], "bad-seq"),
-    ([b"batch", _body(last=9)], "bad-seq"),
-    ([b"batch", _body(first=-1)], "bad-seq"),
-    ([b"batch", _body(first=2**63)], "bad-seq"),
-    ([b"batch", _body(sections=[{"kind": "weird", "cols": {}}])], "unknown-record-kind"),
-    ([b"batch", _body(sections="x")], "bad-field"),
-])
+@pytest.mark.parametrize(
+    "frames, reason",
+    [
+        ([b"batch"], "bad-frames"),
+        ([b"batch", b"\xc1\xff garbage"], "bad-msgpack"),
+        ([b"batch", msgpack.packb([1, 2])], "bad-body"),
+        ([b"batch", _body(v=99)], "bad-version"),
+        ([b"batch", _body(k="nope")], "unknown-kind"),
+        ([b"batch", _body(run="")], "bad-run-id"),
+        ([b"batch", _body(run=5)], "bad-field"),
+        ([b"batch", _body(first=3, last=1)], "bad-seq"),
+        ([b"batch", _body(last=9)], "bad-seq"),
+        ([b"batch", _body(first=-1)], "bad-seq"),
+        ([b"batch", _body(first=2**63)], "bad-seq"),
+        ([b"batch", _body(sections=[{"kind": "weird", "cols": {}}])], "unknown-record-kind"),
+        ([b"batch", _body(sections="x")], "bad-field"),
+    ],
+)
 def test_malformed_messages_raise_wire_error(frames: list[bytes], reason: str) -> None:
     with pytest.raises(WireError) as info:
         wire.decode(frames)
@@ -77,8 +91,13 @@ def test_malformed_messages_raise_wire_error(frames: list[bytes], reason: str) -
 def test_bad_columns_are_rejected() -> None:
     base = msgpack.unpackb(wire.encode(_batch())[1], raw=False)
     cols = base["sections"][0]["cols"]
-    for name, col in [("drop table", ["f8", b"\0" * 24]), ("x", ["f8", b"\0" * 5]),
-                      ("x", ["f8", b"\0" * 16]), ("x", ["c16", b""]), ("x", ["obj", "nope"])]:
+    for name, col in [
+        ("drop table", ["f8", b"\0" * 24]),
+        ("x", ["f8", b"\0" * 5]),
+        ("x", ["f8", b"\0" * 16]),
+        ("x", ["c16", b""]),
+        ("x", ["obj", "nope"]),
+    ]:
         broken = dict(cols, **{name: col})
         body = dict(base, sections=[{"kind": "episode", "cols": broken}])
         with pytest.raises(WireError):

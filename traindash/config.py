@@ -64,8 +64,12 @@ def _dig(block: Mapping[str, Any], dotted: str) -> Any:
 class Resolver:
     """Looks a value up in flags, then the environment, then the config block, then a default."""
 
-    def __init__(self, flags: Mapping[str, Any] | None, env: Mapping[str, str] | None,
-                 file_block: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self,
+        flags: Mapping[str, Any] | None,
+        env: Mapping[str, str] | None,
+        file_block: Mapping[str, Any] | None,
+    ) -> None:
         self.flags = flags or {}
         self.env = environ() if env is None else env
         self.block = file_block or {}
@@ -100,8 +104,12 @@ class Endpoints:
     query: str = DEFAULT_QUERY
 
     @classmethod
-    def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-                file_block: Mapping[str, Any] | None = None) -> Endpoints:
+    def resolve(
+        cls,
+        flags: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        file_block: Mapping[str, Any] | None = None,
+    ) -> Endpoints:
         r = Resolver(flags, env, file_block)
         return cls(
             ingest=r.get("ingest", "TRAINDASH_INGEST", "collector.ingest", DEFAULT_INGEST),
@@ -128,28 +136,50 @@ class CollectorConfig:
     curve_allow: Path | None = None
 
     @classmethod
-    def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-                file_block: Mapping[str, Any] | None = None) -> CollectorConfig:
+    def resolve(
+        cls,
+        flags: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        file_block: Mapping[str, Any] | None = None,
+    ) -> CollectorConfig:
         r = Resolver(flags, env, file_block)
         return cls(
             endpoints=Endpoints.resolve(flags, env, file_block),
             db=Path(r.get("db", "TRAINDASH_DB", "collector.db", DEFAULT_DB)),
-            max_message_bytes=r.get("max_message_bytes", "TRAINDASH_MAX_MESSAGE_BYTES",
-                                    "collector.max_message_bytes", cls.max_message_bytes, int),
-            query_timeout=r.get("query_timeout", "TRAINDASH_QUERY_TIMEOUT",
-                                "collector.query_timeout", cls.query_timeout, float),
-            query_max_rows=r.get("query_max_rows", "TRAINDASH_QUERY_MAX_ROWS",
-                                 "collector.query_max_rows", cls.query_max_rows, int),
-            stall_after=r.get("stall_after", "TRAINDASH_STALL_AFTER", "collector.stall_after",
-                              cls.stall_after, float),
-            lost_after=r.get("lost_after", "TRAINDASH_LOST_AFTER", "collector.lost_after",
-                             cls.lost_after, float),
-            memory_limit=r.get("memory_limit", "TRAINDASH_MEMORY_LIMIT", "collector.memory_limit",
-                               cls.memory_limit),
-            curve_secret=_path(r.get("curve_secret", "TRAINDASH_CURVE_SECRET",
-                                     "collector.curve_secret", None)),
-            curve_allow=_path(r.get("curve_allow", "TRAINDASH_CURVE_ALLOW",
-                                    "collector.curve_allow", None)),
+            max_message_bytes=r.get(
+                "max_message_bytes",
+                "TRAINDASH_MAX_MESSAGE_BYTES",
+                "collector.max_message_bytes",
+                cls.max_message_bytes,
+                int,
+            ),
+            query_timeout=r.get(
+                "query_timeout",
+                "TRAINDASH_QUERY_TIMEOUT",
+                "collector.query_timeout",
+                cls.query_timeout,
+                float,
+            ),
+            query_max_rows=r.get(
+                "query_max_rows",
+                "TRAINDASH_QUERY_MAX_ROWS",
+                "collector.query_max_rows",
+                cls.query_max_rows,
+                int,
+            ),
+            stall_after=r.get(
+                "stall_after", "TRAINDASH_STALL_AFTER", "collector.stall_after", cls.stall_after, float
+            ),
+            lost_after=r.get(
+                "lost_after", "TRAINDASH_LOST_AFTER", "collector.lost_after", cls.lost_after, float
+            ),
+            memory_limit=r.get(
+                "memory_limit", "TRAINDASH_MEMORY_LIMIT", "collector.memory_limit", cls.memory_limit
+            ),
+            curve_secret=_path(
+                r.get("curve_secret", "TRAINDASH_CURVE_SECRET", "collector.curve_secret", None)
+            ),
+            curve_allow=_path(r.get("curve_allow", "TRAINDASH_CURVE_ALLOW", "collector.curve_allow", None)),
         )
 
 
@@ -176,22 +206,46 @@ class ProducerConfig:
     curve: CurveClient | None = None
 
     @classmethod
-    def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-                file_block: Mapping[str, Any] | None = None) -> ProducerConfig:
+    def resolve(
+        cls,
+        flags: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        file_block: Mapping[str, Any] | None = None,
+    ) -> ProducerConfig:
         r = Resolver(flags, env, file_block)
         sender = r.get("sender", "TRAINDASH_SENDER", "metrics_logging.sender", cls.sender)
         if sender not in SENDERS:
             raise ConfigError(f"sender {sender!r} is not one of {', '.join(SENDERS)}")
         return cls(
             endpoints=Endpoints.resolve(flags, env, file_block),
-            flush_interval=r.get("flush_interval", "TRAINDASH_FLUSH_INTERVAL",
-                                 "metrics_logging.flush_interval", cls.flush_interval, float),
-            resend_after=r.get("resend_after", "TRAINDASH_RESEND_AFTER",
-                               "metrics_logging.resend_after", cls.resend_after, float),
-            close_timeout=r.get("close_timeout", "TRAINDASH_CLOSE_TIMEOUT",
-                                "metrics_logging.close_timeout", cls.close_timeout, float),
-            max_unacked_bytes=r.get("max_unacked_bytes", "TRAINDASH_MAX_UNACKED_BYTES",
-                                    "metrics_logging.max_unacked_bytes", cls.max_unacked_bytes, int),
+            flush_interval=r.get(
+                "flush_interval",
+                "TRAINDASH_FLUSH_INTERVAL",
+                "metrics_logging.flush_interval",
+                cls.flush_interval,
+                float,
+            ),
+            resend_after=r.get(
+                "resend_after",
+                "TRAINDASH_RESEND_AFTER",
+                "metrics_logging.resend_after",
+                cls.resend_after,
+                float,
+            ),
+            close_timeout=r.get(
+                "close_timeout",
+                "TRAINDASH_CLOSE_TIMEOUT",
+                "metrics_logging.close_timeout",
+                cls.close_timeout,
+                float,
+            ),
+            max_unacked_bytes=r.get(
+                "max_unacked_bytes",
+                "TRAINDASH_MAX_UNACKED_BYTES",
+                "metrics_logging.max_unacked_bytes",
+                cls.max_unacked_bytes,
+                int,
+            ),
             sender=sender,
             curve=curve_client(env),
         )
@@ -209,8 +263,12 @@ class UIConfig:
     db: Path = Path(DEFAULT_DB)
 
     @classmethod
-    def resolve(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-                file_block: Mapping[str, Any] | None = None) -> UIConfig:
+    def resolve(
+        cls,
+        flags: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        file_block: Mapping[str, Any] | None = None,
+    ) -> UIConfig:
         r = Resolver(flags, env, file_block)
         theme = r.get("theme", "TRAINDASH_THEME", "theme", "cyberpunk")
         if theme not in THEMES:
@@ -223,8 +281,9 @@ class UIConfig:
             host=r.get("host", "TRAINDASH_UI_HOST", "host", "127.0.0.1"),
             port=port,
             theme=theme,
-            update_interval=r.get("update_interval", "TRAINDASH_UPDATE_INTERVAL",
-                                  "update_interval_ms", 2000, int),
+            update_interval=r.get(
+                "update_interval", "TRAINDASH_UPDATE_INTERVAL", "update_interval_ms", 2000, int
+            ),
             db=Path(r.get("db", "TRAINDASH_DB", "collector.db", DEFAULT_DB)),
         )
 
@@ -244,8 +303,10 @@ def curve_client(env: Mapping[str, str] | None = None) -> CurveClient | None:
     if not client and not server:
         return None
     if not (client and server):
-        raise ConfigError("set both TRAINDASH_CURVE_CLIENT (your .key_secret) and "
-                          "TRAINDASH_CURVE_SERVER (the collector's .key)")
+        raise ConfigError(
+            "set both TRAINDASH_CURVE_CLIENT (your .key_secret) and "
+            "TRAINDASH_CURVE_SERVER (the collector's .key)"
+        )
     return CurveClient(Path(client), Path(server))
 
 

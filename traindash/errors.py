@@ -11,14 +11,12 @@ class UserError(RuntimeError):
     """A problem with what the user asked for; the message says what to do."""
 
 
-def _collector_error() -> tuple[type[BaseException], ...]:
-    try:
-        from collector.service import CollectorError
-    except ImportError:  # pragma: no cover - the collector package ships with traindash
-        return ()
-    return (CollectorError,)
-
-
+# The CLI adds the services' own error classes (cli/__init__.py); the core knows none of them.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    UserError, ConfigError, QueryError, WireError, ValueError, OSError, *_collector_error(),
+    UserError,
+    ConfigError,
+    QueryError,
+    WireError,
+    ValueError,
+    OSError,
 )

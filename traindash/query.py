@@ -39,8 +39,9 @@ def sql_literal(value: str) -> str:
 class QueryClient:
     """Sends read-only SQL to a collector and returns Arrow tables."""
 
-    def __init__(self, endpoint: str, timeout: float = DEFAULT_TIMEOUT,
-                 ctx: zmq.Context | None = None) -> None:
+    def __init__(
+        self, endpoint: str, timeout: float = DEFAULT_TIMEOUT, ctx: zmq.Context | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         self._own_ctx = ctx is None
@@ -114,8 +115,9 @@ def query_file(db: Path, sql: str, max_rows: int = 1_000_000) -> pa.Table:
     except duckdb.Error as exc:
         first = str(exc).splitlines()[0]
         if "lock" in first.lower():
-            raise QueryError(f"the collector holding {db} did not answer in time; try again "
-                             "or raise --timeout") from None
+            raise QueryError(
+                f"the collector holding {db} did not answer in time; try again or raise --timeout"
+            ) from None
         raise QueryError(f"cannot open {db}: {first}") from None
     try:
         con.execute("SET enable_external_access = false")
@@ -123,8 +125,7 @@ def query_file(db: Path, sql: str, max_rows: int = 1_000_000) -> pa.Table:
         if len(statements) != 1:
             raise QueryError(f"one statement per query, got {len(statements)}")
         if statements[0].type != duckdb.StatementType.SELECT:
-            raise QueryError(f"only read-only SELECT queries are answered, not "
-                             f"{statements[0].type.name}")
+            raise QueryError(f"only read-only SELECT queries are answered, not {statements[0].type.name}")
         reader = arrow_reader(con, sql)
         batches, count = [], 0
         for batch in reader:
@@ -139,8 +140,9 @@ def query_file(db: Path, sql: str, max_rows: int = 1_000_000) -> pa.Table:
         con.close()
 
 
-def run_sql(sql: str, query_endpoint: str, db: Path, timeout: float = DEFAULT_TIMEOUT,
-            max_rows: int = 1_000_000) -> pa.Table:
+def run_sql(
+    sql: str, query_endpoint: str, db: Path, timeout: float = DEFAULT_TIMEOUT, max_rows: int = 1_000_000
+) -> pa.Table:
     """Through the collector when one answers, else the file read-only."""
     with QueryClient(query_endpoint, timeout) as client:
         try:

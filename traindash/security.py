@@ -20,8 +20,11 @@ from traindash.config import ConfigError, CurveClient, curve_client
 
 log = logging.getLogger("traindash.security")
 
-HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                      | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+HANDSHAKE_FAILURES = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
 
 
 def make_keys(directory: Path, name: str) -> tuple[Path, Path]:
@@ -92,8 +95,9 @@ def start_authenticator(ctx: zmq.Context, allow_dir: Path) -> ThreadAuthenticato
 
 
 def describe_event(event: dict) -> str:
-    names = {zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed",
-             zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake failed (protocol: plaintext or "
-                                                  "wrong mechanism?)",
-             zmq.EVENT_HANDSHAKE_FAILED_AUTH: "authentication failed"}
+    names = {
+        zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed",
+        zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake failed (protocol: plaintext or wrong mechanism?)",
+        zmq.EVENT_HANDSHAKE_FAILED_AUTH: "authentication failed",
+    }
     return f"{names.get(event.get('event', 0), 'handshake failed')} on {event.get('endpoint')!r}"

@@ -207,14 +207,20 @@ def encode(msg: Message) -> list[bytes]:
     body: dict[str, Any] = {"v": FORMAT_VERSION}
     if isinstance(msg, Batch):
         topic = TOPIC_BATCH
-        body.update(k=Kind.BATCH.value, run=msg.run_id, first=msg.first, last=msg.last,
-                    sections=[_pack_section(s) for s in msg.sections])
+        body.update(
+            k=Kind.BATCH.value,
+            run=msg.run_id,
+            first=msg.first,
+            last=msg.last,
+            sections=[_pack_section(s) for s in msg.sections],
+        )
         if not msg.ack:
             body["ack"] = False
     elif isinstance(msg, Heartbeat):
         topic = TOPIC_HEARTBEAT
-        body.update(k=Kind.HEARTBEAT.value, run=msg.run_id, seq=msg.seq, ts=msg.ts,
-                    host=msg.host, pid=msg.pid)
+        body.update(
+            k=Kind.HEARTBEAT.value, run=msg.run_id, seq=msg.seq, ts=msg.ts, host=msg.host, pid=msg.pid
+        )
     elif isinstance(msg, Ack):
         topic = ack_topic(msg.run_id)
         body.update(k=Kind.ACK.value, run=msg.run_id, acked=msg.acked)
@@ -331,9 +337,14 @@ def decode(frames: list[bytes], limits: Limits = DEFAULT_LIMITS) -> Message:
         raise WireError("bad-frames", f"{len(frames)} frames")
     try:
         body = msgpack.unpackb(
-            frames[1], raw=False, strict_map_key=True, max_bin_len=limits.max_bin_len,
-            max_str_len=limits.max_str_len, max_array_len=limits.max_array_len,
-            max_map_len=limits.max_map_len, max_ext_len=0,
+            frames[1],
+            raw=False,
+            strict_map_key=True,
+            max_bin_len=limits.max_bin_len,
+            max_str_len=limits.max_str_len,
+            max_array_len=limits.max_array_len,
+            max_map_len=limits.max_map_len,
+            max_ext_len=0,
         )
     except Exception as exc:  # msgpack raises a zoo of types; all mean the same here
         raise WireError("bad-msgpack", type(exc).__name__) from None
@@ -346,8 +357,13 @@ def decode(frames: list[bytes], limits: Limits = DEFAULT_LIMITS) -> Message:
         if kind == Kind.BATCH.value:
             return _decode_batch(body)
         if kind == Kind.HEARTBEAT.value:
-            return Heartbeat(_run_id(body), _seq(body, "seq"), float(_get(body, "ts", (int, float))),
-                             str(body.get("host", ""))[:255], int(_get(body, "pid", int)))
+            return Heartbeat(
+                _run_id(body),
+                _seq(body, "seq"),
+                float(_get(body, "ts", (int, float))),
+                str(body.get("host", ""))[:255],
+                int(_get(body, "pid", int)),
+            )
         if kind == Kind.ACK.value:
             return Ack(_run_id(body), _seq(body, "acked"))
         if kind == Kind.ROWS.value:

@@ -3,6 +3,6 @@
 ``TrainingDashboard`` is the guide's embedded API; ``traindash ui`` runs the server alone.
 """
 
-from ui.dashboard import TrainingDashboard
+from traindash.ui.dashboard import TrainingDashboard
 
 __all__ = ["TrainingDashboard"]

@@ -8,8 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from traindash.config import DEFAULT_PORT
-from ui.processes import Children, collector_answers, endpoint_flags, http_ok, port_in_use, traindash
-from ui.themes import get_theme
+from traindash.ui.processes import (
+    Children,
+    collector_answers,
+    endpoint_flags,
+    http_ok,
+    port_in_use,
+    traindash,
+)
+from traindash.ui.themes import get_theme
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +41,14 @@ class TrainingDashboard:
         host: address the ui binds; loopback by default.
     """
 
-    def __init__(self, metrics_logger: Any, port: int = DEFAULT_PORT, update_interval: int = 2000,
-                 theme: str = "cyberpunk", host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        metrics_logger: Any,
+        port: int = DEFAULT_PORT,
+        update_interval: int = 2000,
+        theme: str = "cyberpunk",
+        host: str = "127.0.0.1",
+    ) -> None:
         get_theme(theme)  # a clear ValueError for an unknown theme, before anything starts
         if not isinstance(update_interval, int) or update_interval < 50:
             raise ValueError("update_interval must be an integer number of ms, at least 50")
@@ -63,15 +76,28 @@ class TrainingDashboard:
         try:
             if not collector_answers(self.endpoints.query):
                 db = self._children.log_dir / "traindash.duckdb"
-                self._children.start("collector", traindash("collector", "--db", str(db),
-                                                             *endpoint_flags(self.endpoints)))
+                self._children.start(
+                    "collector", traindash("collector", "--db", str(db), *endpoint_flags(self.endpoints))
+                )
                 self.started_collector = True
-                self._children.wait_until("collector", lambda: collector_answers(self.endpoints.query),
-                                          START_TIMEOUT)
-            self._children.start("ui", traindash(
-                "ui", "--host", self.host, "--port", str(self.port), "--theme", self.theme,
-                "--update-interval", str(self.update_interval),
-                *endpoint_flags(self.endpoints, "rows", "query")))
+                self._children.wait_until(
+                    "collector", lambda: collector_answers(self.endpoints.query), START_TIMEOUT
+                )
+            self._children.start(
+                "ui",
+                traindash(
+                    "ui",
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(self.port),
+                    "--theme",
+                    self.theme,
+                    "--update-interval",
+                    str(self.update_interval),
+                    *endpoint_flags(self.endpoints, "rows", "query"),
+                ),
+            )
             self._children.wait_until("ui", lambda: http_ok(self.url), START_TIMEOUT)
         except BaseException:
             self.stop()

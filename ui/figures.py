@@ -23,8 +23,8 @@ from bokeh.models import (
 from bokeh.models.annotations import Legend, Span, Title
 from bokeh.plotting import figure
 
-from ui.series import EPISODE_COLUMNS, MODEL_COLUMNS, empty
-from ui.themes import Theme
+from traindash.ui.series import EPISODE_COLUMNS, MODEL_COLUMNS, empty
+from traindash.ui.themes import Theme
 
 # key -> title, in the guide's order.
 PLOTS = {
@@ -54,9 +54,13 @@ class RunSources:
 
     @classmethod
     def new(cls, run_id: str, label: str, color: str) -> RunSources:
-        return cls(run_id, label, color,
-                   ColumnDataSource(empty(EPISODE_COLUMNS), name=f"episodes:{run_id}"),
-                   ColumnDataSource(empty(MODEL_COLUMNS), name=f"model:{run_id}"))
+        return cls(
+            run_id,
+            label,
+            color,
+            ColumnDataSource(empty(EPISODE_COLUMNS), name=f"episodes:{run_id}"),
+            ColumnDataSource(empty(MODEL_COLUMNS), name=f"model:{run_id}"),
+        )
 
 
 def style(fig: figure, theme: Theme) -> figure:
@@ -85,15 +89,31 @@ def style(fig: figure, theme: Theme) -> figure:
 
 
 def _figure(key: str, theme: Theme, x_range: DataRange1d, x_label: str, **kw: Any) -> figure:
-    fig = figure(name=f"plot:{key}", title=PLOTS[key], x_range=x_range, tools=TOOLS,
-                 height=250, sizing_mode="stretch_width", min_width=300,
-                 x_axis_label=x_label, **kw)
+    fig = figure(
+        name=f"plot:{key}",
+        title=PLOTS[key],
+        x_range=x_range,
+        tools=TOOLS,
+        height=250,
+        sizing_mode="stretch_width",
+        min_width=300,
+        x_axis_label=x_label,
+        **kw,
+    )
     return style(fig, theme)
 
 
 def _hline(fig: figure, y: float, theme: Theme, dash: str = "dashed") -> None:
-    fig.add_layout(Span(location=y, dimension="width", line_color=theme.muted,
-                        line_dash=dash, line_width=1, line_alpha=0.9))
+    fig.add_layout(
+        Span(
+            location=y,
+            dimension="width",
+            line_color=theme.muted,
+            line_dash=dash,
+            line_width=1,
+            line_alpha=0.9,
+        )
+    )
 
 
 def live_figures(theme: Theme, runs: Sequence[RunSources]) -> dict[str, figure]:
@@ -120,14 +140,21 @@ def live_figures(theme: Theme, runs: Sequence[RunSources]) -> dict[str, figure]:
         raw = figs["profit"].scatter("episode", "profit", source=ep, size=3, color=c, alpha=0.35)
         smooth = figs["profit"].line("episode", "profit_smooth", source=ep, color=c, line_width=2)
         legend_items.append((run.label, [smooth, raw]))
-        figs["profit"].add_tools(HoverTool(renderers=[smooth], tooltips=[
-            ("run", run.label), ("episode", "@episode{0,0}"), ("profit", "@profit{0,0.00}"),
-            ("smoothed", "@profit_smooth{0,0.00}")]))
+        figs["profit"].add_tools(
+            HoverTool(
+                renderers=[smooth],
+                tooltips=[
+                    ("run", run.label),
+                    ("episode", "@episode{0,0}"),
+                    ("profit", "@profit{0,0.00}"),
+                    ("smoothed", "@profit_smooth{0,0.00}"),
+                ],
+            )
+        )
         figs["loss"].line("step", "loss", source=mo, color=c, alpha=0.3)
         figs["loss"].line("step", "loss_smooth", source=mo, color=c, line_width=2)
         figs["epsilon"].line("episode", "epsilon", source=ep, color=c, line_width=2)
-        figs["learning_rate"].step("episode", "learning_rate", source=ep, color=c, line_width=2,
-                                   mode="after")
+        figs["learning_rate"].step("episode", "learning_rate", source=ep, color=c, line_width=2, mode="after")
         figs["win_rate"].line("episode", "win_rate_pct", source=ep, color=c, line_width=2)
         figs["sharpe"].line("episode", "sharpe_smooth", source=ep, color=c, line_width=2)
         figs["drawdown"].varea(x="episode", y1=0, y2="drawdown", source=ep, color=c, alpha=0.18)
@@ -136,35 +163,57 @@ def live_figures(theme: Theme, runs: Sequence[RunSources]) -> dict[str, figure]:
         figs["q_values"].line("step", "q_mean", source=mo, color=c, line_width=2)
     figs["learning_rate"].yaxis.formatter = BasicTickFormatter(precision=1, power_limit_low=-2)
     if legend_items:
-        legend = Legend(items=legend_items, location="top_left", click_policy="hide",
-                        background_fill_alpha=0.4, background_fill_color=theme.card_bg,
-                        label_text_color=theme.fg, label_text_font_size="10px",
-                        border_line_alpha=0, spacing=0, padding=4)  # type: ignore[arg-type]
+        legend = Legend(
+            items=legend_items,
+            location="top_left",
+            click_policy="hide",
+            background_fill_alpha=0.4,
+            background_fill_color=theme.card_bg,
+            label_text_color=theme.fg,
+            label_text_font_size="10px",
+            border_line_alpha=0,
+            spacing=0,
+            padding=4,
+        )  # type: ignore[arg-type]
         figs["profit"].add_layout(legend)
     return figs
 
 
-def compare_figure(theme: Theme, key: str, runs: Sequence[RunSources], metric: str,
-                   title: str) -> figure:
+def compare_figure(theme: Theme, key: str, runs: Sequence[RunSources], metric: str, title: str) -> figure:
     """One metric of several runs overlaid (the compare page)."""
     x = "step" if key in MODEL_PLOTS else "episode"
-    fig = figure(name=f"compare:{metric}", title=title, tools=TOOLS, height=260,
-                 sizing_mode="stretch_width", x_axis_label=x,
-                 y_axis_type="log" if metric.startswith("loss") else "linear")
+    fig = figure(
+        name=f"compare:{metric}",
+        title=title,
+        tools=TOOLS,
+        height=260,
+        sizing_mode="stretch_width",
+        x_axis_label=x,
+        y_axis_type="log" if metric.startswith("loss") else "linear",
+    )
     style(fig, theme)
     items: list[Any] = []
     for run in runs:
         source = run.model if key in MODEL_PLOTS else run.episodes
         items.append((run.label, [fig.line(x, metric, source=source, color=run.color, line_width=2)]))
     if items:
-        fig.add_layout(Legend(items=items, location="top_left", background_fill_alpha=0.4,
-                              background_fill_color=theme.card_bg, label_text_color=theme.fg,
-                              label_text_font_size="10px", border_line_alpha=0))
+        fig.add_layout(
+            Legend(
+                items=items,
+                location="top_left",
+                background_fill_alpha=0.4,
+                background_fill_color=theme.card_bg,
+                label_text_color=theme.fg,
+                label_text_font_size="10px",
+                border_line_alpha=0,
+            )
+        )
     return fig
 
 
-def robust_range(values: Sequence[np.ndarray], include: Sequence[float] = (),
-                 pct: float = 1.0, pad: float = 0.1) -> tuple[float, float] | None:
+def robust_range(
+    values: Sequence[np.ndarray], include: Sequence[float] = (), pct: float = 1.0, pad: float = 0.1
+) -> tuple[float, float] | None:
     """A y range over the 1st..99th percentile of the finite values, padded, covering ``include``.
 
     The Sharpe ratio of a run's first few episodes is often huge (a tiny standard
@@ -187,7 +236,9 @@ def lag_probe(source: ColumnDataSource, lag_div: object) -> CustomJS:
     The figure is kept in ``window.traindash_lags`` (for tests and the benchmark) and
     shown in ``lag_div``.
     """
-    return CustomJS(args={"source": source, "div": lag_div}, code="""
+    return CustomJS(
+        args={"source": source, "div": lag_div},
+        code="""
 const ts = source.data.ts;
 if (!ts || ts.length === 0) { return; }
 const lag = Date.now() / 1000 - ts[ts.length - 1];
@@ -197,4 +248,5 @@ if (lags.length > 1000) { lags.shift(); }
 const sorted = [...lags.slice(-100)].sort((a, b) => a - b);
 const p50 = sorted[Math.floor(sorted.length / 2)];
 div.text = `log → screen: ${(lag * 1000).toFixed(0)} ms (median ${(p50 * 1000).toFixed(0)} ms)`;
-""")
+""",
+    )

@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from traindash.query import QueryClient, sql_literal
-from ui.kpi import RECENT
-from ui.series import (
+from traindash.ui.kpi import RECENT
+from traindash.ui.series import (
     EPISODE_COLUMNS,
     EPISODE_ROLLING,
     MODEL_COLUMNS,
@@ -53,12 +53,20 @@ EPISODES = Series(
     "episodes",
     "seq, epoch_us(ts) / 1e6 AS ts, episode::DOUBLE AS episode, profit, sharpe, win_rate, drawdown, "
     "epsilon, learning_rate",
-    "episode", EPISODE_ROLLING, EPISODE_EXTREMES, EPISODE_COLUMNS)
+    "episode",
+    EPISODE_ROLLING,
+    EPISODE_EXTREMES,
+    EPISODE_COLUMNS,
+)
 MODEL = Series(
     "model_metrics",
     "seq, epoch_us(ts) / 1e6 AS ts, step::DOUBLE AS step, episode::DOUBLE AS episode, loss, q_mean, q_std, "
     "q_mean - coalesce(q_std, 0) AS q_lo, q_mean + coalesce(q_std, 0) AS q_hi",
-    "step", MODEL_ROLLING, MODEL_EXTREMES, MODEL_COLUMNS)
+    "step",
+    MODEL_ROLLING,
+    MODEL_EXTREMES,
+    MODEL_COLUMNS,
+)
 
 
 def _where(series: Series, run_id: str, lo: float | None, hi: float | None) -> str:
@@ -84,47 +92,63 @@ def exact_sql(series: Series, run_id: str, lo: float | None = None, hi: float | 
     lit = sql_literal(run_id)
     start = "0"
     if lo is not None:
-        start = (f"coalesce((SELECT min(seq) FROM (SELECT seq FROM {series.table} WHERE run_id = {lit} "
-                 f"AND {series.x} < {float(lo)!r} ORDER BY seq DESC LIMIT {LOOKBACK})), 0)")
+        start = (
+            f"coalesce((SELECT min(seq) FROM (SELECT seq FROM {series.table} WHERE run_id = {lit} "
+            f"AND {series.x} < {float(lo)!r} ORDER BY seq DESC LIMIT {LOOKBACK})), 0)"
+        )
     rolling = []
     for derived, (column, window, scale) in series.rolling.items():
         expr = f"avg({column}) OVER (ORDER BY seq ROWS BETWEEN {window - 1} PRECEDING AND CURRENT ROW)"
         rolling.append(f"{expr} * {scale!r} AS {derived}")
     return f"""WITH base AS (
-  SELECT {series.select}, {', '.join(rolling)}
+  SELECT {series.select}, {", ".join(rolling)}
   FROM {series.table} WHERE run_id = {lit} AND seq >= {start}
   {"AND " + series.x + " <= " + repr(float(hi)) if hi is not None else ""})
-SELECT {', '.join(series.columns)} FROM base
+SELECT {", ".join(series.columns)} FROM base
 {"WHERE " + series.x + " >= " + repr(float(lo)) if lo is not None else ""} ORDER BY seq"""
 
 
-def bucketed_sql(series: Series, run_id: str, max_points: int = MAX_POINTS, lo: float | None = None,
-                 hi: float | None = None) -> str:
+def bucketed_sql(
+    series: Series,
+    run_id: str,
+    max_points: int = MAX_POINTS,
+    lo: float | None = None,
+    hi: float | None = None,
+) -> str:
     """At most ``max_points`` rows: equal seq buckets keep their first and last rows, each
     metric's min and max rows and a non-finite row per metric; the smoothed columns are the
     bucket means (each bucket spans far more rows than the rolling windows)."""
     keeps = ["min(seq)", "max(seq)"]
     for m in series.extremes:
-        keeps += [f"arg_min(seq, {m}) FILTER (WHERE isfinite({m}))",
-                  f"arg_max(seq, {m}) FILTER (WHERE isfinite({m}))",
-                  f"min(seq) FILTER (WHERE NOT isfinite({m}))"]
+        keeps += [
+            f"arg_min(seq, {m}) FILTER (WHERE isfinite({m}))",
+            f"arg_max(seq, {m}) FILTER (WHERE isfinite({m}))",
+            f"min(seq) FILTER (WHERE NOT isfinite({m}))",
+        ]
     buckets = max(1, max_points // (2 + 2 * len(series.extremes)))
-    means = ", ".join(f"avg({column}) * {scale!r} AS {derived}"
-                      for derived, (column, _w, scale) in series.rolling.items())
+    means = ", ".join(
+        f"avg({column}) * {scale!r} AS {derived}" for derived, (column, _w, scale) in series.rolling.items()
+    )
     derived = tuple(series.rolling)
     picked = ", ".join(f"a.{c}" if c in derived else f"k.{c}" for c in series.columns)
     return f"""WITH win AS (SELECT {series.select} FROM {series.table}
   WHERE {_where(series, run_id, lo, hi)}),
 bounds AS (SELECT min(seq) AS s0, max(seq) AS s1 FROM win),
 keyed AS (SELECT win.*, (seq - s0) * {buckets} // (s1 - s0 + 1) AS bucket FROM win, bounds),
-agg AS (SELECT bucket, {means}, unnest([{', '.join(keeps)}]) AS kseq FROM keyed GROUP BY bucket)
+agg AS (SELECT bucket, {means}, unnest([{", ".join(keeps)}]) AS kseq FROM keyed GROUP BY bucket)
 SELECT {picked} FROM keyed k
 JOIN (SELECT DISTINCT ON (kseq) * FROM agg WHERE kseq IS NOT NULL) a ON k.seq = a.kseq
 ORDER BY k.seq"""
 
 
-def series_sql(series: Series, run_id: str, rows: int, max_points: int = MAX_POINTS,
-               lo: float | None = None, hi: float | None = None) -> str:
+def series_sql(
+    series: Series,
+    run_id: str,
+    rows: int,
+    max_points: int = MAX_POINTS,
+    lo: float | None = None,
+    hi: float | None = None,
+) -> str:
     """Exact when ``rows`` (the count in range) fits in ``max_points``, else bucketed."""
     if rows <= max_points:
         return exact_sql(series, run_id, lo, hi)
@@ -156,8 +180,7 @@ class History:
 
     @property
     def downsampled(self) -> bool:
-        return (self.total_episodes > len(self.episodes["seq"])
-                or self.total_model > len(self.model["seq"]))
+        return self.total_episodes > len(self.episodes["seq"]) or self.total_model > len(self.model["seq"])
 
 
 def model_summary_sql(run_id: str) -> str:
@@ -181,13 +204,18 @@ def fetch_history(client: QueryClient, run_id: str, max_points: int = MAX_POINTS
     n_ep, n_mo = int(kpi.get("n") or 0), int(summary.get("n") or 0)
     ep = columns_of(client.query(series_sql(EPISODES, run_id, n_ep, max_points)), EPISODE_COLUMNS)
     mo = columns_of(client.query(series_sql(MODEL, run_id, n_mo, max_points)), MODEL_COLUMNS)
-    tails = {"profit": _floats(kpi.get("recent")), "sharpe": _floats(kpi.get("recent_sharpe")),
-             "win_rate": _floats(kpi.get("recent_win_rate")), "loss": _floats(summary.get("loss_tail"))}
+    tails = {
+        "profit": _floats(kpi.get("recent")),
+        "sharpe": _floats(kpi.get("recent_sharpe")),
+        "win_rate": _floats(kpi.get("recent_win_rate")),
+        "loss": _floats(summary.get("loss_tail")),
+    }
     return History(ep, mo, n_ep, n_mo, tails, kpi)
 
 
-def fetch_window(client: QueryClient, run_id: str, kind: str, lo: float, hi: float,
-                 max_points: int = MAX_POINTS) -> dict[str, np.ndarray]:
+def fetch_window(
+    client: QueryClient, run_id: str, kind: str, lo: float, hi: float, max_points: int = MAX_POINTS
+) -> dict[str, np.ndarray]:
     """Re-query one run's series between ``lo`` and ``hi`` (x units) at a finer grain."""
     series = EPISODES if kind == "episodes" else MODEL
     rows = int(client.query(count_sql(series, run_id, lo, hi)).column(0)[0].as_py())
@@ -210,8 +238,10 @@ ORDER BY (r.status IN ('running', 'stalled')) DESC, r.started_at DESC NULLS LAST
 def alerts_sql(run_ids: list[str], limit: int = 50) -> str:
     """The newest alerts of the given runs (all runs when the list is empty)."""
     cond = f"WHERE run_id IN ({', '.join(sql_literal(r) for r in run_ids)})" if run_ids else ""
-    return (f"SELECT epoch_us(ts) / 1e6 AS ts, run_id, level, rule, title, message FROM alerts "
-            f"{cond} ORDER BY ts DESC LIMIT {int(limit)}")
+    return (
+        f"SELECT epoch_us(ts) / 1e6 AS ts, run_id, level, rule, title, message FROM alerts "
+        f"{cond} ORDER BY ts DESC LIMIT {int(limit)}"
+    )
 
 
 def kpi_sql(run_id: str) -> str:

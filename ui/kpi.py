@@ -63,12 +63,14 @@ def sharpe_level(value: float | None) -> str:
 
 
 def status_level(status: str | None) -> str:
-    return {"running": "good", "finished": "good", "stalled": "warn",
-            "lost": "bad", "crashed": "bad"}.get(status or "", "none")
+    return {"running": "good", "finished": "good", "stalled": "warn", "lost": "bad", "crashed": "bad"}.get(
+        status or "", "none"
+    )
 
 
-def best_episode_level(best_episode: float | None, current: float | None,
-                       patience: int = NO_IMPROVEMENT_EPISODES) -> str:
+def best_episode_level(
+    best_episode: float | None, current: float | None, patience: int = NO_IMPROVEMENT_EPISODES
+) -> str:
     if best_episode is None or current is None:
         return "none"
     since = current - best_episode
@@ -100,15 +102,18 @@ class KpiState:
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> KpiState:
         """From the row of ``history.kpi_sql``."""
-        state = cls(episodes=int(rec.get("n") or 0), episode=rec.get("episode"),
-                    profit=rec.get("profit"), best_profit=rec.get("best_profit"),
-                    best_episode=rec.get("best_episode"))
+        state = cls(
+            episodes=int(rec.get("n") or 0),
+            episode=rec.get("episode"),
+            profit=rec.get("profit"),
+            best_profit=rec.get("best_profit"),
+            best_episode=rec.get("best_episode"),
+        )
         state.recent.extend(_nan(v) for v in rec.get("recent") or [])
         state.recent_sharpe.extend(_nan(v) for v in rec.get("recent_sharpe") or [])
         return state
 
-    def update(self, episodes: Iterable[float], profits: Iterable[float],
-               sharpes: Iterable[float]) -> None:
+    def update(self, episodes: Iterable[float], profits: Iterable[float], sharpes: Iterable[float]) -> None:
         for ep, profit, sharpe in zip(episodes, profits, sharpes, strict=True):
             self.episodes += 1
             self.episode, self.profit = ep, profit
@@ -130,20 +135,40 @@ def _nan(v: Any) -> float:
     return math.nan if v is None else float(v)
 
 
-def cards(state: KpiState, status: str | None, min_profit_warning: float = MIN_PROFIT_WARNING,
-          patience: int = NO_IMPROVEMENT_EPISODES) -> list[Card]:
+def cards(
+    state: KpiState,
+    status: str | None,
+    min_profit_warning: float = MIN_PROFIT_WARNING,
+    patience: int = NO_IMPROVEMENT_EPISODES,
+) -> list[Card]:
     """The six cards for one run, in the guide's order."""
     ep = None if state.episode is None else int(state.episode)
     best_ep = None if state.best_episode is None else int(state.best_episode)
     return [
         Card("episode", "Current episode", _fmt(ep, ","), status_level(status)),
-        Card("profit", "Latest profit", _fmt(state.profit, ",.2f"),
-             profit_level(state.profit, min_profit_warning)),
-        Card("best_profit", "Best profit", _fmt(state.best_profit, ",.2f"),
-             profit_level(state.best_profit, min_profit_warning)),
-        Card("best_episode", "Best episode", _fmt(best_ep, ","),
-             best_episode_level(state.best_episode, state.episode, patience)),
-        Card("recent", f"Recent average ({RECENT})", _fmt(state.recent_average, ",.2f"),
-             profit_level(state.recent_average, min_profit_warning)),
+        Card(
+            "profit",
+            "Latest profit",
+            _fmt(state.profit, ",.2f"),
+            profit_level(state.profit, min_profit_warning),
+        ),
+        Card(
+            "best_profit",
+            "Best profit",
+            _fmt(state.best_profit, ",.2f"),
+            profit_level(state.best_profit, min_profit_warning),
+        ),
+        Card(
+            "best_episode",
+            "Best episode",
+            _fmt(best_ep, ","),
+            best_episode_level(state.best_episode, state.episode, patience),
+        ),
+        Card(
+            "recent",
+            f"Recent average ({RECENT})",
+            _fmt(state.recent_average, ",.2f"),
+            profit_level(state.recent_average, min_profit_warning),
+        ),
         Card("sharpe", "Sharpe ratio", _fmt(state.sharpe, ".2f"), sharpe_level(state.sharpe)),
     ]

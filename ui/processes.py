@@ -56,8 +56,12 @@ def endpoint_flags(endpoints: Endpoints, *which: str) -> list[str]:
 
 def endpoint_env(endpoints: Endpoints) -> dict[str, str]:
     """This process's environment pointing ``TRAINDASH_*`` endpoints at ``endpoints``."""
-    return dict(environ(), TRAINDASH_INGEST=endpoints.ingest, TRAINDASH_ROWS=endpoints.rows,
-                TRAINDASH_QUERY=endpoints.query)
+    return dict(
+        environ(),
+        TRAINDASH_INGEST=endpoints.ingest,
+        TRAINDASH_ROWS=endpoints.rows,
+        TRAINDASH_QUERY=endpoints.query,
+    )
 
 
 def traindash(*args: str) -> list[str]:
@@ -71,12 +75,14 @@ class Children:
     log_dir: Path
     procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
 
-    def start(self, name: str, argv: list[str], cwd: Path | None = None,
-              env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start(
+        self, name: str, argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / f"traindash-{name}.log", "ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-                                    stdin=subprocess.DEVNULL, env=env)
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, stdin=subprocess.DEVNULL, env=env
+            )
         self.procs.append((name, proc))
         return proc
 
@@ -120,8 +126,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_collector_on_free_ports(children: Children, db: Path, cwd: Path | None = None,
-                                  attempts: int = 3, timeout: float = 60.0) -> Endpoints:
+def start_collector_on_free_ports(
+    children: Children, db: Path, cwd: Path | None = None, attempts: int = 3, timeout: float = 60.0
+) -> Endpoints:
     """A collector child on three free loopback ports (scripts and benchmarks).
 
     A port found free can be taken by another process before the collector binds it,

@@ -12,12 +12,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ui.kpi import Card
-from ui.themes import Theme
+from traindash.ui.kpi import Card
+from traindash.ui.themes import Theme
 
 
 def css(theme: Theme) -> str:
-    glow = (f"text-shadow: 0 0 6px {theme.accent}66;" if theme.glow else "")
+    glow = f"text-shadow: 0 0 6px {theme.accent}66;" if theme.glow else ""
     return f"""
 :host {{ color: {theme.fg}; font-family: {theme.font}; }}
 .td-cards {{ display: grid; grid-template-columns: repeat(6, minmax(120px, 1fr)); gap: 10px; }}
@@ -51,7 +51,8 @@ def cards_html(cards: Sequence[Card], theme: Theme, run_label: str = "") -> str:
         parts.append(
             f'<div class="td-card kpi-{c.key} level-{c.level}" style="--lvl: {theme.level_color(c.level)}">'
             f'<div class="lbl">{html.escape(c.label)}</div><div class="val">{html.escape(c.text)}</div>'
-            f'<div class="run">{html.escape(run_label)}</div></div>')
+            f'<div class="run">{html.escape(run_label)}</div></div>'
+        )
     return f'<div class="td-cards">{"".join(parts)}</div>'
 
 
@@ -63,8 +64,12 @@ def _cell(v: Any) -> str:
     return html.escape(str(v))
 
 
-def table_html(columns: Sequence[str], rows: Sequence[Sequence[Any]], empty: str = "nothing yet",
-               classes: Sequence[Sequence[str]] | None = None) -> str:
+def table_html(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    empty: str = "nothing yet",
+    classes: Sequence[Sequence[str]] | None = None,
+) -> str:
     if not rows:
         return f'<div class="td-muted">{html.escape(empty)}</div>'
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
@@ -94,19 +99,37 @@ def trainers_html(runs: Sequence[dict[str, Any]], now: float | None = None) -> s
         status = r.get("status") or ""
         level = {"running": "lvl-good", "finished": "lvl-none", "stalled": "lvl-warn"}.get(status, "lvl-bad")
         rate = (r.get("recent") or 0) / 10.0 if status in ("running", "stalled") else 0.0
-        rows.append([r.get("name"), r.get("host"), r.get("pid"), status, f"{rate:.1f}",
-                     r.get("episodes"), ago(r.get("last_seen"), now)])
+        rows.append(
+            [
+                r.get("name"),
+                r.get("host"),
+                r.get("pid"),
+                status,
+                f"{rate:.1f}",
+                r.get("episodes"),
+                ago(r.get("last_seen"), now),
+            ]
+        )
         classes.append(["", "", "", level, "", "", ""])
-    return table_html(["run", "host", "pid", "state", "episodes/s", "episodes", "last seen"], rows,
-                      "no trainer has connected yet", classes)
+    return table_html(
+        ["run", "host", "pid", "state", "episodes/s", "episodes", "last seen"],
+        rows,
+        "no trainer has connected yet",
+        classes,
+    )
 
 
 def alerts_html(alerts: Sequence[dict[str, Any]], now: float | None = None) -> str:
     rows, classes = [], []
     for a in alerts:
         level = str(a.get("level") or "").lower()
-        cls = {"critical": "lvl-bad", "error": "lvl-bad", "warning": "lvl-warn",
-               "info": "lvl-good", "success": "lvl-good"}.get(level, "")
+        cls = {
+            "critical": "lvl-bad",
+            "error": "lvl-bad",
+            "warning": "lvl-warn",
+            "info": "lvl-good",
+            "success": "lvl-good",
+        }.get(level, "")
         rows.append([ago(a.get("ts"), now), level, a.get("title") or a.get("rule"), a.get("message")])
         classes.append(["", cls, "", "msg"])
     table = table_html(["when", "level", "alert", "message"], rows, "no alerts", classes)
@@ -117,6 +140,9 @@ def nav_html(active: str, theme: Theme, query: str = "") -> str:
     links = [("/", "Live"), ("/compare", "Compare"), ("/sql", "SQL")]
     items = "".join(
         f'<a class="{"on" if path == active else ""}" href="{path}{query}">{label}</a>'
-        for path, label in links)
-    return (f'<div style="display:flex;align-items:center;gap:28px">'
-            f'<span class="td-title">traindash</span><span class="td-nav">{items}</span></div>')
+        for path, label in links
+    )
+    return (
+        f'<div style="display:flex;align-items:center;gap:28px">'
+        f'<span class="td-title">traindash</span><span class="td-nav">{items}</span></div>'
+    )

@@ -20,10 +20,21 @@ WIN_RATE_WINDOW = 20
 SHARPE_WINDOW = 10
 
 # Columns of the per-run episode and model data sources, in order.
-EPISODE_COLUMNS = ("seq", "ts", "episode", "profit", "profit_smooth", "sharpe", "sharpe_smooth",
-                   "win_rate", "win_rate_pct", "drawdown", "epsilon", "learning_rate")
-MODEL_COLUMNS = ("seq", "ts", "step", "episode", "loss", "loss_smooth", "q_mean", "q_std",
-                 "q_lo", "q_hi")
+EPISODE_COLUMNS = (
+    "seq",
+    "ts",
+    "episode",
+    "profit",
+    "profit_smooth",
+    "sharpe",
+    "sharpe_smooth",
+    "win_rate",
+    "win_rate_pct",
+    "drawdown",
+    "epsilon",
+    "learning_rate",
+)
+MODEL_COLUMNS = ("seq", "ts", "step", "episode", "loss", "loss_smooth", "q_mean", "q_std", "q_lo", "q_hi")
 
 # derived column -> (raw column, window, scale)
 EPISODE_ROLLING = {
@@ -41,7 +52,7 @@ def rolling_mean(values: np.ndarray, window: int, tail: Sequence[float] = ()) ->
     is; a NaN inside the window makes the mean NaN, so bad values stay visible.
     """
     values = np.asarray(values, dtype=np.float64)
-    tail_arr = np.asarray(list(tail)[-(window - 1):] if window > 1 else [], dtype=np.float64)
+    tail_arr = np.asarray(list(tail)[-(window - 1) :] if window > 1 else [], dtype=np.float64)
     full = np.concatenate([tail_arr, values])
     if len(values) == 0:
         return np.empty(0)
@@ -90,8 +101,10 @@ def _float_col(cols: Mapping[str, Any], name: str, n: int) -> np.ndarray:
 def episode_rows(cols: Mapping[str, Any], roller: Roller) -> dict[str, np.ndarray]:
     """Streamed episode columns (from the rows socket) shaped for the episode data source."""
     n = len(cols["seq"])
-    out = {name: _float_col(cols, name, n) for name in
-           ("ts", "profit", "sharpe", "win_rate", "drawdown", "epsilon", "learning_rate")}
+    out = {
+        name: _float_col(cols, name, n)
+        for name in ("ts", "profit", "sharpe", "win_rate", "drawdown", "epsilon", "learning_rate")
+    }
     out["seq"] = np.asarray(cols["seq"], dtype=np.int64)
     out["episode"] = _float_col(cols, "episode", n)
     roller.apply(out)

@@ -1,5 +1,5 @@
 """The guide's path for :class:`alerts.system.AlertSystem` and its threshold presets."""
 
-from alerts.system import AlertSystem, AlertThresholds
+from traindash.alerts.system import AlertSystem, AlertThresholds
 
 __all__ = ["AlertSystem", "AlertThresholds"]

@@ -1,5 +1,5 @@
 """The guide's path for :class:`producer.experiment_tracker.ExperimentTracker`."""
 
-from producer.experiment_tracker import ExperimentTracker
+from traindash.producer.experiment_tracker import ExperimentTracker
 
 __all__ = ["ExperimentTracker"]

@@ -1,5 +1,5 @@
 """The guide's path for :class:`producer.logger.MetricsLogger`."""
 
-from producer.logger import MetricsLogger
+from traindash.producer.logger import MetricsLogger
 
 __all__ = ["MetricsLogger"]

@@ -1,5 +1,5 @@
 """The guide's path for :class:`ui.dashboard.TrainingDashboard`."""
 
-from ui.dashboard import TrainingDashboard
+from traindash.ui.dashboard import TrainingDashboard
 
 __all__ = ["TrainingDashboard"]

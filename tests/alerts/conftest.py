@@ -28,6 +28,10 @@ def smtp(tmp_path: Path) -> Iterator[MailServer]:
 
 @pytest.fixture(autouse=True)
 def _no_secrets_from_the_outside(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TRAINDASH_SMTP_PASSWORD", "TRAINDASH_SLACK_WEBHOOK_URL", "TRAINDASH_SLACK_TOKEN",
-                 "TRAINDASH_CONFIG"):
+    for name in (
+        "TRAINDASH_SMTP_PASSWORD",
+        "TRAINDASH_SLACK_WEBHOOK_URL",
+        "TRAINDASH_SLACK_TOKEN",
+        "TRAINDASH_CONFIG",
+    ):
         monkeypatch.delenv(name, raising=False)

@@ -51,15 +51,16 @@ class SlackStub:
                 except ValueError:
                     body = {"_raw": raw.decode(errors="replace")}
                 with stub.lock:
-                    stub.requests.append(SlackRequest(time.monotonic(), self.path, body,
-                                                      dict(self.headers)))
+                    stub.requests.append(SlackRequest(time.monotonic(), self.path, body, dict(self.headers)))
                     status, headers = stub.script.pop(0) if stub.script else (200, {})
                 if stub.delay:
                     stub.release.wait(stub.delay)
                 api = self.path.startswith("/api/") or "chat." in self.path
-                text = (json.dumps({"ok": status == 200, "error": None if status == 200
-                                    else "ratelimited"}) if api else
-                        ("ok" if status == 200 else "error")).encode()
+                text = (
+                    json.dumps({"ok": status == 200, "error": None if status == 200 else "ratelimited"})
+                    if api
+                    else ("ok" if status == 200 else "error")
+                ).encode()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json" if api else "text/plain")
@@ -79,8 +80,9 @@ class SlackStub:
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/services/T000/B000/secretpart"
         self.api_url = f"http://127.0.0.1:{self.port}/api/"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def texts(self) -> list[str]:
@@ -125,8 +127,16 @@ class MailHandler:
         if self.data_script:
             return self.data_script.pop(0)
         login = session.auth_data.decode() if session.authenticated else None
-        self.mails.append(Mail(time.monotonic(), envelope.mail_from, list(envelope.rcpt_tos),
-                               message_from_bytes(envelope.content), session.ssl is not None, login))
+        self.mails.append(
+            Mail(
+                time.monotonic(),
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                message_from_bytes(envelope.content),
+                session.ssl is not None,
+                login,
+            )
+        )
         return "250 Message accepted"
 
     def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
@@ -146,10 +156,29 @@ class MailServer:
         kwargs: dict[str, Any] = {}
         if tls:
             self.cert, key = tmp / "smtp-cert.pem", tmp / "smtp-key.pem"
-            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                            "-keyout", str(key), "-out", str(self.cert)],
-                           check=True, capture_output=True, timeout=60)
+            subprocess.run(
+                [
+                    "openssl",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                    "-keyout",
+                    str(key),
+                    "-out",
+                    str(self.cert),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(self.cert, key)
             kwargs["tls_context"] = ctx
@@ -163,9 +192,14 @@ class MailServer:
         return self.handler.mails
 
     def email_config(self, **extra: Any) -> dict[str, Any]:
-        cfg = {"enabled": True, "smtp_host": "127.0.0.1", "smtp_port": self.port,
-               "to_addrs": ["oncall@example.com"], "from_addr": "traindash@example.com",
-               "timeout": 5}
+        cfg = {
+            "enabled": True,
+            "smtp_host": "127.0.0.1",
+            "smtp_port": self.port,
+            "to_addrs": ["oncall@example.com"],
+            "from_addr": "traindash@example.com",
+            "timeout": 5,
+        }
         cfg.update(extra)
         return cfg
 

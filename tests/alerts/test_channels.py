@@ -7,18 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from alerts.channels import DeliveryError, Dispatcher, EmailChannel, SlackChannel
-from alerts.config import AlertsConfig, EmailConfig, SlackConfig
-from alerts.rules import Alert
 from tests.alerts.servers import MailServer, SlackStub
 from tests.harness import free_port, wait_for
+from traindash.alerts.channels import DeliveryError, Dispatcher, EmailChannel, SlackChannel
+from traindash.alerts.config import AlertsConfig, EmailConfig, SlackConfig
+from traindash.alerts.rules import Alert
 
 URL = "http://127.0.0.1:8050"
 
 
 def alert(i: int = 0, level: str = "warning") -> Alert:
-    return Alert(level, "profit_low", "Low profit", f"Profit -{i} is low", f"run-{i}",
-                 {"profit": -float(i)}, time.time())
+    return Alert(
+        level,
+        "profit_low",
+        "Low profit",
+        f"Profit -{i} is low",
+        f"run-{i}",
+        {"profit": -float(i)},
+        time.time(),
+    )
 
 
 class Done:
@@ -76,8 +83,9 @@ def test_slack_bot_token_posts_to_a_channel(slack: SlackStub):
 
 def test_slack_unreachable_fails_fast_and_hides_the_url():
     port = free_port()  # nothing listens here
-    ch = SlackChannel(SlackConfig(enabled=True, webhook_url=f"http://127.0.0.1:{port}/hooks/SECRET",
-                                  timeout=2), URL)
+    ch = SlackChannel(
+        SlackConfig(enabled=True, webhook_url=f"http://127.0.0.1:{port}/hooks/SECRET", timeout=2), URL
+    )
     start = time.monotonic()
     with pytest.raises(DeliveryError) as err:
         ch.send([alert()])
@@ -117,8 +125,9 @@ def test_email_login_only_with_a_username(tmp_path: Path):
         email_channel(server).send([alert()])
         assert server.handler.logins == []
         env = {"TRAINDASH_SMTP_PASSWORD": "s3cret"}
-        cfg = AlertsConfig.from_mapping({"email": server.email_config(username="bot@example.com")},
-                                        env=env).email
+        cfg = AlertsConfig.from_mapping(
+            {"email": server.email_config(username="bot@example.com")}, env=env
+        ).email
         assert "s3cret" not in repr(cfg)
         EmailChannel(cfg, URL).send([alert()])
         assert server.handler.logins == [("bot@example.com", "s3cret")]
@@ -149,8 +158,7 @@ def test_failures_are_retried_with_backoff_and_recorded(slack: SlackStub, smtp: 
     slack.script = [(500, {})] * 100
     done = Done()
     slack_ch = SlackChannel(SlackConfig(enabled=True, webhook_url=slack.url), URL, retries=1)
-    d = Dispatcher([slack_ch, email_channel(smtp)], done, batch_window=0, max_attempts=3,
-                   retry_backoff=0.05)
+    d = Dispatcher([slack_ch, email_channel(smtp)], done, batch_window=0, max_attempts=3, retry_backoff=0.05)
     try:
         d.submit(alert(1))
         assert d.flush(60)
@@ -162,12 +170,14 @@ def test_failures_are_retried_with_backoff_and_recorded(slack: SlackStub, smtp: 
     assert len(slack.requests) == 3 * 2  # 3 attempts, each with one slack_sdk retry
 
 
-def test_a_slow_channel_delays_neither_the_caller_nor_the_other_channel(slack: SlackStub,
-                                                                          smtp: MailServer):
+def test_a_slow_channel_delays_neither_the_caller_nor_the_other_channel(slack: SlackStub, smtp: MailServer):
     slack.delay = 3.0
     done = Done()
-    d = Dispatcher([SlackChannel(SlackConfig(enabled=True, webhook_url=slack.url), URL),
-                    email_channel(smtp)], done, batch_window=0)
+    d = Dispatcher(
+        [SlackChannel(SlackConfig(enabled=True, webhook_url=slack.url), URL), email_channel(smtp)],
+        done,
+        batch_window=0,
+    )
     try:
         start = time.monotonic()
         d.submit(alert(1))
@@ -182,8 +192,12 @@ def test_a_slow_channel_delays_neither_the_caller_nor_the_other_channel(slack: S
 
 def test_a_storm_across_many_runs_is_one_message_per_channel(slack: SlackStub, smtp: MailServer):
     done = Done()
-    d = Dispatcher([SlackChannel(SlackConfig(enabled=True, webhook_url=slack.url), URL),
-                    email_channel(smtp)], done, storm_threshold=5, batch_window=1.0)
+    d = Dispatcher(
+        [SlackChannel(SlackConfig(enabled=True, webhook_url=slack.url), URL), email_channel(smtp)],
+        done,
+        storm_threshold=5,
+        batch_window=1.0,
+    )
     try:
         for i in range(30):
             d.submit(alert(i))

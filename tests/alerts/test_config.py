@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import pytest
 
-from alerts.config import AlertsConfig
+from traindash.alerts.config import AlertsConfig
 from traindash.config import ConfigError
 
 
 def test_secrets_come_from_the_environment_first_and_never_show():
-    env = {"TRAINDASH_SLACK_WEBHOOK_URL": "https://hooks.example/T/B/envsecret",
-           "MY_SMTP_PW": "pw-from-env", "TRAINDASH_SLACK_TOKEN": "xoxb-envtoken"}
-    cfg = AlertsConfig.from_mapping({
-        "email": {"enabled": True, "username": "u@example.com", "password": "literal",
-                  "password_env": "MY_SMTP_PW"},
-        "slack": {"enabled": True, "webhook_url": "https://hooks.example/literal"}}, env)
+    env = {
+        "TRAINDASH_SLACK_WEBHOOK_URL": "https://hooks.example/T/B/envsecret",
+        "MY_SMTP_PW": "pw-from-env",
+        "TRAINDASH_SLACK_TOKEN": "xoxb-envtoken",
+    }
+    cfg = AlertsConfig.from_mapping(
+        {
+            "email": {
+                "enabled": True,
+                "username": "u@example.com",
+                "password": "literal",
+                "password_env": "MY_SMTP_PW",
+            },
+            "slack": {"enabled": True, "webhook_url": "https://hooks.example/literal"},
+        },
+        env,
+    )
     assert cfg.email.password == "pw-from-env"
     assert cfg.slack.webhook_url == "https://hooks.example/T/B/envsecret"
     assert cfg.slack.token == "xoxb-envtoken"
@@ -26,8 +37,14 @@ def test_secrets_come_from_the_environment_first_and_never_show():
 
 
 def test_file_block_and_flags():
-    block = {"port": 9000, "alerts": {"enabled": False, "thresholds": "aggressive",
-                                      "email": {"smtp_port": 465, "starttls": False}}}
+    block = {
+        "port": 9000,
+        "alerts": {
+            "enabled": False,
+            "thresholds": "aggressive",
+            "email": {"smtp_port": 465, "starttls": False},
+        },
+    }
     cfg = AlertsConfig.resolve({}, {}, block)
     assert not cfg.enabled and cfg.thresholds.no_improvement_episodes == 200
     assert cfg.dashboard_url == "http://127.0.0.1:9000"
@@ -36,14 +53,17 @@ def test_file_block_and_flags():
     assert cfg.dashboard_url == "https://dash.example"
 
 
-@pytest.mark.parametrize("block,needle", [
-    ({"thresholds": "reckless"}, "preset"),
-    ({"thresholds": {"critical_loss_threshold": "high"}}, "non-numeric"),
-    ({"rules": [{"title": "no condition"}]}, "condition"),
-    ({"rules": [{"condition": "loss > 1", "level": "panic"}]}, "level"),
-    ({"cooldown_seconds": "soon"}, "cooldown_seconds"),
-    ({"email": {"starttls": "maybe"}}, "starttls"),
-])
+@pytest.mark.parametrize(
+    "block,needle",
+    [
+        ({"thresholds": "reckless"}, "preset"),
+        ({"thresholds": {"critical_loss_threshold": "high"}}, "non-numeric"),
+        ({"rules": [{"title": "no condition"}]}, "condition"),
+        ({"rules": [{"condition": "loss > 1", "level": "panic"}]}, "level"),
+        ({"cooldown_seconds": "soon"}, "cooldown_seconds"),
+        ({"email": {"starttls": "maybe"}}, "starttls"),
+    ],
+)
 def test_bad_values_are_named(block, needle):
     with pytest.raises(ConfigError, match=needle):
         AlertsConfig.from_mapping(block, {})

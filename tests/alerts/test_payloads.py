@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import math
 
-from alerts.payloads import COLOURS, email_message, run_link, slack_batch_payload, slack_payload
-from alerts.rules import Alert
+from traindash.alerts.payloads import COLOURS, email_message, run_link, slack_batch_payload, slack_payload
+from traindash.alerts.rules import Alert
 
 URL = "http://dash.example:8050"
 
 
 def alert(level: str = "critical", run: str | None = "run/1") -> Alert:
-    return Alert(level, "nan_metric", "NaN/Inf detected", "Non-finite values in loss", run,
-                 {"loss": math.nan, "episode": 7}, 1_700_000_000.0)
+    return Alert(
+        level,
+        "nan_metric",
+        "NaN/Inf detected",
+        "Non-finite values in loss",
+        run,
+        {"loss": math.nan, "episode": 7},
+        1_700_000_000.0,
+    )
 
 
 def test_slack_payload_has_level_colour_text_and_run_link():

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from alerts.config import CustomRuleSpec, Thresholds
-from alerts.rules import RuleEngine, Throttle, health_alerts, nonfinite
+from traindash.alerts.config import CustomRuleSpec, Thresholds
+from traindash.alerts.rules import RuleEngine, Throttle, health_alerts, nonfinite
 
 T = Thresholds(no_improvement_episodes=5, critical_loss_threshold=100.0, min_profit_warning=-50.0)
 
@@ -17,8 +17,19 @@ def engine(**kw) -> RuleEngine:
 
 
 def ep(i: int, profit: float = 1.0, **kw) -> dict:
-    return {"seq": i, "ts": 0.0, "episode": i, "profit": profit, "sharpe": 0.5, "win_rate": 0.5,
-            "drawdown": 10.0, "num_trades": 3, "epsilon": 0.1, "learning_rate": 1e-3, **kw}
+    return {
+        "seq": i,
+        "ts": 0.0,
+        "episode": i,
+        "profit": profit,
+        "sharpe": 0.5,
+        "win_rate": 0.5,
+        "drawdown": 10.0,
+        "num_trades": 3,
+        "epsilon": 0.1,
+        "learning_rate": 1e-3,
+        **kw,
+    }
 
 
 def model(loss: float) -> dict:
@@ -85,7 +96,7 @@ def test_cooldown_per_run_and_rule_holds_across_flapping():
     e = engine(cooldown=60.0)
     assert rules(e.on_model("r1", model(math.nan), 0.0)) == ["nan_metric"]
     e.on_model("r1", model(1.0), 1.0)
-    assert e.on_model("r1", model(math.nan), 2.0) == []          # inside the cooldown
+    assert e.on_model("r1", model(math.nan), 2.0) == []  # inside the cooldown
     assert rules(e.on_model("r2", model(math.nan), 2.0)) == ["nan_metric"]  # other run
     assert rules(e.on_model("r1", model(math.nan), 70.0)) == ["nan_metric"]  # after it
 
@@ -93,11 +104,11 @@ def test_cooldown_per_run_and_rule_holds_across_flapping():
 def test_end_of_training():
     e = engine()
     e.on_run("r1", {"name": "ppo-1", "role": "trainer"}, 0.0)
-    out = e.on_end("r1", {"status": "finished", "final_metrics": {
-        "total_episodes": 1000, "best_profit": 5000.0}}, 1.0)
+    out = e.on_end(
+        "r1", {"status": "finished", "final_metrics": {"total_episodes": 1000, "best_profit": 5000.0}}, 1.0
+    )
     assert rules(out) == ["training_complete"] and out[0].level == "info"
-    assert out[0].message == ("Training complete for run ppo-1 (r1): total episodes 1000, "
-                              "best profit 5,000")
+    assert out[0].message == ("Training complete for run ppo-1 (r1): total episodes 1000, best profit 5,000")
     out = e.on_end("r2", {"status": "crashed", "final_metrics": {}}, 1.0)
     assert rules(out) == ["training_crashed"] and out[0].level == "critical"
 
@@ -122,8 +133,13 @@ def test_stalled_lost_and_recovered():
 
 
 def test_custom_rule_for_n_episodes():
-    spec = CustomRuleSpec(name="deep_dd", condition="drawdown > 300 and win_rate < 0.4",
-                          level="critical", title="Deep drawdown", for_episodes=3)
+    spec = CustomRuleSpec(
+        name="deep_dd",
+        condition="drawdown > 300 and win_rate < 0.4",
+        level="critical",
+        title="Deep drawdown",
+        for_episodes=3,
+    )
     e = RuleEngine(Thresholds(no_improvement_episodes=0), rules=[spec])
     out = []
     for i in range(1, 3):

@@ -8,27 +8,34 @@ from pathlib import Path
 
 import pytest
 
-from alerts import AlertSystem as ExportedAlertSystem
 from nexlify.monitoring.alert_system import AlertSystem, AlertThresholds
 from tests.alerts.servers import MailServer, SlackStub
 from tests.harness import CollectorProcess, free_endpoints, wait_for
+from traindash.alerts import AlertSystem as ExportedAlertSystem
 
 
 def alert_rows(collector: CollectorProcess, where: str = "true") -> list[dict]:
-    return collector.query(f"SELECT level, rule, title, message, data, channels, run_id FROM alerts "
-                           f"WHERE {where} ORDER BY seq").to_pylist()
+    return collector.query(
+        f"SELECT level, rule, title, message, data, channels, run_id FROM alerts WHERE {where} ORDER BY seq"
+    ).to_pylist()
 
 
 def test_presets_have_the_guide_numbers():
-    assert AlertThresholds.CONSERVATIVE == {'no_improvement_episodes': 50,
-                                            'critical_loss_threshold': 500.0,
-                                            'min_profit_warning': -200.0}
-    assert AlertThresholds.MODERATE == {'no_improvement_episodes': 100,
-                                        'critical_loss_threshold': 1000.0,
-                                        'min_profit_warning': -500.0}
-    assert AlertThresholds.AGGRESSIVE == {'no_improvement_episodes': 200,
-                                          'critical_loss_threshold': 2000.0,
-                                          'min_profit_warning': -1000.0}
+    assert AlertThresholds.CONSERVATIVE == {
+        "no_improvement_episodes": 50,
+        "critical_loss_threshold": 500.0,
+        "min_profit_warning": -200.0,
+    }
+    assert AlertThresholds.MODERATE == {
+        "no_improvement_episodes": 100,
+        "critical_loss_threshold": 1000.0,
+        "min_profit_warning": -500.0,
+    }
+    assert AlertThresholds.AGGRESSIVE == {
+        "no_improvement_episodes": 200,
+        "critical_loss_threshold": 2000.0,
+        "min_profit_warning": -1000.0,
+    }
     assert ExportedAlertSystem is AlertSystem
 
 
@@ -41,43 +48,30 @@ def test_guide_usage_snippet_with_no_internet(td_env: CollectorProcess):
     start = time.monotonic()
     # --- the guide, as written ---
     config = {
-        'enable_alerts': True,
-        'email': {
-            'enabled': True,
-            'smtp_host': 'smtp.gmail.com',
-            'smtp_port': 587,
-            'username': 'your@email.com',
-            'password': 'your_password',
-            'to_addrs': ['recipient@email.com']
+        "enable_alerts": True,
+        "email": {
+            "enabled": True,
+            "smtp_host": "smtp.gmail.com",
+            "smtp_port": 587,
+            "username": "your@email.com",
+            "password": "your_password",
+            "to_addrs": ["recipient@email.com"],
         },
-        'slack': {
-            'enabled': True,
-            'webhook_url': 'https://hooks.slack.com/...'
-        },
-        'thresholds': AlertThresholds.MODERATE
+        "slack": {"enabled": True, "webhook_url": "https://hooks.slack.com/..."},
+        "thresholds": AlertThresholds.MODERATE,
     }
 
     alert_system = AlertSystem(config)
 
     # Send alert
-    alert_system.send_alert(
-        level='warning',
-        title='Slow Learning',
-        message='No improvement in 100 episodes'
-    )
+    alert_system.send_alert(level="warning", title="Slow Learning", message="No improvement in 100 episodes")
 
     # Check training health
-    alert_system.check_training_health(
-        latest_episode=latest,
-        recent_history=recent_episodes
-    )
+    alert_system.check_training_health(latest_episode=latest, recent_history=recent_episodes)
 
     # Training complete notification
     alert_system.send_training_complete(
-        total_episodes=1000,
-        best_profit=5000.0,
-        best_sharpe=2.5,
-        training_time=3600.0
+        total_episodes=1000, best_profit=5000.0, best_sharpe=2.5, training_time=3600.0
     )
     # --- end of the guide's snippet ---
     assert time.monotonic() - start < 1.0, "the calls must not wait for the network"
@@ -85,18 +79,28 @@ def test_guide_usage_snippet_with_no_internet(td_env: CollectorProcess):
     assert "your_password" not in shown and "hooks.slack.com" not in shown
     assert alert_system.flush(timeout=60)
     history = list(alert_system.alert_history)
-    assert [h["rule"] for h in history] == ["slow_learning", "nan_metric", "profit_low",
-                                            "no_improvement", "training_complete"]
+    assert [h["rule"] for h in history] == [
+        "slow_learning",
+        "nan_metric",
+        "profit_low",
+        "no_improvement",
+        "training_complete",
+    ]
     for h in history:
         assert h["channels"] == [] and set(h["errors"]) == {"email", "slack"}
     rows = wait_for(lambda: len(r := alert_rows(td_env)) == 5 and r, 30, "5 recorded alerts")
     assert [(r["level"], r["title"]) for r in rows] == [
-        ("warning", "Slow Learning"), ("critical", "NaN/Inf detected"), ("warning", "Low profit"),
-        ("warning", "Slow Learning"), ("info", "Training Complete")]
+        ("warning", "Slow Learning"),
+        ("critical", "NaN/Inf detected"),
+        ("warning", "Low profit"),
+        ("warning", "Slow Learning"),
+        ("info", "Training Complete"),
+    ]
     assert all(r["channels"] == [] for r in rows)
     assert "delivery_errors" in json.loads(rows[0]["data"])
-    assert rows[4]["message"] == ("Training finished after 1000 episodes in 1h 00m 00s: best profit "
-                                  "5,000.00, best Sharpe 2.500")
+    assert rows[4]["message"] == (
+        "Training finished after 1000 episodes in 1h 00m 00s: best profit 5,000.00, best Sharpe 2.500"
+    )
     alert_system.close()
     assert td_env.scalar("SELECT count(*) FROM runs WHERE role = 'alerts'") == 1
     assert td_env.scalar("SELECT count(*) FROM leaderboard") == 0
@@ -113,31 +117,45 @@ def test_guide_custom_thresholds_and_config_file_snippets(tmp_path: Path, monkey
     monkeypatch.chdir(tmp_path)
     no_collector(monkeypatch)
     custom_thresholds = {
-        'no_improvement_episodes': 75,
-        'critical_loss_threshold': 750.0,
-        'min_profit_warning': -300.0
+        "no_improvement_episodes": 75,
+        "critical_loss_threshold": 750.0,
+        "min_profit_warning": -300.0,
     }
 
-    alert_system = AlertSystem({
-        'enable_alerts': True,
-        'thresholds': custom_thresholds
-    })
+    alert_system = AlertSystem({"enable_alerts": True, "thresholds": custom_thresholds})
     assert alert_system.thresholds == custom_thresholds
     alert_system.close()
 
     Path("config").mkdir()
-    Path("config/neural_config.json").write_text(json.dumps({"training_dashboard": {
-        "alerts": {"enabled": True,
-                   "email": {"enabled": False, "smtp_host": "smtp.gmail.com", "smtp_port": 587,
-                             "username": "your@email.com", "password": "your_password"},
-                   "slack": {"enabled": False, "webhook_url": "https://hooks.slack.com/..."},
-                   "thresholds": {"no_improvement_episodes": 100, "critical_loss_threshold": 1000.0,
-                                  "min_profit_warning": -500.0}}}}))
-    with open('config/neural_config.json') as f:
+    Path("config/neural_config.json").write_text(
+        json.dumps(
+            {
+                "training_dashboard": {
+                    "alerts": {
+                        "enabled": True,
+                        "email": {
+                            "enabled": False,
+                            "smtp_host": "smtp.gmail.com",
+                            "smtp_port": 587,
+                            "username": "your@email.com",
+                            "password": "your_password",
+                        },
+                        "slack": {"enabled": False, "webhook_url": "https://hooks.slack.com/..."},
+                        "thresholds": {
+                            "no_improvement_episodes": 100,
+                            "critical_loss_threshold": 1000.0,
+                            "min_profit_warning": -500.0,
+                        },
+                    }
+                }
+            }
+        )
+    )
+    with open("config/neural_config.json") as f:
         config = json.load(f)
 
-    dashboard_config = config['training_dashboard']
-    alert_config = dashboard_config['alerts']
+    dashboard_config = config["training_dashboard"]
+    alert_config = dashboard_config["alerts"]
 
     # Use config
     alert_system = AlertSystem(alert_config)
@@ -155,16 +173,23 @@ def test_disabled_alerts_send_nothing(monkeypatch):
     system.close()
 
 
-def test_delivery_throttling_force_and_the_alerts_table(td_env: CollectorProcess, smtp: MailServer,
-                                                        slack: SlackStub, monkeypatch):
+def test_delivery_throttling_force_and_the_alerts_table(
+    td_env: CollectorProcess, smtp: MailServer, slack: SlackStub, monkeypatch
+):
     td_env.start()
     monkeypatch.setenv("TRAINDASH_SLACK_WEBHOOK_URL", slack.url)
-    system = AlertSystem({"enable_alerts": True, "email": smtp.email_config(),
-                          "slack": {"enabled": True}, "run_id": "trainer-run-1",
-                          "thresholds": "conservative"})
+    system = AlertSystem(
+        {
+            "enable_alerts": True,
+            "email": smtp.email_config(),
+            "slack": {"enabled": True},
+            "run_id": "trainer-run-1",
+            "thresholds": "conservative",
+        }
+    )
     try:
         assert system.send_alert("warning", "High loss", "loss 600", data={"loss": 600.0})
-        assert system.send_alert("warning", "High loss", "loss 700") is False   # throttled
+        assert system.send_alert("warning", "High loss", "loss 700") is False  # throttled
         assert system.send_alert("warning", "High loss", "loss 800", force=True)
         system.send_new_best_model(episode=42, profit=1234.5, sharpe=1.5, model_path="best.pt")
         system.send_alert("bogus", "Odd level", "sent as warning")
@@ -173,12 +198,18 @@ def test_delivery_throttling_force_and_the_alerts_table(td_env: CollectorProcess
         system.close()
     sent_slack = slack.texts()
     sent_mail = [m.message["Subject"] for m in smtp.mails]
-    assert sent_slack == ["[WARNING] High loss: loss 600", "[WARNING] High loss: loss 800",
-                          "[INFO] New Best Model: Episode 42, profit 1,234.50, Sharpe 1.500, "
-                          "saved to best.pt",
-                          "[WARNING] Odd level: sent as warning"]
-    assert sent_mail == ["[traindash WARNING] High loss", "[traindash WARNING] High loss",
-                         "[traindash INFO] New Best Model", "[traindash WARNING] Odd level"]
+    assert sent_slack == [
+        "[WARNING] High loss: loss 600",
+        "[WARNING] High loss: loss 800",
+        "[INFO] New Best Model: Episode 42, profit 1,234.50, Sharpe 1.500, saved to best.pt",
+        "[WARNING] Odd level: sent as warning",
+    ]
+    assert sent_mail == [
+        "[traindash WARNING] High loss",
+        "[traindash WARNING] High loss",
+        "[traindash INFO] New Best Model",
+        "[traindash WARNING] Odd level",
+    ]
     rows = wait_for(lambda: len(r := alert_rows(td_env)) == 4 and r, 30, "4 recorded alerts")
     assert [(r["level"], r["rule"], r["message"], r["channels"], r["run_id"]) for r in rows] == [
         ("warning", "high_loss", "loss 600", ["email", "slack"], "trainer-run-1"),
@@ -197,8 +228,9 @@ def test_preset_names_in_config(preset, monkeypatch):
     system.close()
 
 
-def test_guide_integration_flow_with_a_real_logger(collector: CollectorProcess, smtp: MailServer,
-                                                   tmp_path: Path, monkeypatch):
+def test_guide_integration_flow_with_a_real_logger(
+    collector: CollectorProcess, smtp: MailServer, tmp_path: Path, monkeypatch
+):
     """The guide's "Full Integration" points: health checks every 10 episodes on the logger's
     own latest episode and history, then the completion notice."""
     for key, value in collector.env.items():
@@ -207,8 +239,12 @@ def test_guide_integration_flow_with_a_real_logger(collector: CollectorProcess, 
     from nexlify.monitoring.metrics_logger import MetricsLogger
 
     metrics_logger = MetricsLogger("guide-flow", output_dir=str(tmp_path))
-    config = {"enable_alerts": True, "email": smtp.email_config(),
-              "thresholds": AlertThresholds.CONSERVATIVE, "run_id": metrics_logger.run_id}
+    config = {
+        "enable_alerts": True,
+        "email": smtp.email_config(),
+        "thresholds": AlertThresholds.CONSERVATIVE,
+        "run_id": metrics_logger.run_id,
+    }
     alert_system = AlertSystem(config)
     for episode in range(60):
         profit = -250.0 if episode == 59 else float(episode % 7)
@@ -217,14 +253,20 @@ def test_guide_integration_flow_with_a_real_logger(collector: CollectorProcess, 
             latest = metrics_logger.get_latest_episode()
             recent = metrics_logger.episode_metrics
             alert_system.check_training_health(latest, recent)
-    alert_system.send_training_complete(total_episodes=60, best_profit=6.0, best_sharpe=0.5,
-                                        training_time=12.0)
+    alert_system.send_training_complete(
+        total_episodes=60, best_profit=6.0, best_sharpe=0.5, training_time=12.0
+    )
     assert alert_system.flush(30)
     alert_system.close()
     metrics_logger.close()
     assert [m.message["Subject"] for m in smtp.mails] == [
-        "[traindash WARNING] Low profit", "[traindash WARNING] Slow Learning",
-        "[traindash INFO] Training Complete"]
+        "[traindash WARNING] Low profit",
+        "[traindash WARNING] Slow Learning",
+        "[traindash INFO] Training Complete",
+    ]
     rows = alert_rows(collector, f"run_id = '{metrics_logger.run_id}'")
     assert [(r["rule"], r["channels"]) for r in rows] == [
-        ("profit_low", ["email"]), ("no_improvement", ["email"]), ("training_complete", ["email"])]
+        ("profit_low", ["email"]),
+        ("no_improvement", ["email"]),
+        ("training_complete", ["email"]),
+    ]

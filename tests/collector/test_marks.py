@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from collector.store import Store, Work
+from traindash.collector.store import Store, Work
 
 T0 = 1.7e9
 
 
 def _state(store: Store, run_id: str) -> tuple:
     return store.con.execute(
-        "SELECT acked_seq, epoch_us(last_seen), status FROM runs WHERE run_id = ?",
-        [run_id]).fetchone()
+        "SELECT acked_seq, epoch_us(last_seen), status FROM runs WHERE run_id = ?", [run_id]
+    ).fetchone()
 
 
 @pytest.mark.parametrize("together", [False, True], ids=["one run a commit", "two runs a commit"])

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from collector.sequencer import Sequencer
+from traindash.collector.sequencer import Sequencer
 from traindash.wire import Batch, RecordKind, Section
 
 

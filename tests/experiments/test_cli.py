@@ -11,16 +11,17 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from producer import ExperimentTracker
 from tests.harness import ROOT, CollectorProcess, run_cli
+from traindash.producer import ExperimentTracker
 
 EXAMPLE_CONFIG = ROOT / "config" / "neural_config.example.json"
 
 
 @pytest.fixture
 def two_runs(collector: CollectorProcess, tmp_path: Path) -> tuple[str, str]:
-    with ExperimentTracker(str(tmp_path / "exp"), config=collector.producer_config(),
-                           db=collector.db) as tracker:
+    with ExperimentTracker(
+        str(tmp_path / "exp"), config=collector.producer_config(), db=collector.db
+    ) as tracker:
         ids = []
         for name, scale in (("low", 1.0), ("high", 2.0)):
             exp_id = tracker.create_experiment(name, {"lr": scale / 1000}, tags=["cli"])
@@ -65,8 +66,16 @@ def test_compare(collector: CollectorProcess, two_runs: tuple[str, str]) -> None
 
 def test_export_formats(collector: CollectorProcess, two_runs: tuple[str, str], tmp_path: Path) -> None:
     low, high = two_runs
-    out = run_cli("export", "--format", "parquet", "--out", str(tmp_path / "e.parquet"),
-                  "--run", high, env=collector.env)
+    out = run_cli(
+        "export",
+        "--format",
+        "parquet",
+        "--out",
+        str(tmp_path / "e.parquet"),
+        "--run",
+        high,
+        env=collector.env,
+    )
     assert out.returncode == 0, out.stderr
     table = pq.read_table(tmp_path / "e.parquet")
     assert table.num_rows == 10 and set(table.column("run_id").to_pylist()) == {high}
@@ -86,19 +95,25 @@ def test_help_of_each_command(collector: CollectorProcess) -> None:
         assert out.returncode == 0 and "--config" in out.stdout and "--db" in out.stdout, name
 
 
-def test_config_file_names_the_collector(collector: CollectorProcess, two_runs: tuple[str, str],
-                                         tmp_path: Path) -> None:
+def test_config_file_names_the_collector(
+    collector: CollectorProcess, two_runs: tuple[str, str], tmp_path: Path
+) -> None:
     """`--config` with the example file's `collector` block pointing at this collector."""
     doc = json.loads(EXAMPLE_CONFIG.read_text())
     block = doc["training_dashboard"]["collector"]
     assert set(block) == {"db", "ingest", "rows", "query"}
-    block.update(db=str(collector.db), ingest=collector.endpoints.ingest,
-                 rows=collector.endpoints.rows, query=collector.endpoints.query)
+    block.update(
+        db=str(collector.db),
+        ingest=collector.endpoints.ingest,
+        rows=collector.endpoints.rows,
+        query=collector.endpoints.query,
+    )
     path = tmp_path / "neural_config.json"
     path.write_text(json.dumps(doc))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINDASH_")}
-    out = run_cli("sql", "SELECT count(*) AS n FROM episodes", "--config", str(path), "--format",
-                  "csv", env=env)
+    out = run_cli(
+        "sql", "SELECT count(*) AS n FROM episodes", "--config", str(path), "--format", "csv", env=env
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["n", "20"]
     # with the collector stopped, --config's db is read directly
@@ -115,9 +130,12 @@ def test_every_service_takes_the_config_file(tmp_path: Path) -> None:
 
     endpoints = free_endpoints()
     doc = json.loads(EXAMPLE_CONFIG.read_text())
-    doc["training_dashboard"]["collector"] = {"db": str(tmp_path / "from_config.duckdb"),
-                                              "ingest": endpoints.ingest, "rows": endpoints.rows,
-                                              "query": endpoints.query}
+    doc["training_dashboard"]["collector"] = {
+        "db": str(tmp_path / "from_config.duckdb"),
+        "ingest": endpoints.ingest,
+        "rows": endpoints.rows,
+        "query": endpoints.query,
+    }
     path = tmp_path / "neural_config.json"
     path.write_text(json.dumps(doc))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINDASH_")}
@@ -132,15 +150,19 @@ def test_every_service_takes_the_config_file(tmp_path: Path) -> None:
     import subprocess
 
     with open(tmp_path / "collector.log", "wb") as log:
-        proc = subprocess.Popen(traindash_cmd("collector", "--config", str(path)), env=env, cwd=tmp_path,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            traindash_cmd("collector", "--config", str(path)),
+            env=env,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_for(answers, 30, "the collector named by the config file")
         assert (tmp_path / "from_config.duckdb").exists()
     finally:
         proc.terminate()
         proc.wait(30)
-    for name in ("collector", "ui", "alerts", "dashboard", "sql", "runs", "leaderboard", "compare",
-                 "export"):
+    for name in ("collector", "ui", "alerts", "dashboard", "sql", "runs", "leaderboard", "compare", "export"):
         out = run_cli(name, "--help", env=env)
         assert out.returncode == 0 and "--config" in out.stdout, name

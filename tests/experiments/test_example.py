@@ -15,8 +15,9 @@ SCRIPT = str(ROOT / "examples" / "train_with_monitoring.py")
 
 
 def _train(c: CollectorProcess, cwd: Path, *args: str) -> str:
-    out = subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, env=c.env, capture_output=True,
-                         text=True, timeout=100)
+    out = subprocess.run(
+        [sys.executable, SCRIPT, *args], cwd=cwd, env=c.env, capture_output=True, text=True, timeout=100
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout
 
@@ -38,8 +39,12 @@ def test_dqn_trading_run_with_alerts(collector: CollectorProcess, tmp_path: Path
     assert len(models) >= 19 and all(m["loss"] >= 0 and len(m["q_values"]) == 32 for m in models)
     assert all(m["grad_std"] > 0 for m in models)
     # the alert system ran beside it and recorded the training-complete alert
-    assert collector.scalar(f"SELECT count(*) FROM alerts WHERE rule = 'training_complete' "
-                            f"AND run_id = '{run['run_id']}'") == 1
+    assert (
+        collector.scalar(
+            f"SELECT count(*) FROM alerts WHERE rule = 'training_complete' AND run_id = '{run['run_id']}'"
+        )
+        == 1
+    )
     assert (tmp_path / "experiments" / f"{run['run_id']}.json").exists()
 
 
@@ -49,8 +54,20 @@ def run_id_in(out: str, run_id: str) -> bool:
 
 def test_dqn_on_cartpole(collector: CollectorProcess, tmp_path: Path) -> None:
     pytest.importorskip("gymnasium")
-    _train(collector, tmp_path, "--episodes", "5", "--env", "cartpole", "--no-dashboard", "--no-alerts",
-           "--name", "example_cartpole")
-    rows = collector.query("SELECT e.profit, e.num_trades FROM episodes e JOIN runs r USING (run_id) "
-                           "WHERE r.experiment = 'example_cartpole'").to_pylist()
+    _train(
+        collector,
+        tmp_path,
+        "--episodes",
+        "5",
+        "--env",
+        "cartpole",
+        "--no-dashboard",
+        "--no-alerts",
+        "--name",
+        "example_cartpole",
+    )
+    rows = collector.query(
+        "SELECT e.profit, e.num_trades FROM episodes e JOIN runs r USING (run_id) "
+        "WHERE r.experiment = 'example_cartpole'"
+    ).to_pylist()
     assert len(rows) == 5 and all(r["profit"] >= 8 for r in rows)  # CartPole lasts >= 8 steps

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from producer import MetricsLogger
 from tests.harness import CollectorProcess
+from traindash.producer import MetricsLogger
 
 sb3 = pytest.importorskip("stable_baselines3")
 torch = pytest.importorskip("torch")
@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 from stable_baselines3.common.vec_env import SubprocVecEnv  # noqa: E402
 
-from producer.sb3 import TraindashCallback, TraindashOutputFormat  # noqa: E402
+from traindash.producer.integrations.sb3 import TraindashCallback, TraindashOutputFormat  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -28,8 +28,12 @@ def test_ppo_with_subprocess_workers(collector: CollectorProcess, tmp_path: Path
     env = make_vec_env("CartPole-v1", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv)
     try:
         model = sb3.PPO("MlpPolicy", env, n_steps=256, batch_size=128, n_epochs=2, seed=0, device="cpu")
-        callback = TraindashCallback(experiment_name="ppo_cartpole", output_dir=str(tmp_path),
-                                     config=collector.producer_config(), tags=["sb3", "test"])
+        callback = TraindashCallback(
+            experiment_name="ppo_cartpole",
+            output_dir=str(tmp_path),
+            config=collector.producer_config(),
+            tags=["sb3", "test"],
+        )
         model.learn(total_timesteps=2048, callback=callback)
     finally:
         env.close()
@@ -61,8 +65,16 @@ def test_dqn_with_an_existing_logger(collector: CollectorProcess, tmp_path: Path
     """A logger of your own spans several learn() calls; DQN's Q-values and epsilon arrive."""
     logger = MetricsLogger("dqn_cartpole", output_dir=str(tmp_path), config=collector.producer_config())
     env = make_vec_env("CartPole-v1", n_envs=1, seed=1)
-    model = sb3.DQN("MlpPolicy", env, learning_starts=200, train_freq=4, target_update_interval=100,
-                    seed=1, device="cpu", exploration_fraction=0.5)
+    model = sb3.DQN(
+        "MlpPolicy",
+        env,
+        learning_starts=200,
+        train_freq=4,
+        target_update_interval=100,
+        seed=1,
+        device="cpu",
+        exploration_fraction=0.5,
+    )
     callback = TraindashCallback(logger)
     model.learn(total_timesteps=600, callback=callback, log_interval=2)
     model.learn(total_timesteps=400, callback=callback, log_interval=2, reset_num_timesteps=False)
@@ -87,10 +99,27 @@ def test_two_trainer_processes_one_collector(collector: CollectorProcess, tmp_pa
     from tests.harness import ROOT
 
     script = str(ROOT / "examples" / "sb3_cartpole.py")
-    procs = [subprocess.Popen([sys.executable, script, "--algo", algo, "--timesteps", "1024",
-                               "--experiment", "sb3_pair", *extra], cwd=tmp_path, env=collector.env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for algo, extra in (("ppo", ["--no-subproc"]), ("a2c", ["--no-subproc"]))]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                script,
+                "--algo",
+                algo,
+                "--timesteps",
+                "1024",
+                "--experiment",
+                "sb3_pair",
+                *extra,
+            ],
+            cwd=tmp_path,
+            env=collector.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for algo, extra in (("ppo", ["--no-subproc"]), ("a2c", ["--no-subproc"]))
+    ]
     outs = []
     for proc in procs:
         try:
@@ -98,10 +127,12 @@ def test_two_trainer_processes_one_collector(collector: CollectorProcess, tmp_pa
         finally:
             proc.kill()
         assert proc.returncode == 0, outs[-1]
-    runs = collector.query("SELECT r.run_id, r.status, count(e.seq) AS n, "
-                           "json_extract_string(r.hyperparameters, '$.algorithm') AS algo "
-                           "FROM runs r JOIN episodes e USING (run_id) WHERE r.experiment = 'sb3_pair' "
-                           "GROUP BY ALL ORDER BY algo").to_pylist()
+    runs = collector.query(
+        "SELECT r.run_id, r.status, count(e.seq) AS n, "
+        "json_extract_string(r.hyperparameters, '$.algorithm') AS algo "
+        "FROM runs r JOIN episodes e USING (run_id) WHERE r.experiment = 'sb3_pair' "
+        "GROUP BY ALL ORDER BY algo"
+    ).to_pylist()
     assert [r["algo"] for r in runs] == ["A2C", "PPO"]
     for run, out in zip(runs, reversed(outs), strict=True):
         assert run["status"] == "finished" and f"run {run['run_id']}: {run['n']} episodes" in out

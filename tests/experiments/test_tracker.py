@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from producer import ExperimentTracker
-from producer.experiment_tracker import CollectorOperationUnsupported, ExperimentError
 from tests.harness import CollectorProcess
 from traindash import wire
+from traindash.producer import ExperimentTracker
+from traindash.producer.experiment_tracker import CollectorOperationUnsupported, ExperimentError
 
 
 @pytest.fixture
@@ -25,28 +25,42 @@ def trackers() -> Iterator[list[ExperimentTracker]]:
 
 
 @pytest.fixture
-def make(collector: CollectorProcess, tmp_path: Path,
-         trackers: list[ExperimentTracker]) -> Callable[..., ExperimentTracker]:
+def make(
+    collector: CollectorProcess, tmp_path: Path, trackers: list[ExperimentTracker]
+) -> Callable[..., ExperimentTracker]:
     def new(**kw: object) -> ExperimentTracker:
-        tracker = ExperimentTracker(str(tmp_path / "experiments"),
-                                    config=collector.producer_config(close_timeout=2.0),
-                                    db=collector.db, **kw)
+        tracker = ExperimentTracker(
+            str(tmp_path / "experiments"),
+            config=collector.producer_config(close_timeout=2.0),
+            db=collector.db,
+            **kw,
+        )
         trackers.append(tracker)
         return tracker
+
     return new
 
 
 def _run(tracker: ExperimentTracker, name: str, lr: float, scale: float, episodes: int = 20) -> str:
-    exp_id = tracker.create_experiment(name, {"learning_rate": lr, "gamma": 0.99},
-                                       description=f"{name} run", tags=["dqn", name])
+    exp_id = tracker.create_experiment(
+        name, {"learning_rate": lr, "gamma": 0.99}, description=f"{name} run", tags=["dqn", name]
+    )
     for ep in range(episodes):
-        tracker.log_result(exp_id, episode=ep, profit=scale * ep, sharpe=ep / 10 * scale,
-                           win_rate=0.5, drawdown=10.0 / scale, custom_score=scale)
+        tracker.log_result(
+            exp_id,
+            episode=ep,
+            profit=scale * ep,
+            sharpe=ep / 10 * scale,
+            win_rate=0.5,
+            drawdown=10.0 / scale,
+            custom_score=scale,
+        )
     return exp_id
 
 
-def test_experiment_is_a_run_with_its_metadata(collector: CollectorProcess, tmp_path: Path,
-        make: Callable[..., ExperimentTracker]) -> None:
+def test_experiment_is_a_run_with_its_metadata(
+    collector: CollectorProcess, tmp_path: Path, make: Callable[..., ExperimentTracker]
+) -> None:
     tracker = make()
     exp_id = _run(tracker, "baseline", 0.001, 1.0)
     tracker.complete_experiment(exp_id, final_metrics={"total_episodes": 20, "best_profit": 19.0})
@@ -63,14 +77,14 @@ def test_experiment_is_a_run_with_its_metadata(collector: CollectorProcess, tmp_
         tracker.log_result(exp_id, episode=21, profit=1.0)
 
 
-def test_compare_leaderboard_and_exports(collector: CollectorProcess, tmp_path: Path,
-        make: Callable[..., ExperimentTracker]) -> None:
+def test_compare_leaderboard_and_exports(
+    collector: CollectorProcess, tmp_path: Path, make: Callable[..., ExperimentTracker]
+) -> None:
     tracker = make()
     a = _run(tracker, "slow", 0.0001, 1.0)
     b = _run(tracker, "fast", 0.001, 3.0)
     c = _run(tracker, "nan", 0.01, 2.0, episodes=5)
-    tracker.log_result(c, episode=5, profit=math.nan, sharpe=math.inf,
-                       drawdown=5.0)
+    tracker.log_result(c, episode=5, profit=math.nan, sharpe=math.inf, drawdown=5.0)
     # open experiments are flushed before comparing: no wait needed
     comparison = tracker.compare_experiments([a, b, c])
     assert comparison["metrics"]["profit"][a]["best"] == 19.0
@@ -104,8 +118,9 @@ def test_compare_leaderboard_and_exports(collector: CollectorProcess, tmp_path: 
     assert float(rows[1]["profit_best"]) == 57.0 and float(rows[0]["hp_learning_rate"]) == 0.0001
 
 
-def test_reads_the_file_when_no_collector_runs(collector: CollectorProcess, tmp_path: Path,
-        make: Callable[..., ExperimentTracker]) -> None:
+def test_reads_the_file_when_no_collector_runs(
+    collector: CollectorProcess, tmp_path: Path, make: Callable[..., ExperimentTracker]
+) -> None:
     tracker = make()
     exp_id = _run(tracker, "offline", 0.001, 1.0)
     tracker.complete_experiment(exp_id)
@@ -115,8 +130,9 @@ def test_reads_the_file_when_no_collector_runs(collector: CollectorProcess, tmp_
     assert reader.compare_experiments([exp_id])["metrics"]["profit"][exp_id]["final"] == 19.0
 
 
-def test_resume_in_the_same_directory(collector: CollectorProcess,
-                                      make: Callable[..., ExperimentTracker]) -> None:
+def test_resume_in_the_same_directory(
+    collector: CollectorProcess, make: Callable[..., ExperimentTracker]
+) -> None:
     first = make()
     exp_id = _run(first, "resumed", 0.001, 1.0, episodes=5)
     first.logger(exp_id).close(status="paused")
@@ -127,8 +143,9 @@ def test_resume_in_the_same_directory(collector: CollectorProcess,
     assert collector.scalar(f"SELECT status FROM runs WHERE run_id = '{exp_id}'") == "finished"
 
 
-def test_archive_and_delete(collector: CollectorProcess, tmp_path: Path,
-        make: Callable[..., ExperimentTracker]) -> None:
+def test_archive_and_delete(
+    collector: CollectorProcess, tmp_path: Path, make: Callable[..., ExperimentTracker]
+) -> None:
     tracker = make()
     exp_id = _run(tracker, "old", 0.001, 1.0, episodes=3)
     tracker.complete_experiment(exp_id)

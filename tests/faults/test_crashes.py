@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from producer import MetricsLogger
 from tests.harness import ROOT, CollectorProcess, run_cli, traindash_cmd, wait_for
+from traindash.producer import MetricsLogger
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,8 @@ def exact_counts(c: CollectorProcess, episodes: int, model_every: int = 5) -> li
         "(SELECT count(DISTINCT episode) FROM episodes e WHERE e.run_id = r.run_id) AS eps, "
         "(SELECT count(*) FROM model_metrics m WHERE m.run_id = r.run_id) AS m, "
         "(SELECT count(DISTINCT seq) FROM model_metrics m WHERE m.run_id = r.run_id) AS md "
-        "FROM runs r WHERE r.role = 'trainer'").to_pylist()
+        "FROM runs r WHERE r.role = 'trainer'"
+    ).to_pylist()
     for r in rows:
         assert r["n"] == r["d"] == r["eps"] == episodes, r
         assert r["m"] == r["md"] == episodes // model_every, r
@@ -37,21 +38,38 @@ def exact_counts(c: CollectorProcess, episodes: int, model_every: int = 5) -> li
 
 @pytest.mark.parametrize("sender", ["thread", "process"])
 def test_collector_sigkilled_and_restarted_while_8_trainers_publish(
-        stopped_collector: CollectorProcess, tmp_path: Path, sender: str) -> None:
+    stopped_collector: CollectorProcess, tmp_path: Path, sender: str
+) -> None:
     c = stopped_collector.start()
     episodes = 6000
-    env = dict(c.env, TRAINDASH_RESEND_AFTER="0.5", TRAINDASH_CLOSE_TIMEOUT="60",
-               TRAINDASH_SENDER=sender)
-    demo = subprocess.Popen(traindash_cmd("demo", "--trainers", "8", "--episodes", str(episodes),
-                                          "--interval", "0.001", "--experiment", "kill"),
-                            env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    env = dict(c.env, TRAINDASH_RESEND_AFTER="0.5", TRAINDASH_CLOSE_TIMEOUT="60", TRAINDASH_SENDER=sender)
+    demo = subprocess.Popen(
+        traindash_cmd(
+            "demo",
+            "--trainers",
+            "8",
+            "--episodes",
+            str(episodes),
+            "--interval",
+            "0.001",
+            "--experiment",
+            "kill",
+        ),
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         for _ in range(3):
             wait_for(lambda: c.scalar("SELECT count(*) FROM episodes") > 0, 30, "rows to arrive")
             before = c.scalar("SELECT count(*) FROM episodes")
-            wait_for(lambda b=before: c.scalar("SELECT count(*) FROM episodes") > b + 2000, 30,
-                     "more rows before the next kill")
+            wait_for(
+                lambda b=before: c.scalar("SELECT count(*) FROM episodes") > b + 2000,
+                30,
+                "more rows before the next kill",
+            )
             c.kill()
             c.start()
         out, _ = demo.communicate(timeout=120)
@@ -62,12 +80,15 @@ def test_collector_sigkilled_and_restarted_while_8_trainers_publish(
 
 
 def test_collector_down_for_a_while_trainer_keeps_speed_and_memory_bounded(
-        stopped_collector: CollectorProcess, tmp_path: Path) -> None:
+    stopped_collector: CollectorProcess, tmp_path: Path
+) -> None:
     c = stopped_collector.start()
     out = tmp_path / "logs"
-    lg = MetricsLogger("outage", output_dir=str(out),
-                       config=c.producer_config(max_unacked_bytes=256 * 1024, resend_after=0.5,
-                                                close_timeout=60))
+    lg = MetricsLogger(
+        "outage",
+        output_dir=str(out),
+        config=c.producer_config(max_unacked_bytes=256 * 1024, resend_after=0.5, close_timeout=60),
+    )
     for i in range(1000):
         lg.log_episode(i, 1.0)
     assert lg.flush(timeout=20)
@@ -93,7 +114,7 @@ def test_collector_down_for_a_while_trainer_keeps_speed_and_memory_bounded(
 
 PACED = r"""
 import sys, time
-from producer import MetricsLogger
+from traindash.producer import MetricsLogger
 lg = MetricsLogger("paced", output_dir=sys.argv[1])
 i = 0
 next_t = time.perf_counter()
@@ -109,9 +130,15 @@ while True:
 
 
 def test_trainer_sigkill_loses_at_most_the_last_flush_interval(
-        collector: CollectorProcess, tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", PACED, str(tmp_path)], env=collector.env,
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    collector: CollectorProcess, tmp_path: Path
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PACED, str(tmp_path)],
+        env=collector.env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         last = 0
         while last < 3000:
@@ -123,6 +150,7 @@ def test_trainer_sigkill_loses_at_most_the_last_flush_interval(
     finally:
         proc.kill()
         proc.stdout.close()  # type: ignore[union-attr]
+
     # What is lost is what the sender thread had not yet published: the batch being
     # gathered (buffer_size = 100 records or 50 ms) plus however long the OS and the GIL
     # kept that thread from running. Bound it at 0.5 s of logging.
@@ -135,20 +163,31 @@ def test_trainer_sigkill_loses_at_most_the_last_flush_interval(
     assert top >= last - 1000, f"lost more than 0.5 s of logging: stored {top}, logged {last}+"
 
 
-def test_liveness_running_stalled_lost_finished_crashed(stopped_collector: CollectorProcess,
-                                                        tmp_path: Path) -> None:
+def test_liveness_running_stalled_lost_finished_crashed(
+    stopped_collector: CollectorProcess, tmp_path: Path
+) -> None:
     c = stopped_collector
     c.extra_env.update(TRAINDASH_STALL_AFTER="1.5", TRAINDASH_LOST_AFTER="4")
     c.start()
-    proc = subprocess.Popen([sys.executable, "-c", PACED, str(tmp_path)], env=c.env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PACED, str(tmp_path)],
+        env=c.env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     try:
-        wait_for(lambda: c.scalar("SELECT count(*) FROM runs WHERE experiment = 'paced' "
-                                  "AND status = 'running'"), 20, "the paced run to be running")
+        wait_for(
+            lambda: c.scalar("SELECT count(*) FROM runs WHERE experiment = 'paced' AND status = 'running'"),
+            20,
+            "the paced run to be running",
+        )
         with MetricsLogger("ok", output_dir=str(tmp_path), config=c.producer_config()) as ok:
             ok.log_episode(1, 1.0)
-        with pytest.raises(RuntimeError), \
-                MetricsLogger("bad", output_dir=str(tmp_path), config=c.producer_config()) as bad:
+        with (
+            pytest.raises(RuntimeError),
+            MetricsLogger("bad", output_dir=str(tmp_path), config=c.producer_config()) as bad,
+        ):
             bad.log_episode(1, 1.0)
             raise RuntimeError("training blew up")
         proc.send_signal(signal.SIGKILL)
@@ -168,8 +207,9 @@ def test_second_collector_on_the_same_file_fails_at_once(collector: CollectorPro
     from tests.harness import free_endpoints
 
     other = free_endpoints()
-    env = dict(collector.env, TRAINDASH_INGEST=other.ingest, TRAINDASH_ROWS=other.rows,
-               TRAINDASH_QUERY=other.query)
+    env = dict(
+        collector.env, TRAINDASH_INGEST=other.ingest, TRAINDASH_ROWS=other.rows, TRAINDASH_QUERY=other.query
+    )
     t0 = time.monotonic()
     res = run_cli("collector", env=env, timeout=30)
     assert res.returncode == 1
@@ -177,5 +217,6 @@ def test_second_collector_on_the_same_file_fails_at_once(collector: CollectorPro
     assert "Traceback" not in res.stderr
     assert time.monotonic() - t0 < 15
     assert collector.answers()
-    assert json.loads(run_cli("sql", "SELECT 1 AS x", "--format", "json",
-                              env=collector.env).stdout) == {"x": 1}
+    assert json.loads(run_cli("sql", "SELECT 1 AS x", "--format", "json", env=collector.env).stdout) == {
+        "x": 1
+    }

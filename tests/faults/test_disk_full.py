@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from producer import MetricsLogger
 from tests.harness import CollectorProcess, free_endpoints, wait_for
+from traindash.producer import MetricsLogger
 
 pytestmark = pytest.mark.slow
 
@@ -20,8 +20,9 @@ def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
     mount.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
     try:
@@ -31,15 +32,19 @@ def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def test_disk_full_stops_acks_then_everything_arrives(small_disk: Path, tmp_path: Path) -> None:
-    c = CollectorProcess(db=small_disk / "td.duckdb", endpoints=free_endpoints(),
-                         log_path=tmp_path / "collector.log")
+    c = CollectorProcess(
+        db=small_disk / "td.duckdb", endpoints=free_endpoints(), log_path=tmp_path / "collector.log"
+    )
     filler = small_disk / "filler"
     try:
         c.start()
         free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
         filler.write_bytes(b"\0" * (free - 1_500_000))
-        lg = MetricsLogger("full", output_dir=str(tmp_path / "logs"),
-                           config=c.producer_config(resend_after=0.5, close_timeout=60))
+        lg = MetricsLogger(
+            "full",
+            output_dir=str(tmp_path / "logs"),
+            config=c.producer_config(resend_after=0.5, close_timeout=60),
+        )
         for i in range(200_000):
             lg.log_episode(i, float(i), custom=1.0)
         wait_for(lambda: "commit failed" in c.log(), 60, "a commit to fail on the full disk")

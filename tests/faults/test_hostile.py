@@ -11,9 +11,9 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from producer import MetricsLogger
 from tests.harness import CollectorProcess, QueryError, run_cli, wait_for
 from traindash import wire
+from traindash.producer import MetricsLogger
 from traindash.wire import Batch, RecordKind, Section
 
 pytestmark = pytest.mark.slow
@@ -22,15 +22,22 @@ pytestmark = pytest.mark.slow
 def valid_body(first: int = 1, n: int = 4) -> dict:
     seqs = np.arange(first, first + n, dtype=np.int64)
     sec = Section(RecordKind.EPISODE, {"seq": seqs, "ts": np.zeros(n), "profit": np.ones(n)})
-    return msgpack.unpackb(wire.encode(Batch("fuzz-run", first, first + n - 1, (sec,)))[1],
-                           raw=False)
+    return msgpack.unpackb(wire.encode(Batch("fuzz-run", first, first + n - 1, (sec,)))[1], raw=False)
 
 
-leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
-                 st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=50),
-                 st.binary(max_size=64))
-values = st.recursive(leaf, lambda inner: st.lists(inner, max_size=5)
-                      | st.dictionaries(st.text(max_size=10), inner, max_size=5), max_leaves=30)
+leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=50),
+    st.binary(max_size=64),
+)
+values = st.recursive(
+    leaf,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    max_leaves=30,
+)
 kinds = st.sampled_from([k.value for k in wire.Kind] + ["run", "episode", "???"])
 
 
@@ -49,8 +56,7 @@ def hostile_frames(draw: st.DrawFn) -> list[bytes]:
         body[key] = draw(values)
         return [topic, msgpack.packb(body, use_bin_type=True)]
     if choice == 3:
-        body = {"v": 1, "k": draw(kinds), **draw(st.dictionaries(st.text(max_size=8), values,
-                                                                 max_size=6))}
+        body = {"v": 1, "k": draw(kinds), **draw(st.dictionaries(st.text(max_size=8), values, max_size=6))}
         return [topic, msgpack.packb(body, use_bin_type=True)]
     if choice == 4:
         body = valid_body()
@@ -62,7 +68,8 @@ def hostile_frames(draw: st.DrawFn) -> list[bytes]:
 
 
 def test_garbage_on_the_ingest_socket_is_counted_and_everyone_else_is_served(
-        collector: CollectorProcess, tmp_path) -> None:
+    collector: CollectorProcess, tmp_path
+) -> None:
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
     pub.setsockopt(zmq.LINGER, 0)
@@ -71,19 +78,25 @@ def test_garbage_on_the_ingest_socket_is_counted_and_everyone_else_is_served(
         lg = MetricsLogger("victim", output_dir=str(tmp_path), config=collector.producer_config())
         # Let the subscription reach this PUB socket before anything is sent.
         probe = [b"batch", b"\xc1"]
-        wait_for(lambda: pub.send_multipart(probe) or collector.scalar(
-            "SELECT count(*) FROM rejects") > 0, 20, "the collector to see the fuzzer")
+        wait_for(
+            lambda: pub.send_multipart(probe) or collector.scalar("SELECT count(*) FROM rejects") > 0,
+            20,
+            "the collector to see the fuzzer",
+        )
 
-        @settings(max_examples=400, deadline=None, derandomize=True,
-                  suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                         HealthCheck.too_slow])
+        @settings(
+            max_examples=400,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        )
         @given(hostile_frames())
         def fuzz(frames: list[bytes]) -> None:
             pub.send_multipart(frames)
 
         fuzz()
         specials = [
-            [b"batch", b"\x91" * 100_000 + b"\xc0"],                    # deep nesting
+            [b"batch", b"\x91" * 100_000 + b"\xc0"],  # deep nesting
             [b"batch", msgpack.packb({"v": 1, "k": "batch", "run": "x" * 2_000_000})],  # huge
             [b"batch", msgpack.packb(dict(valid_body(), first=2**64 - 1))],  # overflow
             [b"batch", msgpack.packb(dict(valid_body(), run="nan-run"), use_bin_type=True)],
@@ -109,14 +122,14 @@ def test_garbage_on_the_ingest_socket_is_counted_and_everyone_else_is_served(
         "bad-body": [b"batch", msgpack.packb([1, 2])],
         "bad-version": [b"batch", msgpack.packb(dict(valid_body(), v=2), use_bin_type=True)],
         "bad-field": [b"batch", msgpack.packb(dict(valid_body(), run=7), use_bin_type=True)],
-        "bad-seq": [b"batch", msgpack.packb(dict(valid_body(), first=2**64 - 1),
-                                            use_bin_type=True)],
+        "bad-seq": [b"batch", msgpack.packb(dict(valid_body(), first=2**64 - 1), use_bin_type=True)],
         "unknown-kind": [b"batch", msgpack.packb({"v": 1, "k": "nope"})],
     }
 
     def counts() -> dict[str, int]:
-        return {r["reason"]: r["count"]
-                for r in collector.query("SELECT reason, count FROM rejects").to_pylist()}
+        return {
+            r["reason"]: r["count"] for r in collector.query("SELECT reason, count FROM rejects").to_pylist()
+        }
 
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
@@ -124,8 +137,12 @@ def test_garbage_on_the_ingest_socket_is_counted_and_everyone_else_is_served(
     pub.connect(collector.endpoints.ingest)
     try:
         for reason, frames in examples.items():
-            wait_for(lambda r=reason, f=frames: pub.send_multipart(f) or counts().get(r, 0) > 0,
-                     20, f"a {reason} reject to be counted", interval=0.2)
+            wait_for(
+                lambda r=reason, f=frames: pub.send_multipart(f) or counts().get(r, 0) > 0,
+                20,
+                f"a {reason} reject to be counted",
+                interval=0.2,
+            )
     finally:
         pub.close()
         ctx.term()
@@ -136,7 +153,8 @@ def test_garbage_on_the_ingest_socket_is_counted_and_everyone_else_is_served(
 
 
 def test_oversized_frames_are_refused_without_hurting_others(
-        stopped_collector: CollectorProcess, tmp_path) -> None:
+    stopped_collector: CollectorProcess, tmp_path
+) -> None:
     c = stopped_collector
     c.extra_env["TRAINDASH_MAX_MESSAGE_BYTES"] = str(1_000_000)
     c.start()
@@ -179,8 +197,7 @@ HOSTILE_SQL = [
 ]
 
 
-def test_hostile_sql_is_refused_and_data_unchanged(stopped_collector: CollectorProcess,
-                                                   tmp_path) -> None:
+def test_hostile_sql_is_refused_and_data_unchanged(stopped_collector: CollectorProcess, tmp_path) -> None:
     c = stopped_collector
     c.extra_env.update(TRAINDASH_QUERY_TIMEOUT="1", TRAINDASH_QUERY_MAX_ROWS="1000")
     c.start()

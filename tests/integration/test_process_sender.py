@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from producer import MetricsLogger
 from tests.harness import ROOT, CollectorProcess, run_cli, wait_for
 from traindash.config import ConfigError, ProducerConfig
+from traindash.producer import MetricsLogger
 
 LOG_THEN_DIE = r"""
 import os, signal, sys
-from producer import MetricsLogger
+from traindash.producer import MetricsLogger
 lg = MetricsLogger("doomed", output_dir=sys.argv[1], sender="process")
 for i in range(1, 3001):
     lg.log_episode(i, 1.0)
@@ -31,34 +31,47 @@ os.kill(os.getpid(), signal.SIGKILL)
 def test_trainer_sigkill_loses_nothing_it_logged(collector: CollectorProcess, tmp_path) -> None:
     # The records are in shared memory the moment log_episode returns; the shipper sees
     # the training process vanish and ships all of them.
-    proc = subprocess.run([sys.executable, "-c", LOG_THEN_DIE, str(tmp_path)], env=collector.env,
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", LOG_THEN_DIE, str(tmp_path)],
+        env=collector.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     run_id = proc.stdout.strip()
-    wait_for(lambda: collector.scalar("SELECT count(*) FROM episodes") == 3000, 20,
-             "all 3,000 episodes of the killed trainer")
-    row = collector.query("SELECT count(DISTINCT seq) AS d, min(episode) AS lo, "
-                          "max(episode) AS hi FROM episodes").to_pylist()[0]
+    wait_for(
+        lambda: collector.scalar("SELECT count(*) FROM episodes") == 3000,
+        20,
+        "all 3,000 episodes of the killed trainer",
+    )
+    row = collector.query(
+        "SELECT count(DISTINCT seq) AS d, min(episode) AS lo, max(episode) AS hi FROM episodes"
+    ).to_pylist()[0]
     assert row == {"d": 3000, "lo": 1, "hi": 3000}
     assert collector.scalar("SELECT count(*) FROM model_metrics") == 300
     # No end record: the run did not finish, and the collector will call it lost.
     assert collector.scalar(f"SELECT status FROM runs WHERE run_id = '{run_id}'") != "finished"
 
 
-def test_a_killed_shipper_is_replaced_and_nothing_is_lost(stopped_collector: CollectorProcess,
-                                                           tmp_path) -> None:
+def test_a_killed_shipper_is_replaced_and_nothing_is_lost(
+    stopped_collector: CollectorProcess, tmp_path
+) -> None:
     # With no collector, the shipper holds 1,000 sent and unacknowledged records when it
     # is killed. They are in its spool file (written before each send) and the ring keeps
     # what it had not spooled, so the next shipper re-sends them with the same seqs.
     c = stopped_collector
-    lg = MetricsLogger("respawn", output_dir=str(tmp_path), sender="process",
-                       config=c.producer_config(resend_after=0.5))
+    lg = MetricsLogger(
+        "respawn", output_dir=str(tmp_path), sender="process", config=c.producer_config(resend_after=0.5)
+    )
     for i in range(1, 1001):
         lg.log_episode(i, 1.0)
     first = lg._sender.proc  # type: ignore[union-attr]
     spool = tmp_path / f"{lg.run_id}.spool"
-    wait_for(lambda: spool.exists() and spool.stat().st_size > 1000 * 72, 20,
-             "the shipper to spool what it sent")
+    wait_for(
+        lambda: spool.exists() and spool.stat().st_size > 1000 * 72, 20, "the shipper to spool what it sent"
+    )
     first.kill()
     first.wait(10)
     c.start()
@@ -67,20 +80,24 @@ def test_a_killed_shipper_is_replaced_and_nothing_is_lost(stopped_collector: Col
     assert lg.flush(timeout=30)  # starts the new shipper, which re-sends the spool
     assert lg._sender.restarts == 1  # type: ignore[union-attr]
     lg.close()
-    rows = c.query("SELECT count(*) AS n, count(DISTINCT seq) AS s, count(DISTINCT episode) AS e, "
-                   "max(seq) AS top FROM episodes").to_pylist()[0]
+    rows = c.query(
+        "SELECT count(*) AS n, count(DISTINCT seq) AS s, count(DISTINCT episode) AS e, "
+        "max(seq) AS top FROM episodes"
+    ).to_pylist()[0]
     assert rows == {"n": 2000, "s": 2000, "e": 2000, "top": 2001}  # seq 1 is the run's start
     assert c.scalar("SELECT status FROM runs") == "finished"
     assert not spool.exists()
 
 
 def test_the_spool_written_ahead_is_cut_back_while_acks_flow(
-        collector: CollectorProcess, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from producer import shipper
+    collector: CollectorProcess, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from traindash.producer import shipper
 
     monkeypatch.setattr(shipper, "SPOOL_COMPACT_BYTES", 256 * 1024)
-    lg = MetricsLogger("ahead", output_dir=str(tmp_path), sender="process",
-                       config=collector.producer_config())
+    lg = MetricsLogger(
+        "ahead", output_dir=str(tmp_path), sender="process", config=collector.producer_config()
+    )
     spool = tmp_path / f"{lg.run_id}.spool"
     biggest = 0
     # Flat out for 2 s: batches go out faster than acks come back, so the acknowledged
@@ -102,7 +119,7 @@ def test_the_spool_written_ahead_is_cut_back_while_acks_flow(
 
 CTRL_C = r"""
 import sys, time
-from producer import MetricsLogger
+from traindash.producer import MetricsLogger
 with MetricsLogger("interrupted", output_dir=sys.argv[1], sender="process") as lg:
     i = 0
     while True:
@@ -115,13 +132,20 @@ with MetricsLogger("interrupted", output_dir=sys.argv[1], sender="process") as l
 """
 
 
-def test_ctrl_c_in_the_terminal_does_not_stop_the_shipper_early(collector: CollectorProcess,
-                                                                 tmp_path) -> None:
+def test_ctrl_c_in_the_terminal_does_not_stop_the_shipper_early(
+    collector: CollectorProcess, tmp_path
+) -> None:
     # Ctrl-C signals the whole process group: the shipper must outlive the trainer's
     # KeyboardInterrupt long enough to ship the run's end.
-    proc = subprocess.Popen([sys.executable, "-c", CTRL_C, str(tmp_path)], env=collector.env,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C, str(tmp_path)],
+        env=collector.env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"  # type: ignore[union-attr]
         os.killpg(proc.pid, signal.SIGINT)
@@ -134,37 +158,38 @@ def test_ctrl_c_in_the_terminal_does_not_stop_the_shipper_early(collector: Colle
     assert row["n"] == row["hi"] >= 2000
 
 
-def test_sender_is_chosen_by_config_and_checked(td_env: CollectorProcess, tmp_path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sender_is_chosen_by_config_and_checked(
+    td_env: CollectorProcess, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TRAINDASH_SENDER", "process")
     assert ProducerConfig.resolve(env=os.environ).sender == "process"
     monkeypatch.setenv("TRAINDASH_SENDER", "fork")
     with pytest.raises(ConfigError, match="sender 'fork' is not one of thread, process"):
         ProducerConfig.resolve(env=os.environ)
     with pytest.raises(ValueError, match="sender must be 'thread' or 'process'"):
-        MetricsLogger("x", output_dir=str(tmp_path), sender="fork",
-                      config=ProducerConfig())
+        MetricsLogger("x", output_dir=str(tmp_path), sender="fork", config=ProducerConfig())
 
 
-def test_demo_trainers_run_on_the_process_sender(collector: CollectorProcess,
-                                                 tmp_path: Path) -> None:
+def test_demo_trainers_run_on_the_process_sender(collector: CollectorProcess, tmp_path: Path) -> None:
     env = dict(collector.env, TRAINDASH_SENDER="process")
-    res = run_cli("demo", "--trainers", "2", "--episodes", "500", "--interval", "0",
-                  env=env, cwd=tmp_path, timeout=90)
+    res = run_cli(
+        "demo", "--trainers", "2", "--episodes", "500", "--interval", "0", env=env, cwd=tmp_path, timeout=90
+    )
     assert res.returncode == 0, res.stdout + res.stderr
-    rows = collector.query("SELECT run_id, count(*) AS n, count(DISTINCT seq) AS s "
-                           "FROM episodes GROUP BY run_id").to_pylist()
+    rows = collector.query(
+        "SELECT run_id, count(*) AS n, count(DISTINCT seq) AS s FROM episodes GROUP BY run_id"
+    ).to_pylist()
     assert len(rows) == 2 and all(r["n"] == r["s"] == 500 for r in rows)
     assert collector.scalar("SELECT count(*) FROM runs WHERE status = 'finished'") == 2
 
 
 def test_a_shipper_that_cannot_run_is_a_clear_error_not_a_hang(
-        tmp_path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    from producer import shipper
+    tmp_path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from traindash.producer import shipper
 
     monkeypatch.setattr(shipper, "_ENTRY", "import sys; sys.exit(3)")
-    lg = MetricsLogger("broken", output_dir=str(tmp_path), sender="process",
-                       config=ProducerConfig())
+    lg = MetricsLogger("broken", output_dir=str(tmp_path), sender="process", config=ProducerConfig())
     lg.log_episode(1, 1.0)  # into shared memory: nothing to wait for yet
     with pytest.raises(shipper.ShipperGone):
         lg.get_statistics()
@@ -176,8 +201,8 @@ def test_a_shipper_that_cannot_run_is_a_clear_error_not_a_hang(
 
 FORKS = r"""
 import os, sys
-from producer import MetricsLogger
-from producer.shipper import ShipperGone
+from traindash.producer import MetricsLogger
+from traindash.producer.shipper import ShipperGone
 lg = MetricsLogger("forks", output_dir=sys.argv[1], sender="process")
 for i in range(1, 101):
     lg.log_episode(i, 1.0)
@@ -199,15 +224,21 @@ lg.close()
 """
 
 
-def test_a_forked_child_leaves_the_parents_run_alone(collector: CollectorProcess,
-                                                      tmp_path) -> None:
-    proc = subprocess.run([sys.executable, "-c", FORKS, str(tmp_path)], env=collector.env,
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+def test_a_forked_child_leaves_the_parents_run_alone(collector: CollectorProcess, tmp_path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", FORKS, str(tmp_path)],
+        env=collector.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "a process forked from it cannot use its logger" in proc.stdout
     assert "records logged here are dropped" in proc.stderr
     assert "parent total 200" in proc.stdout
-    row = collector.query("SELECT count(*) AS n, count(DISTINCT seq) AS s, min(episode) AS lo, "
-                          "max(episode) AS hi FROM episodes").to_pylist()[0]
+    row = collector.query(
+        "SELECT count(*) AS n, count(DISTINCT seq) AS s, min(episode) AS lo, max(episode) AS hi FROM episodes"
+    ).to_pylist()[0]
     assert row == {"n": 200, "s": 200, "lo": 1, "hi": 200}
     assert collector.scalar("SELECT status FROM runs") == "finished"

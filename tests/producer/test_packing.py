@@ -4,8 +4,8 @@ import math
 
 import numpy as np
 
-from producer.packing import EPISODE, EPISODE_RECORD, MODEL, OTHER, pack, unpack_record
 from traindash import wire
+from traindash.producer.packing import EPISODE, EPISODE_RECORD, MODEL, OTHER, pack, unpack_record
 from traindash.wire import RecordKind
 
 
@@ -30,8 +30,7 @@ def test_custom_numeric_fields_become_columns_others_go_to_extra() -> None:
 def test_mixed_kinds_keep_one_seq_each_in_log_order() -> None:
     rows = [
         ep(1),
-        (MODEL, 1.0, 1, 1, 0.5, np.array([1.0, 3.0]), {"mean": 0.1, "std": 0.2, "norm": 2.0},
-         None, None),
+        (MODEL, 1.0, 1, 1, 0.5, np.array([1.0, 3.0]), {"mean": 0.1, "std": 0.2, "norm": 2.0}, None, None),
         (OTHER, 2.0, RecordKind.END, {"status": "finished", "final_metrics": {"a": 1}}),
         ep(2, custom=1.0),
     ]
@@ -53,8 +52,11 @@ def test_odd_values_never_cost_rows() -> None:
         def __float__(self) -> float:
             raise ValueError("no")
 
-    rows = [ep(1), (EPISODE, 1.0, 2, Weird(), 0.5, 0.6, 1.0, 3, 0.1, 0.001, {"obj": Weird()}),
-            (MODEL, 1.0, 1, None, float("nan"), np.array([np.inf, 1.0]), None, None, None)]
+    rows = [
+        ep(1),
+        (EPISODE, 1.0, 2, Weird(), 0.5, 0.6, 1.0, 3, 0.1, 0.001, {"obj": Weird()}),
+        (MODEL, 1.0, 1, None, float("nan"), np.array([np.inf, 1.0]), None, None, None),
+    ]
     sections = pack(rows, 1)
     assert sorted(int(x) for s in sections for x in s.cols["seq"]) == [1, 2, 3]
     wire.encode(wire.Batch("r", 1, 3, tuple(sections)))
@@ -63,12 +65,13 @@ def test_odd_values_never_cost_rows() -> None:
 
 
 def test_logger_keeps_odd_gradients_instead_of_raising(tmp_path) -> None:
-    from producer import MetricsLogger
     from tests.harness import free_endpoints
     from traindash.config import ProducerConfig
+    from traindash.producer import MetricsLogger
 
-    lg = MetricsLogger("odd", output_dir=str(tmp_path),
-                       config=ProducerConfig(endpoints=free_endpoints(), close_timeout=0.1))
+    lg = MetricsLogger(
+        "odd", output_dir=str(tmp_path), config=ProducerConfig(endpoints=free_endpoints(), close_timeout=0.1)
+    )
     lg.log_model_metrics(loss=0.5, q_values=..., gradients=..., weights=[1, 2])
     lg.log_model_metrics(loss="high", q_values=[[1.0, 2.0], [3.0, 4.0]])
     assert lg.get_statistics()["total_model_updates"] == 2
@@ -91,28 +94,40 @@ def test_packed_episode_records_read_back_as_typed_columns() -> None:
 
 
 def test_records_and_tuples_in_one_batch_keep_log_order_seqs() -> None:
-    rows = [rec(1), ep(2, custom=1.0), rec(3),
-            (MODEL, 1.0, 1, 3, 0.5, np.array([1.0, 3.0]), None, None, None), rec(4)]
+    rows = [
+        rec(1),
+        ep(2, custom=1.0),
+        rec(3),
+        (MODEL, 1.0, 1, 3, 0.5, np.array([1.0, 3.0]), None, None, None),
+        rec(4),
+    ]
     sections = pack(rows, 100)
     seq_of = {}
     for s in sections:
         names = s.cols.get("episode", [None] * len(s))
         for seq, episode in zip(s.cols["seq"].tolist(), list(names), strict=True):
             seq_of[seq] = (s.kind, int(episode))
-    assert seq_of == {100: (RecordKind.EPISODE, 1), 101: (RecordKind.EPISODE, 2),
-                      102: (RecordKind.EPISODE, 3), 103: (RecordKind.MODEL, 3),
-                      104: (RecordKind.EPISODE, 4)}
+    assert seq_of == {
+        100: (RecordKind.EPISODE, 1),
+        101: (RecordKind.EPISODE, 2),
+        102: (RecordKind.EPISODE, 3),
+        103: (RecordKind.MODEL, 3),
+        104: (RecordKind.EPISODE, 4),
+    }
     assert unpack_record(rec(5))[:3] == (EPISODE, 1.7e9 + 5, 5)
 
 
 def test_logger_queues_plain_episodes_packed_and_odd_ones_as_tuples(tmp_path) -> None:
-    from producer import MetricsLogger
     from tests.harness import free_endpoints
     from traindash.config import ProducerConfig
+    from traindash.producer import MetricsLogger
 
-    lg = MetricsLogger("rec", output_dir=str(tmp_path), buffer_size=10**6,
-                       config=ProducerConfig(endpoints=free_endpoints(), close_timeout=0.1,
-                                             flush_interval=60))
+    lg = MetricsLogger(
+        "rec",
+        output_dir=str(tmp_path),
+        buffer_size=10**6,
+        config=ProducerConfig(endpoints=free_endpoints(), close_timeout=0.1, flush_interval=60),
+    )
     try:
         lg.flush(timeout=0.1)
         with lg._sender.pack_lock:  # the sender cannot drain the queue meanwhile

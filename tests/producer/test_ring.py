@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from producer import ring
-from producer.packing import EPISODE_RECORD
+from traindash.producer import ring
+from traindash.producer.packing import EPISODE_RECORD
 from traindash.wire import RecordKind
 
 
@@ -117,7 +117,7 @@ def test_a_damaged_ring_is_reported_not_misread() -> None:
 
 TICKER = r"""
 import sys
-from producer import ring
+from traindash.producer import ring
 w = ring.RingWriter(int(sys.argv[1]))
 for i in range(1, 400_001):
     w.set(ring.HEAD, i * 0x0101_0101)  # every byte changes on each step

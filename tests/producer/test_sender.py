@@ -3,7 +3,7 @@ from __future__ import annotations
 import threading
 import time
 
-from producer.sender import Wake
+from traindash.producer.sender import Wake
 
 
 def test_wake_returns_at_once_when_set_and_times_out_otherwise() -> None:

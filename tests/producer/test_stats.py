@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from producer.packing import EPISODE, MODEL, pack
-from producer.stats import RunStats, Window
+from traindash.producer.packing import EPISODE, MODEL, pack
+from traindash.producer.stats import RunStats, Window
 
 
 def feed(stats: RunStats, rows: list[tuple], first: int = 1) -> None:

@@ -10,14 +10,20 @@ from typing import Any
 
 import pytest
 
-from producer import MetricsLogger
-from producer.demo import DemoAgent
 from tests.harness import ROOT, CollectorProcess, free_port
-from ui.processes import Children, endpoint_flags, http_ok, traindash
+from traindash.cli.demo_trainer import DemoAgent
+from traindash.producer import MetricsLogger
+from traindash.ui.processes import Children, endpoint_flags, http_ok, traindash
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @dataclass
@@ -29,13 +35,25 @@ class UIServer:
         return self.children.alive("ui")
 
 
-def start_ui(collector: CollectorProcess, log_dir: Path, theme: str = "cyberpunk",
-             update_interval: int = 200) -> UIServer:
+def start_ui(
+    collector: CollectorProcess, log_dir: Path, theme: str = "cyberpunk", update_interval: int = 200
+) -> UIServer:
     port = free_port()
     children = Children(log_dir)
-    children.start("ui", traindash("ui", "--port", str(port), "--theme", theme,
-                                   "--update-interval", str(update_interval),
-                                   *endpoint_flags(collector.endpoints, "rows", "query")), cwd=ROOT)
+    children.start(
+        "ui",
+        traindash(
+            "ui",
+            "--port",
+            str(port),
+            "--theme",
+            theme,
+            "--update-interval",
+            str(update_interval),
+            *endpoint_flags(collector.endpoints, "rows", "query"),
+        ),
+        cwd=ROOT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         children.wait_until("ui", lambda: http_ok(url + "/sql"), 60)
@@ -57,11 +75,16 @@ def ui_server(collector: CollectorProcess, tmp_path: Path) -> Iterator[UIServer]
 class Trainer:
     """A MetricsLogger logging simulated episodes from a thread until stopped."""
 
-    def __init__(self, collector: CollectorProcess, tmp_path: Path, name: str, interval: float = 0.02,
-                 seed: int = 1) -> None:
-        self.logger = MetricsLogger("uitest", output_dir=str(tmp_path / name), name=name,
-                                    hyperparameters={"seed": seed, "gamma": 0.99},
-                                    config=collector.producer_config())
+    def __init__(
+        self, collector: CollectorProcess, tmp_path: Path, name: str, interval: float = 0.02, seed: int = 1
+    ) -> None:
+        self.logger = MetricsLogger(
+            "uitest",
+            output_dir=str(tmp_path / name),
+            name=name,
+            hyperparameters={"seed": seed, "gamma": 0.99},
+            config=collector.producer_config(),
+        )
         self.agent = DemoAgent(seed=seed, episodes=2000)
         self.interval = interval
         self.stop_event = threading.Event()

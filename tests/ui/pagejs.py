@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-DOC_READY = ("() => window.Bokeh && Bokeh.documents && Bokeh.documents.length > 0 && "
-             "Bokeh.documents[0].all_models.size > 0")
+DOC_READY = (
+    "() => window.Bokeh && Bokeh.documents && Bokeh.documents.length > 0 && "
+    "Bokeh.documents[0].all_models.size > 0"
+)
 
 # name -> number of rows (data sources) or 1 (other named models), across documents.
 NAMED_MODELS = """() => {
@@ -25,7 +27,7 @@ def named(page: Any) -> dict[str, int]:
 
 
 def plots(page: Any) -> list[str]:
-    return sorted(k[len("plot:"):] for k in named(page) if k.startswith("plot:"))
+    return sorted(k[len("plot:") :] for k in named(page) if k.startswith("plot:"))
 
 
 def points(page: Any, run_id: str) -> int:

@@ -10,12 +10,18 @@ import pytest
 from tests.harness import CollectorProcess, wait_for
 from tests.ui.conftest import Trainer, UIServer, start_ui
 from tests.ui.pagejs import named, open_page, plots, points
-from ui.figures import PLOTS
+from traindash.ui.figures import PLOTS
 
 pytestmark = pytest.mark.browser
 
-KPI_LABELS = ("Current episode", "Latest profit", "Best profit", "Best episode",
-              "Recent average (50)", "Sharpe ratio")
+KPI_LABELS = (
+    "Current episode",
+    "Latest profit",
+    "Best profit",
+    "Best episode",
+    "Recent average (50)",
+    "Sharpe ratio",
+)
 
 
 def _logged(collector: CollectorProcess, run_id: str, n: int) -> bool:
@@ -23,8 +29,8 @@ def _logged(collector: CollectorProcess, run_id: str, n: int) -> bool:
 
 
 def test_live_page_shows_8_plots_kpis_and_grows_while_a_trainer_logs(
-        collector: CollectorProcess, ui_server: UIServer, trainers: list[Trainer], tmp_path: Path,
-        page: Any) -> None:
+    collector: CollectorProcess, ui_server: UIServer, trainers: list[Trainer], tmp_path: Path, page: Any
+) -> None:
     trainer = Trainer(collector, tmp_path, "grow")
     trainers.append(trainer)
     trainer.log(30)
@@ -45,15 +51,19 @@ def test_live_page_shows_8_plots_kpis_and_grows_while_a_trainer_logs(
     wait_for(lambda: named(page).get(f"model:{trainer.run_id}", 0) > 6, 60, "model rows")
 
 
-def test_a_run_can_be_picked(collector: CollectorProcess, ui_server: UIServer, trainers: list[Trainer],
-                             tmp_path: Path, page: Any) -> None:
+def test_a_run_can_be_picked(
+    collector: CollectorProcess, ui_server: UIServer, trainers: list[Trainer], tmp_path: Path, page: Any
+) -> None:
     first = Trainer(collector, tmp_path, "first-run", seed=1)
     second = Trainer(collector, tmp_path, "second-run", seed=2)
     trainers += [first, second]
     first.log(10)
     second.log(15)
-    wait_for(lambda: _logged(collector, first.run_id, 10) and _logged(collector, second.run_id, 15), 30,
-             "both runs committed")
+    wait_for(
+        lambda: _logged(collector, first.run_id, 10) and _logged(collector, second.run_id, 15),
+        30,
+        "both runs committed",
+    )
     open_page(page, f"{ui_server.url}/?run={first.run_id}")
     wait_for(lambda: points(page, first.run_id) == 10, 30, "the first run's history")
     assert points(page, second.run_id) == -1
@@ -65,8 +75,9 @@ def test_a_run_can_be_picked(collector: CollectorProcess, ui_server: UIServer, t
     assert points(page, first.run_id) == 10
 
 
-def test_sql_page_answers(collector: CollectorProcess, ui_server: UIServer, trainers: list[Trainer],
-                          tmp_path: Path, page: Any) -> None:
+def test_sql_page_answers(
+    collector: CollectorProcess, ui_server: UIServer, trainers: list[Trainer], tmp_path: Path, page: Any
+) -> None:
     trainer = Trainer(collector, tmp_path, "sql-run")
     trainers.append(trainer)
     trainer.log(12)
@@ -86,8 +97,9 @@ def test_sql_page_answers(collector: CollectorProcess, ui_server: UIServer, trai
     assert dl.value.suggested_filename.endswith(".csv")
 
 
-def test_compare_page_overlays_runs(collector: CollectorProcess, ui_server: UIServer,
-                                    trainers: list[Trainer], tmp_path: Path, page: Any) -> None:
+def test_compare_page_overlays_runs(
+    collector: CollectorProcess, ui_server: UIServer, trainers: list[Trainer], tmp_path: Path, page: Any
+) -> None:
     a = Trainer(collector, tmp_path, "cmp-a", seed=3)
     b = Trainer(collector, tmp_path, "cmp-b", seed=4)
     trainers += [a, b]
@@ -101,8 +113,9 @@ def test_compare_page_overlays_runs(collector: CollectorProcess, ui_server: UISe
 
 
 @pytest.mark.parametrize("theme", ["cyberpunk", "dark", "light"])
-def test_each_theme_renders(collector: CollectorProcess, trainers: list[Trainer], tmp_path: Path,
-                            page: Any, theme: str) -> None:
+def test_each_theme_renders(
+    collector: CollectorProcess, trainers: list[Trainer], tmp_path: Path, page: Any, theme: str
+) -> None:
     trainer = Trainer(collector, tmp_path, f"theme-{theme}")
     trainers.append(trainer)
     trainer.log(15)
@@ -114,7 +127,8 @@ def test_each_theme_renders(collector: CollectorProcess, trainers: list[Trainer]
         wait_for(lambda: points(page, trainer.run_id) == 15, 30, "history")
         bg = page.evaluate("""() => { for (const d of Bokeh.documents) { for (const m of d.all_models) {
             if (m.name === 'plot:profit') { return m.background_fill_color; } } } return null; }""")
-        from ui.themes import get_theme
+        from traindash.ui.themes import get_theme
+
         assert bg == get_theme(theme).plot_bg
         page.get_by_text("Best profit", exact=True).wait_for()
     finally:
@@ -122,8 +136,8 @@ def test_each_theme_renders(collector: CollectorProcess, trainers: list[Trainer]
 
 
 def test_long_run_is_downsampled_and_refined_on_zoom(
-        collector: CollectorProcess, ui_server: UIServer, trainers: list[Trainer], tmp_path: Path,
-        page: Any) -> None:
+    collector: CollectorProcess, ui_server: UIServer, trainers: list[Trainer], tmp_path: Path, page: Any
+) -> None:
     trainer = Trainer(collector, tmp_path, "long")
     trainers.append(trainer)
     trainer.log(12_000)
@@ -152,9 +166,9 @@ def _health(server: UIServer) -> dict[str, Any]:
         return json.loads(resp.read())
 
 
-def test_sessions_share_one_feed_and_are_cleaned_up(collector: CollectorProcess, ui_server: UIServer,
-                                                    trainers: list[Trainer], tmp_path: Path,
-                                                    chromium: Any) -> None:
+def test_sessions_share_one_feed_and_are_cleaned_up(
+    collector: CollectorProcess, ui_server: UIServer, trainers: list[Trainer], tmp_path: Path, chromium: Any
+) -> None:
     trainer = Trainer(collector, tmp_path, "sessions").start()
     trainers.append(trainer)
     # The warm-up visits at start-up are sessions too; wait until they have been let go.

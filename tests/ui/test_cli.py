@@ -10,7 +10,7 @@ import psutil
 
 from tests.harness import ROOT, env_for, free_endpoints, free_port, run_cli, traindash_cmd, wait_for
 from traindash.query import CollectorUnavailable, QueryClient
-from ui.processes import collector_answers, http_ok
+from traindash.ui.processes import collector_answers, http_ok
 
 
 def _episodes(query: str) -> int:
@@ -26,12 +26,32 @@ def test_dashboard_demo_runs_everything_and_stops_its_children(tmp_path: Path) -
     port = free_port()
     env = env_for(ep, tmp_path / "td.duckdb")
     proc = subprocess.Popen(
-        traindash_cmd("dashboard", "--demo", "--trainers", "1", "--interval", "0.05", "--port", str(port),
-                      "--update-interval", "500", "--logs", str(tmp_path / "logs")),
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        traindash_cmd(
+            "dashboard",
+            "--demo",
+            "--trainers",
+            "1",
+            "--interval",
+            "0.05",
+            "--port",
+            str(port),
+            "--update-interval",
+            "500",
+            "--logs",
+            str(tmp_path / "logs"),
+        ),
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        wait_for(lambda: proc.poll() is not None or http_ok(f"http://127.0.0.1:{port}/sql"), 90,
-                 "the dashboard page")
+        wait_for(
+            lambda: proc.poll() is not None or http_ok(f"http://127.0.0.1:{port}/sql"),
+            90,
+            "the dashboard page",
+        )
         assert proc.poll() is None
         wait_for(lambda: _episodes(ep.query) > 5, 60, "demo episodes in the collector")
         children = psutil.Process(proc.pid).children(recursive=True)
@@ -53,8 +73,15 @@ def test_ui_refuses_a_bad_theme_in_one_line(tmp_path: Path) -> None:
     result = run_cli("ui", "--theme", "neon", env=env_for(free_endpoints(), tmp_path / "td.duckdb"))
     assert result.returncode != 0
     assert "invalid choice: 'neon'" in result.stderr
-    result = run_cli("ui", "--update-interval", "5", "--port", str(free_port()),
-                     env=env_for(free_endpoints(), tmp_path / "td.duckdb"))
+    result = run_cli(
+        "ui",
+        "--update-interval",
+        "5",
+        "--port",
+        str(free_port()),
+        env=env_for(free_endpoints(), tmp_path / "td.duckdb"),
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "traindash ui: error: --update-interval must be at least 50 ms")
+        "traindash ui: error: --update-interval must be at least 50 ms"
+    )

@@ -8,17 +8,20 @@ from pathlib import Path
 import psutil
 import pytest
 
-from producer import MetricsLogger
 from tests.harness import CollectorProcess, free_endpoints, free_port, wait_for
 from traindash.config import ProducerConfig
+from traindash.producer import MetricsLogger
 from traindash.query import QueryClient
-from ui import TrainingDashboard
-from ui.processes import collector_answers, http_ok
+from traindash.ui import TrainingDashboard
+from traindash.ui.processes import collector_answers, http_ok
 
 
 def test_invalid_theme_is_a_clear_value_error(tmp_path: Path) -> None:
-    logger = MetricsLogger("bad-theme", output_dir=str(tmp_path),
-                           config=ProducerConfig(endpoints=free_endpoints(), close_timeout=0.2))
+    logger = MetricsLogger(
+        "bad-theme",
+        output_dir=str(tmp_path),
+        config=ProducerConfig(endpoints=free_endpoints(), close_timeout=0.2),
+    )
     try:
         with pytest.raises(ValueError, match="theme 'neon' is not one of cyberpunk, dark, light"):
             TrainingDashboard(logger, theme="neon")
@@ -28,8 +31,9 @@ def test_invalid_theme_is_a_clear_value_error(tmp_path: Path) -> None:
 
 def test_starts_collector_and_ui_when_none_runs_and_stops_only_those(tmp_path: Path) -> None:
     endpoints = free_endpoints()
-    logger = MetricsLogger("embedded", output_dir=str(tmp_path),
-                           config=ProducerConfig(endpoints=endpoints, close_timeout=10))
+    logger = MetricsLogger(
+        "embedded", output_dir=str(tmp_path), config=ProducerConfig(endpoints=endpoints, close_timeout=10)
+    )
     dash = TrainingDashboard(logger, port=free_port(), update_interval=500, theme="light")
     try:
         assert not dash.is_running()
@@ -42,8 +46,11 @@ def test_starts_collector_and_ui_when_none_runs_and_stops_only_those(tmp_path: P
         for i in range(1, 21):
             logger.log_episode(episode=i, profit=float(i))
         with QueryClient(endpoints.query, timeout=5) as client:
-            wait_for(lambda: client.query("SELECT count(*) AS n FROM episodes").column(0)[0].as_py() == 20,
-                     30, "the logger's rows in the collector the dashboard started")
+            wait_for(
+                lambda: client.query("SELECT count(*) AS n FROM episodes").column(0)[0].as_py() == 20,
+                30,
+                "the logger's rows in the collector the dashboard started",
+            )
     finally:
         dash.stop()
         logger.close()

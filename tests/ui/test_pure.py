@@ -8,13 +8,13 @@ import duckdb
 import numpy as np
 import pytest
 
-from collector.tables import CORE_COLUMNS, EPISODES, MODEL_METRICS
-from ui import history
-from ui.figures import PLOTS, RunSources, live_figures
-from ui.kpi import KpiState, best_episode_level, cards, profit_level, sharpe_level, status_level
-from ui.render import cards_html, trainers_html
-from ui.series import EPISODE_COLUMNS, EPISODE_ROLLING, Roller, episode_rows, rolling_mean
-from ui.themes import get_theme
+from traindash.collector.tables import CORE_COLUMNS, EPISODES, MODEL_METRICS
+from traindash.ui import history
+from traindash.ui.figures import PLOTS, RunSources, live_figures
+from traindash.ui.kpi import KpiState, best_episode_level, cards, profit_level, sharpe_level, status_level
+from traindash.ui.render import cards_html, trainers_html
+from traindash.ui.series import EPISODE_COLUMNS, EPISODE_ROLLING, Roller, episode_rows, rolling_mean
+from traindash.ui.themes import get_theme
 
 
 def _db(n: int, nan_at: int | None = None, spike_at: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -34,8 +34,9 @@ def _db(n: int, nan_at: int | None = None, spike_at: int | None = None) -> duckd
     return con
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, max_points: int, lo: float | None = None,
-           hi: float | None = None) -> dict[str, np.ndarray]:
+def _fetch(
+    con: duckdb.DuckDBPyConnection, max_points: int, lo: float | None = None, hi: float | None = None
+) -> dict[str, np.ndarray]:
     series = history.EPISODES
     rows = con.sql(history.count_sql(series, "r", lo, hi)).fetchall()[0][0]
     sql = history.series_sql(series, "r", rows, max_points, lo, hi)
@@ -62,8 +63,10 @@ def test_small_runs_are_not_downsampled_and_smoothing_matches_streaming() -> Non
     got = _fetch(con, 4000)
     assert got["seq"].tolist() == list(range(1, 301))
     roller = Roller(EPISODE_ROLLING)
-    raw = con.sql("SELECT seq, epoch_us(ts) / 1e6 AS ts, episode, profit, sharpe, win_rate, drawdown, "
-                  "epsilon, learning_rate FROM episodes ORDER BY seq").fetchnumpy()
+    raw = con.sql(
+        "SELECT seq, epoch_us(ts) / 1e6 AS ts, episode, profit, sharpe, win_rate, drawdown, "
+        "epsilon, learning_rate FROM episodes ORDER BY seq"
+    ).fetchnumpy()
     roller.seed({k: raw[k][:200].tolist() for k in ("profit", "sharpe", "win_rate")})
     streamed = episode_rows({k: raw[k][200:] for k in raw}, roller)
     for col in ("profit_smooth", "sharpe_smooth", "win_rate_pct"):
@@ -121,8 +124,17 @@ def test_kpi_colour_rules() -> None:
 
 
 def test_kpi_state_follows_streamed_rows() -> None:
-    state = KpiState.from_record({"n": 2, "episode": 2, "profit": 5.0, "best_profit": 7.0,
-                                  "best_episode": 1, "recent": [7.0, 5.0], "recent_sharpe": [0.5, 1.5]})
+    state = KpiState.from_record(
+        {
+            "n": 2,
+            "episode": 2,
+            "profit": 5.0,
+            "best_profit": 7.0,
+            "best_episode": 1,
+            "recent": [7.0, 5.0],
+            "recent_sharpe": [0.5, 1.5],
+        }
+    )
     state.update([3, 4], [9.0, -1.0], [2.0, 2.0])
     assert (state.episode, state.profit, state.best_profit, state.best_episode) == (4, -1.0, 9.0, 3)
     assert state.recent_average == pytest.approx(5.0)
@@ -142,8 +154,9 @@ def test_live_figures_are_the_guides_8_plots(theme: str) -> None:
     assert list(figs) == list(PLOTS)
     assert figs["loss"].y_scale.__class__.__name__ == "LogScale"
     assert (figs["win_rate"].y_range.start, figs["win_rate"].y_range.end) == (0, 100)
-    spans = {k: sorted(s.location for s in f.center if s.__class__.__name__ == "Span")
-             for k, f in figs.items()}
+    spans = {
+        k: sorted(s.location for s in f.center if s.__class__.__name__ == "Span") for k, f in figs.items()
+    }
     assert spans["profit"] == [0.0] and spans["win_rate"] == [50.0] and spans["sharpe"] == [0.0, 1.0]
     assert all(f.background_fill_color == t.plot_bg for f in figs.values())
     for key, fig in figs.items():
@@ -160,7 +173,19 @@ def test_unknown_theme_is_a_clear_error() -> None:
 
 
 def test_trainer_table_shows_host_pid_state_rate_and_last_seen() -> None:
-    html = trainers_html([{"name": "t0", "host": "gpu1", "pid": 42, "status": "stalled", "recent": 50,
-                           "episodes": 900, "last_seen": 95.0}], now=100.0)
+    html = trainers_html(
+        [
+            {
+                "name": "t0",
+                "host": "gpu1",
+                "pid": 42,
+                "status": "stalled",
+                "recent": 50,
+                "episodes": 900,
+                "last_seen": 95.0,
+            }
+        ],
+        now=100.0,
+    )
     for text in ("gpu1", "42", "stalled", "5.0", "900", "5 s ago", "lvl-warn"):
         assert text in html

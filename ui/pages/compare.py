@@ -9,12 +9,19 @@ from typing import Any
 import panel as pn
 
 from traindash.query import QueryError, sql_literal
-from ui.app import AppContext, on_destroy, shell
-from ui.figures import RunSources, compare_figure
-from ui.render import css, table_html
+from traindash.ui.context import AppContext, on_destroy, shell
+from traindash.ui.figures import RunSources, compare_figure
+from traindash.ui.render import css, table_html
 
-LEADERBOARD_METRICS = ("best_profit", "mean_profit", "last_profit", "best_sharpe", "mean_win_rate",
-                       "max_drawdown", "episodes")
+LEADERBOARD_METRICS = (
+    "best_profit",
+    "mean_profit",
+    "last_profit",
+    "best_sharpe",
+    "mean_win_rate",
+    "max_drawdown",
+    "episodes",
+)
 # (plot key, column, title)
 CURVES = (
     ("profit", "profit_smooth", "Profit (smoothed 10)"),
@@ -31,9 +38,11 @@ def leaderboard_sql(metric: str, limit: int = 50) -> str:
     if metric not in LEADERBOARD_METRICS:
         raise ValueError(f"unknown leaderboard metric {metric!r}")
     order = "ASC" if metric in LOWER_IS_BETTER else "DESC"
-    return (f"SELECT run_id, name, experiment, status, episodes, best_profit, mean_profit, last_profit, "
-            f"best_sharpe, mean_win_rate, max_drawdown FROM leaderboard "
-            f"ORDER BY {metric} {order} NULLS LAST LIMIT {int(limit)}")
+    return (
+        f"SELECT run_id, name, experiment, status, episodes, best_profit, mean_profit, last_profit, "
+        f"best_sharpe, mean_win_rate, max_drawdown FROM leaderboard "
+        f"ORDER BY {metric} {order} NULLS LAST LIMIT {int(limit)}"
+    )
 
 
 def hyperparameter_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
@@ -47,8 +56,10 @@ def hyperparameter_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[lis
             parsed.append({})
     keys = sorted({k for p in parsed for k in p})
     columns = ["parameter"] + [str(r.get("name") or r["run_id"]) for r in runs]
-    rows = [[k] + [json.dumps(p[k]) if isinstance(p.get(k), (dict, list)) else p.get(k) for p in parsed]
-            for k in keys]
+    rows = [
+        [k] + [json.dumps(p[k]) if isinstance(p.get(k), (dict, list)) else p.get(k) for p in parsed]
+        for k in keys
+    ]
     return columns, rows
 
 
@@ -57,11 +68,13 @@ def compare_page(ctx: AppContext) -> pn.Column:
     client = ctx.client()
     on_destroy(client.close)
     style = [css(theme)]
-    metric = pn.widgets.Select(name="Leaderboard by", options=list(LEADERBOARD_METRICS),
-                               value="best_profit", width=200)
+    metric = pn.widgets.Select(
+        name="Leaderboard by", options=list(LEADERBOARD_METRICS), value="best_profit", width=200
+    )
     board = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width", name="leaderboard")
-    picker = pn.widgets.MultiChoice(name="Runs to compare", options={}, value=[],
-                                    sizing_mode="stretch_width", max_items=8)
+    picker = pn.widgets.MultiChoice(
+        name="Runs to compare", options={}, value=[], sizing_mode="stretch_width", max_items=8
+    )
     hyper = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
     plots = pn.GridBox(ncols=2, sizing_mode="stretch_width")
     message = pn.pane.HTML("", stylesheets=style)
@@ -72,10 +85,20 @@ def compare_page(ctx: AppContext) -> pn.Column:
         except QueryError as exc:
             message.object = f'<span class="lvl-bad">{exc}</span>'
             return []
-        cols = ["name", "status", "episodes", "best_profit", "mean_profit", "last_profit",
-                "best_sharpe", "mean_win_rate", "max_drawdown"]
-        board.object = table_html(["#"] + cols, [[i + 1] + [r.get(c) for c in cols]
-                                                 for i, r in enumerate(rows)], "no runs yet")
+        cols = [
+            "name",
+            "status",
+            "episodes",
+            "best_profit",
+            "mean_profit",
+            "last_profit",
+            "best_sharpe",
+            "mean_win_rate",
+            "max_drawdown",
+        ]
+        board.object = table_html(
+            ["#"] + cols, [[i + 1] + [r.get(c) for c in cols] for i, r in enumerate(rows)], "no runs yet"
+        )
         return rows
 
     def show_runs(_e: object = None) -> None:
@@ -84,22 +107,28 @@ def compare_page(ctx: AppContext) -> pn.Column:
             plots.objects, hyper.object = [], '<div class="td-muted">pick runs above</div>'
             return
         try:
-            runs = client.query("SELECT run_id, name, hyperparameters FROM runs WHERE run_id IN ("
-                                + ", ".join(sql_literal(i) for i in ids) + ")").to_pylist()
+            runs = client.query(
+                "SELECT run_id, name, hyperparameters FROM runs WHERE run_id IN ("
+                + ", ".join(sql_literal(i) for i in ids)
+                + ")"
+            ).to_pylist()
             by_id = {r["run_id"]: r for r in runs}
             fetches = ctx.prefetch(ids)
             sources = []
             for i, run_id in enumerate(ids):
-                src = RunSources.new(run_id, str(by_id.get(run_id, {}).get("name") or run_id),
-                                     theme.run_color(i))
+                src = RunSources.new(
+                    run_id, str(by_id.get(run_id, {}).get("name") or run_id), theme.run_color(i)
+                )
                 h = fetches[run_id].result(timeout=60)
                 src.episodes.data, src.model.data = h.episodes, h.model
                 sources.append(src)
         except (QueryError, TimeoutError) as exc:
             message.object = f'<span class="lvl-bad">{exc}</span>'
             return
-        plots.objects = [pn.pane.Bokeh(compare_figure(theme, key, sources, col, title),
-                                       sizing_mode="stretch_width") for key, col, title in CURVES]
+        plots.objects = [
+            pn.pane.Bokeh(compare_figure(theme, key, sources, col, title), sizing_mode="stretch_width")
+            for key, col, title in CURVES
+        ]
         columns, rows = hyperparameter_rows([by_id[i] for i in ids if i in by_id])
         hyper.object = table_html(columns, rows, "no hyperparameters recorded")
 
@@ -111,13 +140,29 @@ def compare_page(ctx: AppContext) -> pn.Column:
     metric.param.watch(show_board, "value")
     picker.param.watch(show_runs, "value")
     h = '<div class="td-h">{}</div>'
-    section = {"background": theme.card_bg, "border": f"1px solid {theme.grid}", "border-radius": "8px",
-               "padding": "6px 10px"}
+    section = {
+        "background": theme.card_bg,
+        "border": f"1px solid {theme.grid}",
+        "border-radius": "8px",
+        "padding": "6px 10px",
+    }
     return shell(
-        ctx, theme, "/compare", message,
-        pn.Column(pn.Row(pn.pane.HTML(h.format("Leaderboard"), stylesheets=style), metric), board,
-                  sizing_mode="stretch_width", styles=section),
-        picker, plots,
-        pn.Column(pn.pane.HTML(h.format("Hyperparameters"), stylesheets=style), hyper,
-                  sizing_mode="stretch_width", styles=section),
+        ctx,
+        theme,
+        "/compare",
+        message,
+        pn.Column(
+            pn.Row(pn.pane.HTML(h.format("Leaderboard"), stylesheets=style), metric),
+            board,
+            sizing_mode="stretch_width",
+            styles=section,
+        ),
+        picker,
+        plots,
+        pn.Column(
+            pn.pane.HTML(h.format("Hyperparameters"), stylesheets=style),
+            hyper,
+            sizing_mode="stretch_width",
+            styles=section,
+        ),
     )

@@ -12,13 +12,12 @@ import panel as pn
 from bokeh.models.widgets import Div
 
 from traindash.query import QueryError
-from traindash.wire import RecordKind
-from ui import history
-from ui.app import AppContext, on_destroy, shell
-from ui.figures import EPISODE_PLOTS, PLOTS, RunSources, lag_probe, live_figures, robust_range
-from ui.kpi import KpiState, cards
-from ui.render import alerts_html, cards_html, css, trainers_html
-from ui.series import (
+from traindash.ui import history
+from traindash.ui.context import AppContext, on_destroy, shell
+from traindash.ui.figures import EPISODE_PLOTS, PLOTS, RunSources, lag_probe, live_figures, robust_range
+from traindash.ui.kpi import KpiState, cards
+from traindash.ui.render import alerts_html, cards_html, css, trainers_html
+from traindash.ui.series import (
     EPISODE_COLUMNS,
     EPISODE_ROLLING,
     MODEL_COLUMNS,
@@ -28,7 +27,8 @@ from ui.series import (
     episode_rows,
     model_rows,
 )
-from ui.themes import Theme
+from traindash.ui.themes import Theme
+from traindash.wire import RecordKind
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,9 @@ def default_selection(runs: list[dict[str, Any]], wanted: list[str]) -> list[str
     return live[:MAX_DEFAULT_RUNS] or ids[:1]
 
 
-def merge_window(shown: dict[str, Any], fine: dict[str, np.ndarray], lo: float,
-                 hi: float) -> dict[str, np.ndarray]:
+def merge_window(
+    shown: dict[str, Any], fine: dict[str, np.ndarray], lo: float, hi: float
+) -> dict[str, np.ndarray]:
     """Shown rows outside ``[lo, hi]`` plus the finer rows inside it (and rows streamed
     since the fine query), in seq order."""
     seq = np.asarray(shown["seq"], dtype=np.int64)
@@ -117,13 +118,21 @@ class LiveSession:
         self._table_at = 0.0
         self._options_key: tuple = ()
         style = [css(theme)]
-        self.picker = pn.widgets.MultiChoice(name="Runs (● live first; pick several to overlay)",
-                                             options={}, value=[], sizing_mode="stretch_width",
-                                             max_items=8, solid=False,
-                                             stylesheets=[f"label {{ color: {theme.muted}; }}"])
+        self.picker = pn.widgets.MultiChoice(
+            name="Runs (● live first; pick several to overlay)",
+            options={},
+            value=[],
+            sizing_mode="stretch_width",
+            max_items=8,
+            solid=False,
+            stylesheets=[f"label {{ color: {theme.muted}; }}"],
+        )
         self.kpis = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width", name="kpis")
-        self.lag = Div(text="log → screen: waiting for rows", name="lag",
-                       styles={"color": theme.muted, "font-size": "12px", "white-space": "nowrap"})
+        self.lag = Div(
+            text="log → screen: waiting for rows",
+            name="lag",
+            styles={"color": theme.muted, "font-size": "12px", "white-space": "nowrap"},
+        )
         self.grid = pn.GridBox(ncols=2, sizing_mode="stretch_width")
         self.trainers = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
         self.alerts = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
@@ -148,21 +157,36 @@ class LiveSession:
         self.callback = pn.state.add_periodic_callback(self.tick, period=self.ctx.config.update_interval)
         on_destroy(self.close)
         t = self.theme
-        section = {"background": t.card_bg, "border": f"1px solid {t.grid}", "border-radius": "8px",
-                   "padding": "6px 10px"}
+        section = {
+            "background": t.card_bg,
+            "border": f"1px solid {t.grid}",
+            "border-radius": "8px",
+            "padding": "6px 10px",
+        }
         h = '<div class="td-h">{}</div>'
         return shell(
-            self.ctx, t, "/",
+            self.ctx,
+            t,
+            "/",
             pn.Row(self.picker, sizing_mode="stretch_width"),
             self.message,
             self.kpis,
             self.grid,
             pn.Row(
-                pn.Column(pn.pane.HTML(h.format("Trainers"), stylesheets=[css(t)]), self.trainers,
-                          sizing_mode="stretch_width", styles=section),
-                pn.Column(pn.pane.HTML(h.format("Alerts"), stylesheets=[css(t)]), self.alerts,
-                          sizing_mode="stretch_width", styles=section),
-                sizing_mode="stretch_width"),
+                pn.Column(
+                    pn.pane.HTML(h.format("Trainers"), stylesheets=[css(t)]),
+                    self.trainers,
+                    sizing_mode="stretch_width",
+                    styles=section,
+                ),
+                pn.Column(
+                    pn.pane.HTML(h.format("Alerts"), stylesheets=[css(t)]),
+                    self.alerts,
+                    sizing_mode="stretch_width",
+                    styles=section,
+                ),
+                sizing_mode="stretch_width",
+            ),
             header_extra=pn.pane.Bokeh(self.lag, align="center"),
         )
 
@@ -194,8 +218,10 @@ class LiveSession:
         ids = list(self.picker.value)
         self._prefetch = self.ctx.prefetch(ids)
         generation = self._generation = self._generation + 1
-        self.views = {run_id: RunView(run_id, labels.get(run_id, run_id), self.theme.run_color(i))
-                      for i, run_id in enumerate(ids)}
+        self.views = {
+            run_id: RunView(run_id, labels.get(run_id, run_id), self.theme.run_color(i))
+            for i, run_id in enumerate(ids)
+        }
         sources = [v.sources for v in self.views.values()]
         figs = live_figures(self.theme, sources)
         for view in self.views.values():
@@ -240,8 +266,10 @@ class LiveSession:
 
     def _fit_sharpe(self) -> None:
         """Fit the Sharpe plot to the bulk of what is shown (refitted as rows arrive)."""
-        fit = robust_range([np.asarray(v.sources.episodes.data["sharpe_smooth"], dtype=float)
-                            for v in self.views.values()], include=(0.0, 1.0))
+        fit = robust_range(
+            [np.asarray(v.sources.episodes.data["sharpe_smooth"], dtype=float) for v in self.views.values()],
+            include=(0.0, 1.0),
+        )
         rng: Any = self._sharpe.y_range
         if fit is not None and (rng.start, rng.end) != fit:
             rng.start, rng.end = fit
@@ -330,8 +358,9 @@ class LiveSession:
             return
         view = next(iter(self.views.values()))
         run_id = view.sources.run_id
-        self.kpis.object = cards_html(cards(view.kpi, self.status.get(run_id)), self.theme,
-                                      view.sources.label)
+        self.kpis.object = cards_html(
+            cards(view.kpi, self.status.get(run_id)), self.theme, view.sources.label
+        )
 
     def refresh_tables(self, force: bool = False) -> None:
         """Runs, trainer table and alerts, fetched on a worker so no tick waits on the collector."""

@@ -1,6 +1,6 @@
 """Stable-Baselines3 integration: stream episodes and training metrics into traindash.
 
-    from producer.sb3 import TraindashCallback
+    from traindash.producer.integrations.sb3 import TraindashCallback
 
     model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=4, vec_env_cls=SubprocVecEnv))
     model.learn(50_000, callback=TraindashCallback(experiment_name="ppo_cartpole"))
@@ -28,24 +28,59 @@ import math
 import re
 from typing import Any
 
-from producer.logger import MetricsLogger
 from traindash import config as tdconfig
+from traindash.producer.logger import MetricsLogger
 
 # The two SB3 classes are built on first access (module __getattr__), importing SB3 then.
-__all__ = ["TraindashCallback", "TraindashOutputFormat", "metric_name",  # noqa: F822
-           "model_hyperparameters"]
+__all__ = [
+    "TraindashCallback",  # noqa: F822
+    "TraindashOutputFormat",  # noqa: F822
+    "metric_name",
+    "model_hyperparameters",
+]
 
 MONITOR_KEYS = ("r", "l", "t")
 LOSS_KEYS = ("train/loss", "train/critic_loss", "train/value_loss", "train/actor_loss")
-HYPERPARAMETERS = ("learning_rate", "gamma", "n_steps", "batch_size", "n_epochs", "gae_lambda",
-                   "clip_range", "ent_coef", "vf_coef", "max_grad_norm", "buffer_size",
-                   "learning_starts", "tau", "train_freq", "gradient_steps", "target_update_interval",
-                   "exploration_fraction", "exploration_initial_eps", "exploration_final_eps", "n_envs",
-                   "seed")
+HYPERPARAMETERS = (
+    "learning_rate",
+    "gamma",
+    "n_steps",
+    "batch_size",
+    "n_epochs",
+    "gae_lambda",
+    "clip_range",
+    "ent_coef",
+    "vf_coef",
+    "max_grad_norm",
+    "buffer_size",
+    "learning_starts",
+    "tau",
+    "train_freq",
+    "gradient_steps",
+    "target_update_interval",
+    "exploration_fraction",
+    "exploration_initial_eps",
+    "exploration_final_eps",
+    "n_envs",
+    "seed",
+)
 MAX_Q_VALUES = 256
 # names the callback passes itself; a user's metric of the same name gets an ``sb3_`` prefix
-EPISODE_ARGS = frozenset({"episode", "profit", "sharpe", "win_rate", "drawdown", "num_trades",
-                          "epsilon", "learning_rate", "length", "env_index", "timesteps"})
+EPISODE_ARGS = frozenset(
+    {
+        "episode",
+        "profit",
+        "sharpe",
+        "win_rate",
+        "drawdown",
+        "num_trades",
+        "epsilon",
+        "learning_rate",
+        "length",
+        "env_index",
+        "timesteps",
+    }
+)
 MODEL_ARGS = frozenset({"loss", "q_values", "gradients", "weights", "step", "episode"})
 _BAD = re.compile(r"[^A-Za-z0-9_]")
 _built: dict[str, type] = {}
@@ -140,8 +175,9 @@ def _build() -> None:
             self.metrics_logger = metrics_logger
             self.model = model
 
-        def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]],
-                  step: int = 0) -> None:
+        def write(
+            self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0
+        ) -> None:
             if not any(k.startswith("train/") for k in key_values):
                 return
             fields: dict[str, Any] = {}
@@ -172,12 +208,19 @@ def _build() -> None:
             model_metrics: add the training-metrics output format to the model's logger.
         """
 
-        def __init__(self, metrics_logger: MetricsLogger | None = None, *,
-                     experiment_name: str | None = None,
-                     hyperparameters: dict[str, Any] | None = None, tags: list[str] | None = None,
-                     description: str = "", output_dir: str = "training_logs",
-                     config: tdconfig.ProducerConfig | None = None, model_metrics: bool = True,
-                     verbose: int = 0) -> None:
+        def __init__(
+            self,
+            metrics_logger: MetricsLogger | None = None,
+            *,
+            experiment_name: str | None = None,
+            hyperparameters: dict[str, Any] | None = None,
+            tags: list[str] | None = None,
+            description: str = "",
+            output_dir: str = "training_logs",
+            config: tdconfig.ProducerConfig | None = None,
+            model_metrics: bool = True,
+            verbose: int = 0,
+        ) -> None:
             super().__init__(verbose)
             self.metrics_logger = metrics_logger
             self._owns_logger = metrics_logger is None
@@ -200,9 +243,13 @@ def _build() -> None:
                 hp = model_hyperparameters(self.model)
                 name = self.experiment_name or f"{hp['algorithm']}_{hp.get('env_id', 'env')}"
                 self.metrics_logger = MetricsLogger(
-                    name, output_dir=self.output_dir, hyperparameters=self.hyperparameters or hp,
+                    name,
+                    output_dir=self.output_dir,
+                    hyperparameters=self.hyperparameters or hp,
                     tags=self.tags or ["sb3", hp["algorithm"].lower()],
-                    description=self.description, config=self.config)
+                    description=self.description,
+                    config=self.config,
+                )
                 self._owns_logger = True
             if self.model_metrics and self._format is None:
                 self._format = TraindashOutputFormat(self.metrics_logger, self.model)
@@ -228,22 +275,29 @@ def _build() -> None:
             if success is not None:
                 extra["is_success"] = success
             model = self.model
-            lr = model.lr_schedule(model._current_progress_remaining) if hasattr(model, "lr_schedule") \
-                else 0.0
+            lr = (
+                model.lr_schedule(model._current_progress_remaining) if hasattr(model, "lr_schedule") else 0.0
+            )
             assert self.metrics_logger is not None
             self.metrics_logger.log_episode(
-                episode=self.episodes, profit=float(episode.get("r", math.nan)),
-                epsilon=float(getattr(model, "exploration_rate", 0.0)), learning_rate=float(lr),
-                length=float(episode.get("l", 0)), env_index=index, timesteps=self.num_timesteps,
-                **extra)
+                episode=self.episodes,
+                profit=float(episode.get("r", math.nan)),
+                epsilon=float(getattr(model, "exploration_rate", 0.0)),
+                learning_rate=float(lr),
+                length=float(episode.get("l", 0)),
+                env_index=index,
+                timesteps=self.num_timesteps,
+                **extra,
+            )
 
         def _on_training_end(self) -> None:
             if self._format is not None:
                 # SB3 dumps a training step's values with the next rollout's, so the last
                 # training step's values are still waiting in the logger: send them too.
                 logger = self.model.logger
-                self._format.write(dict(logger.name_to_value), dict(logger.name_to_excluded),
-                                   self.num_timesteps)
+                self._format.write(
+                    dict(logger.name_to_value), dict(logger.name_to_excluded), self.num_timesteps
+                )
                 try:
                     self.model.logger.output_formats.remove(self._format)
                 except ValueError:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from traindash.commands.common import add_read_options, file_block, flags, render
+from traindash.cli.common import add_read_options, file_block, flags, render
 from traindash.config import CollectorConfig
 from traindash.errors import UserError
 from traindash.query import run_sql, sql_literal
@@ -16,13 +16,25 @@ TABLES = ("episodes", "model_metrics", "runs", "alerts")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", metavar="PATH",
-                   help="file to write; default stdout for json/csv, <table>.parquet for parquet")
-    p.add_argument("--run", action="append", dest="runs", metavar="ID",
-                   help="only rows of this run (repeatable; default every run)")
+    p.add_argument(
+        "--out",
+        metavar="PATH",
+        help="file to write; default stdout for json/csv, <table>.parquet for parquet",
+    )
+    p.add_argument(
+        "--run",
+        action="append",
+        dest="runs",
+        metavar="ID",
+        help="only rows of this run (repeatable; default every run)",
+    )
     p.add_argument("--table", choices=TABLES, default="episodes", help="what to export (default episodes)")
-    add_read_options(p, formats=("csv", "json", "parquet"), timeout=10.0,
-                     format_help="json (one object a line), csv or parquet (default csv)")
+    add_read_options(
+        p,
+        formats=("csv", "json", "parquet"),
+        timeout=10.0,
+        format_help="json (one object a line), csv or parquet (default csv)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,15 +42,23 @@ def run(args: argparse.Namespace) -> int:
     where = ""
     if args.runs:
         where = f" WHERE run_id IN ({', '.join(sql_literal(r) for r in args.runs)})"
-    order = " ORDER BY ts" if args.table == "alerts" else (
-        " ORDER BY started_at" if args.table == "runs" else " ORDER BY run_id, seq")
+    order = (
+        " ORDER BY ts"
+        if args.table == "alerts"
+        else (" ORDER BY started_at" if args.table == "runs" else " ORDER BY run_id, seq")
+    )
     if args.runs:
         known = run_sql(f"SELECT run_id FROM runs{where}", cfg.endpoints.query, Path(cfg.db), args.timeout)
         missing = sorted(set(args.runs) - set(known.column("run_id").to_pylist()))
         if missing:
             raise UserError(f"no run {', '.join(missing)}; see `traindash runs`")
-    table = run_sql(f"SELECT * FROM {args.table}{where}{order}", cfg.endpoints.query, Path(cfg.db),
-                    args.timeout, max_rows=1_000_000_000)
+    table = run_sql(
+        f"SELECT * FROM {args.table}{where}{order}",
+        cfg.endpoints.query,
+        Path(cfg.db),
+        args.timeout,
+        max_rows=1_000_000_000,
+    )
     if args.format == "parquet":
         import pyarrow.parquet as pq
 

@@ -16,9 +16,11 @@ from traindash import config
 
 
 def add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="PATH",
-                   help="guide-style JSON config (its 'training_dashboard' block); "
-                        "env TRAINDASH_CONFIG")
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help="guide-style JSON config (its 'training_dashboard' block); env TRAINDASH_CONFIG",
+    )
 
 
 def add_endpoints(p: argparse.ArgumentParser, *which: str) -> None:
@@ -32,19 +34,29 @@ def add_endpoints(p: argparse.ArgumentParser, *which: str) -> None:
 
 
 def add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", metavar="PATH",
-                   help="DuckDB file (default traindash.duckdb; env TRAINDASH_DB)")
+    p.add_argument("--db", metavar="PATH", help="DuckDB file (default traindash.duckdb; env TRAINDASH_DB)")
 
 
-def add_read_options(p: argparse.ArgumentParser,
-                     formats: tuple[str, ...] = ("table", "csv", "json"),
-                     format_help: str | None = None, timeout: float = 2.0) -> None:
+def add_read_options(
+    p: argparse.ArgumentParser,
+    formats: tuple[str, ...] = ("table", "csv", "json"),
+    format_help: str | None = None,
+    timeout: float = 2.0,
+) -> None:
     """--format, --timeout, --db, --query and --config: the options of every reading command."""
-    p.add_argument("--format", choices=formats, default=formats[0],
-                   help=format_help or f"output format (default {formats[0]})")
-    p.add_argument("--timeout", type=float, default=timeout, metavar="S",
-                   help="how long to wait for a collector before opening the file "
-                        f"(default {timeout:g})")
+    p.add_argument(
+        "--format",
+        choices=formats,
+        default=formats[0],
+        help=format_help or f"output format (default {formats[0]})",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=timeout,
+        metavar="S",
+        help=f"how long to wait for a collector before opening the file (default {timeout:g})",
+    )
     add_db(p)
     add_endpoints(p, "query")
     add_config(p)

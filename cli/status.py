@@ -5,19 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from traindash.commands.common import add_read_options, file_block, flags, render
+from traindash.cli.common import add_read_options, file_block, flags, render
 from traindash.config import CollectorConfig
 from traindash.query import run_sql
 
 HELP = "show the collector's state: runs by status and rejected messages by reason"
 
-RUNS = ("SELECT status, count(*) AS runs, max(last_seen) AS last_seen FROM runs "
-        "WHERE coalesce(role, 'trainer') = 'trainer' GROUP BY status ORDER BY status")
-REJECTS = ("SELECT reason, count, last_at, last_sender, last_detail FROM rejects "
-           "ORDER BY count DESC")
-TOTALS = ("SELECT (SELECT count(*) FROM episodes) AS episodes, "
-          "(SELECT count(*) FROM model_metrics) AS model_metrics, "
-          "(SELECT count(*) FROM alerts) AS alerts")
+RUNS = (
+    "SELECT status, count(*) AS runs, max(last_seen) AS last_seen FROM runs "
+    "WHERE coalesce(role, 'trainer') = 'trainer' GROUP BY status ORDER BY status"
+)
+REJECTS = "SELECT reason, count, last_at, last_sender, last_detail FROM rejects ORDER BY count DESC"
+TOTALS = (
+    "SELECT (SELECT count(*) FROM episodes) AS episodes, "
+    "(SELECT count(*) FROM model_metrics) AS model_metrics, "
+    "(SELECT count(*) FROM alerts) AS alerts"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from traindash.commands.common import add_read_options, file_block, flags, render
+from traindash.cli.common import add_read_options, file_block, flags, render
 from traindash.config import CollectorConfig
 from traindash.query import run_sql
 
@@ -15,8 +15,9 @@ HELP = "run a read-only SQL query (through the collector, else the DuckDB file)"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sql", metavar="SQL", help='one SELECT statement, e.g. "SELECT * FROM runs"')
-    p.add_argument("--max-rows", type=int, default=100_000, metavar="N",
-                   help="return at most N rows (default 100000)")
+    p.add_argument(
+        "--max-rows", type=int, default=100_000, metavar="N", help="return at most N rows (default 100000)"
+    )
     add_read_options(p)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from traindash.commands.common import add_config, add_endpoints, file_block, flags
+from traindash.cli.common import add_config, add_endpoints, file_block, flags
 from traindash.config import ProducerConfig
 from traindash.errors import UserError
 
@@ -14,14 +14,19 @@ HELP = "re-send a spool file (records a trainer logged but no collector acknowle
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", type=Path, help="a <run_id>.spool file from a trainer's output_dir")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
-                   help="how long to wait for the collector's acknowledgement (default 30)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="how long to wait for the collector's acknowledgement (default 30)",
+    )
     add_endpoints(p, "ingest", "rows")
     add_config(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from producer.replay import replay
+    from traindash.producer.replay import replay
 
     path: Path = args.path
     if not path.is_file():

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from producer.logger import MetricsLogger
+from traindash.producer.logger import MetricsLogger
 
 
 @dataclass
@@ -54,7 +54,7 @@ class DemoAgent:
             "win_rate": win_rate,
             "drawdown": self.peak - self.equity,
             "num_trades": rng.randint(5, 40),
-            "epsilon": max(0.01, 0.995 ** self.episode),
+            "epsilon": max(0.01, 0.995**self.episode),
             "learning_rate": self.lr0 * (0.5 ** (self.episode // 250)),
             "portfolio_value": 10_000.0 + self.equity,
         }
@@ -71,15 +71,30 @@ class DemoAgent:
         }
 
 
-def run_trainer(index: int, episodes: int, interval: float, experiment: str = "demo",
-                seed: int | None = None, model_every: int = 5) -> str:
+def run_trainer(
+    index: int,
+    episodes: int,
+    interval: float,
+    experiment: str = "demo",
+    seed: int | None = None,
+    model_every: int = 5,
+) -> str:
     """One simulated trainer; ``episodes=0`` runs until interrupted. Returns the run_id."""
     agent = DemoAgent(seed=index if seed is None else seed, episodes=episodes)
-    hyper = {"learning_rate": agent.lr0, "gamma": 0.99, "epsilon_decay": 0.995,
-             "skill": round(agent.skill, 3), "trainer": index}
-    logger = MetricsLogger(experiment, name=f"{experiment}-trainer-{index}",
-                           hyperparameters=hyper, tags=["demo", "dqn"],
-                           description=f"simulated DQN trading agent #{index}")
+    hyper = {
+        "learning_rate": agent.lr0,
+        "gamma": 0.99,
+        "epsilon_decay": 0.995,
+        "skill": round(agent.skill, 3),
+        "trainer": index,
+    }
+    logger = MetricsLogger(
+        experiment,
+        name=f"{experiment}-trainer-{index}",
+        hyperparameters=hyper,
+        tags=["demo", "dqn"],
+        description=f"simulated DQN trading agent #{index}",
+    )
     try:
         n = 0
         while episodes <= 0 or n < episodes:

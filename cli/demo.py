@@ -12,12 +12,19 @@ HELP = "start simulated RL trading trainers (separate processes) that log to the
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--trainers", type=int, default=3, metavar="N",
-                   help="number of trainer processes (default 3)")
-    p.add_argument("--episodes", type=int, default=0, metavar="N",
-                   help="episodes per trainer; 0 runs until interrupted (default 0)")
-    p.add_argument("--interval", type=float, default=0.2, metavar="S",
-                   help="seconds between episodes (default 0.2)")
+    p.add_argument(
+        "--trainers", type=int, default=3, metavar="N", help="number of trainer processes (default 3)"
+    )
+    p.add_argument(
+        "--episodes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="episodes per trainer; 0 runs until interrupted (default 0)",
+    )
+    p.add_argument(
+        "--interval", type=float, default=0.2, metavar="S", help="seconds between episodes (default 0.2)"
+    )
     p.add_argument("--experiment", default="demo", help="experiment name (default demo)")
     p.add_argument("--index", type=int, default=None, help=argparse.SUPPRESS)
 
@@ -26,13 +33,23 @@ def run(args: argparse.Namespace) -> int:
     if args.trainers < 1 or args.episodes < 0 or args.interval < 0:
         raise ValueError("--trainers must be >= 1, --episodes and --interval >= 0")
     if args.index is not None:
-        from producer.demo import run_trainer
+        from traindash.cli.demo_trainer import run_trainer
 
         run_id = run_trainer(args.index, args.episodes, args.interval, args.experiment)
         print(f"trainer {args.index}: run {run_id} done", flush=True)
         return 0
-    base = [sys.executable, "-m", "traindash.cli", "demo", "--episodes", str(args.episodes),
-            "--interval", str(args.interval), "--experiment", args.experiment]
+    base = [
+        sys.executable,
+        "-m",
+        "traindash.cli",
+        "demo",
+        "--episodes",
+        str(args.episodes),
+        "--interval",
+        str(args.interval),
+        "--experiment",
+        args.experiment,
+    ]
     procs = [subprocess.Popen(base + ["--index", str(i)]) for i in range(args.trainers)]
     print(f"started {args.trainers} demo trainers (experiment {args.experiment!r})", flush=True)
 

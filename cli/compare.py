@@ -6,22 +6,27 @@ import argparse
 
 import pyarrow as pa
 
-from traindash.commands.common import add_read_options, render
-from traindash.commands.leaderboard import tracker
+from traindash.cli.common import add_read_options, render
+from traindash.cli.leaderboard import tracker
 
 HELP = "compare runs side by side: best/mean/final of each metric and their hyperparameters"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_ids", nargs="+", metavar="ID", help="run (experiment) ids, see `traindash runs`")
-    p.add_argument("--metric", action="append", dest="metrics", metavar="NAME",
-                   help="compare only this metric (repeatable; default profit, sharpe, win_rate, "
-                        "drawdown, num_trades and custom metrics)")
+    p.add_argument(
+        "--metric",
+        action="append",
+        dest="metrics",
+        metavar="NAME",
+        help="compare only this metric (repeatable; default profit, sharpe, win_rate, "
+        "drawdown, num_trades and custom metrics)",
+    )
     add_read_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from producer.experiment_tracker import comparison_rows
+    from traindash.producer.experiment_tracker import comparison_rows
 
     comparison = tracker(args).compare_experiments(args.run_ids, args.metrics)
     if args.format == "table":
@@ -29,11 +34,20 @@ def run(args: argparse.Namespace) -> int:
         rows = []
         for metric, per in comparison["metrics"].items():
             for exp_id, v in per.items():
-                rows.append({"metric": metric, "exp_id": exp_id, "best": v["best"], "mean": v["mean"],
-                             "final": v["final"],
-                             "winner": "*" if comparison["best"].get(metric) == exp_id else ""})
-        hp = [{"exp_id": i, **{k: per.get(i) for k, per in comparison["hyperparameters"].items()}}
-              for i in comparison["experiments"]]
+                rows.append(
+                    {
+                        "metric": metric,
+                        "exp_id": exp_id,
+                        "best": v["best"],
+                        "mean": v["mean"],
+                        "final": v["final"],
+                        "winner": "*" if comparison["best"].get(metric) == exp_id else "",
+                    }
+                )
+        hp = [
+            {"exp_id": i, **{k: per.get(i) for k, per in comparison["hyperparameters"].items()}}
+            for i in comparison["experiments"]
+        ]
         render(pa.Table.from_pylist(rows), "table")
         if comparison["hyperparameters"]:
             print()

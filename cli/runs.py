@@ -6,16 +6,19 @@ import argparse
 
 import pyarrow as pa
 
-from traindash.commands.common import add_read_options, render
-from traindash.commands.leaderboard import tracker
+from traindash.cli.common import add_read_options, render
+from traindash.cli.leaderboard import tracker
 
 HELP = "list training runs (experiments): status, episodes, best profit, tags"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", metavar="NAME", help="only runs of this experiment")
-    p.add_argument("--status", metavar="STATUS",
-                   help="only runs with this status (running, finished, crashed, stalled, lost, ...)")
+    p.add_argument(
+        "--status",
+        metavar="STATUS",
+        help="only runs with this status (running, finished, crashed, stalled, lost, ...)",
+    )
     p.add_argument("--all", action="store_true", help="include archived runs")
     p.add_argument("--limit", type=int, default=50, metavar="N", help="show at most N runs (default 50)")
     add_read_options(p)

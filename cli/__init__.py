@@ -1,7 +1,7 @@
 """The ``traindash`` command line. Each subcommand lives in its own module.
 
-This is the one place in ``traindash`` that reaches into the service packages (``ui``,
-``alerts``, ``collector``): lazily, inside the chosen subcommand only.
+The top layer of the house: it may import every other package; each subcommand module is
+imported only when the parser is built, so ``traindash --help`` stays quick.
 """
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ from traindash import __version__
 
 # name -> module with HELP, add_arguments(parser) and run(args) -> int
 COMMANDS: dict[str, str] = {
-    "collector": "traindash.commands.collector",
-    "sql": "traindash.commands.sql",
-    "demo": "traindash.commands.demo",
-    "replay": "traindash.commands.replay",
-    "status": "traindash.commands.status",
-    "keys": "traindash.commands.keys",
-    "runs": "traindash.commands.runs",
-    "leaderboard": "traindash.commands.leaderboard",
-    "compare": "traindash.commands.compare",
-    "export": "traindash.commands.export",
-    "alerts": "alerts.command",
-    "ui": "ui.command",
-    "dashboard": "ui.dashboard_command",
+    "collector": "traindash.cli.collector",
+    "sql": "traindash.cli.sql",
+    "demo": "traindash.cli.demo",
+    "replay": "traindash.cli.replay",
+    "status": "traindash.cli.status",
+    "keys": "traindash.cli.keys",
+    "runs": "traindash.cli.runs",
+    "leaderboard": "traindash.cli.leaderboard",
+    "compare": "traindash.cli.compare",
+    "export": "traindash.cli.export",
+    "alerts": "traindash.cli.alerts",
+    "ui": "traindash.cli.ui",
+    "dashboard": "traindash.cli.dashboard",
 }
 
 
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="traindash",
         description="Real-time monitoring for RL training runs: trainers publish over ZeroMQ, "
-                    "a collector writes DuckDB, a Panel dashboard and an alerts process follow.",
+        "a collector writes DuckDB, a Panel dashboard and an alerts process follow.",
     )
     parser.add_argument("--version", action="version", version=f"traindash {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -55,13 +55,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    from traindash.collector.service import CollectorError
     from traindash.errors import USER_ERRORS
 
     try:
         return int(args._module.run(args) or 0)
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, CollectorError) as exc:
         print(f"traindash {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 from traindash.cli import COMMANDS
-from traindash.commands.common import add_config, add_db, add_endpoints, file_block, flags
+from traindash.cli.common import add_config, add_db, add_endpoints, file_block, flags
 from traindash.config import THEMES, UIConfig
 from traindash.errors import UserError
-from ui.processes import (
+from traindash.ui.processes import (
     Children,
     collector_answers,
     endpoint_env,
@@ -31,16 +31,20 @@ START_TIMEOUT = 60.0
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--demo", action="store_true", help="also start simulated trainers")
     p.add_argument("--trainers", type=int, default=3, metavar="N", help="demo trainers (default 3)")
-    p.add_argument("--interval", type=float, default=0.2, metavar="S",
-                   help="seconds between demo episodes (default 0.2)")
-    p.add_argument("--no-alerts", dest="alerts", action="store_false",
-                   help="do not start the alerts process")
+    p.add_argument(
+        "--interval", type=float, default=0.2, metavar="S", help="seconds between demo episodes (default 0.2)"
+    )
+    p.add_argument("--no-alerts", dest="alerts", action="store_false", help="do not start the alerts process")
     p.add_argument("--port", type=int, metavar="N", help="HTTP port (default 8050)")
     p.add_argument("--host", metavar="ADDR", help="address to bind (default 127.0.0.1)")
     p.add_argument("--theme", choices=THEMES, help="cyberpunk, dark or light (default cyberpunk)")
     p.add_argument("--update-interval", type=int, metavar="MS", help="page update period (default 2000)")
-    p.add_argument("--logs", default="training_logs", metavar="DIR",
-                   help="where the child processes' logs go (default training_logs)")
+    p.add_argument(
+        "--logs",
+        default="training_logs",
+        metavar="DIR",
+        help="where the child processes' logs go (default training_logs)",
+    )
     add_endpoints(p)
     add_db(p)
     add_config(p)
@@ -64,15 +68,30 @@ def run(args: argparse.Namespace) -> int:
             children.start("collector", traindash("collector", "--db", str(cfg.db), *endpoint_flags(ep)))
             children.wait_until("collector", lambda: collector_answers(ep.query), START_TIMEOUT)
         url = f"http://{cfg.host}:{cfg.port}/"
-        children.start("ui", traindash("ui", "--host", cfg.host, "--port", str(cfg.port),
-                                       "--theme", cfg.theme, "--update-interval", str(cfg.update_interval),
-                                       *endpoint_flags(ep, "rows", "query")))
+        children.start(
+            "ui",
+            traindash(
+                "ui",
+                "--host",
+                cfg.host,
+                "--port",
+                str(cfg.port),
+                "--theme",
+                cfg.theme,
+                "--update-interval",
+                str(cfg.update_interval),
+                *endpoint_flags(ep, "rows", "query"),
+            ),
+        )
         children.wait_until("ui", lambda: http_ok(url), START_TIMEOUT)
         if args.alerts and "alerts" in COMMANDS:
             children.start("alerts", traindash("alerts", *endpoint_flags(ep), "--dashboard-url", url))
         if args.demo:
-            children.start("demo", traindash("demo", "--trainers", str(args.trainers),
-                                             "--interval", str(args.interval)), env=endpoint_env(ep))
+            children.start(
+                "demo",
+                traindash("demo", "--trainers", str(args.trainers), "--interval", str(args.interval)),
+                env=endpoint_env(ep),
+            )
         print(f"traindash dashboard at {url} (Ctrl-C stops it)", flush=True)
         while not stop["now"] and children.alive("ui"):
             time.sleep(0.2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from traindash.commands.common import add_config, add_endpoints, file_block, flags
+from traindash.cli.common import add_config, add_endpoints, file_block, flags
 
 HELP = "run the alerts process: apply thresholds and custom rules, notify Slack and email"
 
@@ -12,15 +12,17 @@ HELP = "run the alerts process: apply thresholds and custom rules, notify Slack 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config(p)
     add_endpoints(p)
-    p.add_argument("--dashboard-url", metavar="URL",
-                   help="dashboard base URL for run links (default http://127.0.0.1:8050; "
-                        "env TRAINDASH_DASHBOARD_URL)")
+    p.add_argument(
+        "--dashboard-url",
+        metavar="URL",
+        help="dashboard base URL for run links (default http://127.0.0.1:8050; env TRAINDASH_DASHBOARD_URL)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from alerts.config import AlertsConfig
-    from alerts.expr import UnsafeExpression
-    from alerts.service import AlertsService
+    from traindash.alerts.config import AlertsConfig
+    from traindash.alerts.expr import UnsafeExpression
+    from traindash.alerts.service import AlertsService
     from traindash.errors import UserError
 
     cfg = AlertsConfig.resolve(flags(args), None, file_block(args))

@@ -1,0 +1,1 @@
+"""Integrations with RL frameworks: each a plain module that imports its framework."""
