@@ -41,8 +41,20 @@ bench: $(VENV)/.bench-installed
 screenshot: install chromium
 	PATH="$(BIN):$$PATH" $(PY) scripts/screenshot.py
 
+# mypy cannot follow setuptools' editable finder through the package-dir mapping, so it checks
+# a tree of symlinks laid out the way `pip install .` lays out site-packages:
+# build/typecheck/traindash/producer -> producer/, and so on (errors name those paths).
+TYPECHECK := build/typecheck
+SERVICES := producer collector ui alerts cli
+
 lint: install
-	$(BIN)/ruff check .
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/traindash
+	ln -s $(addprefix ../../../,$(filter-out %/__pycache__,$(wildcard traindash/*))) $(TYPECHECK)/traindash/
+	for d in $(SERVICES); do ln -s ../../../$$d $(TYPECHECK)/traindash/$$d; done
+	ln -s ../../nexlify $(TYPECHECK)/nexlify
+	$(PY) -m mypy $(TYPECHECK)/traindash $(TYPECHECK)/nexlify
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -62,9 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from traindash.collector.service import CollectorError
     from traindash.errors import USER_ERRORS
 
+    errors: tuple[type[BaseException], ...] = (*USER_ERRORS, CollectorError)
     try:
         return int(args._module.run(args) or 0)
-    except (*USER_ERRORS, CollectorError) as exc:
+    except errors as exc:
         print(f"traindash {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

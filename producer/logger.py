@@ -13,7 +13,7 @@ import weakref
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -271,7 +271,7 @@ class MetricsLogger:
 
     def _backlog(self, n: int) -> None:
         if n == self.buffer_size:
-            self._sender.wake.set()
+            cast(Sender, self._sender).wake.set()  # only the thread sender's log_episode gets here
         elif n >= MAX_QUEUED or not self.enable_async:
             # The sender is behind: pack here (CPU only, no network or disk) so the queue,
             # and the trainer's memory, stay bounded.

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Sequence
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -195,7 +195,7 @@ def _q_summaries(qs: list[Any]) -> tuple[np.ndarray, list]:
         if 0 < size <= MAX_Q_VALUES:
             # One stacked pass instead of four reductions per row (and no np.std, whose
             # Python-level implementation is a dozen calls).
-            m = np.stack(qs)  # type: ignore[arg-type]
+            m = np.stack(qs)
             return _stacked_summary(m), m.tolist()
     summary = np.array([_q_summary(q) for q in qs], dtype=np.float64).reshape(len(qs), 4)
     return summary.T.copy(), [None if q is None else q[:MAX_Q_VALUES].tolist() for q in qs]
@@ -276,11 +276,13 @@ def pack(rows: list[tuple | bytes], first_seq: int) -> list[Section]:
     n = len(rows)
     types = set(map(type, rows))
     if types == {bytes}:  # the common case: nothing but plain episodes
-        return [_record_section(rows, np.arange(first_seq, first_seq + n, dtype=np.int64))]
+        plain = cast("list[bytes]", rows)
+        return [_record_section(plain, np.arange(first_seq, first_seq + n, dtype=np.int64))]
     sections = []
     if bytes in types:
         at = [i for i, row in enumerate(rows) if type(row) is bytes]
-        sections.append(_record_section([rows[i] for i in at], np.asarray(at, dtype=np.int64) + first_seq))
+        plain = cast("list[bytes]", [rows[i] for i in at])
+        sections.append(_record_section(plain, np.asarray(at, dtype=np.int64) + first_seq))
         keep = [i for i, row in enumerate(rows) if type(row) is not bytes]
         rows = [rows[i] for i in keep]
         seq_of = np.asarray(keep, dtype=np.int64) + first_seq

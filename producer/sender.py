@@ -262,7 +262,7 @@ class Sender(threading.Thread):
         # Asking ZMQ_EVENTS keeps the GIL, where a recv that finds nothing would release it
         # and raise: each release lets the training thread in and costs it a forced switch
         # to get the GIL back.
-        while sub.get(_EVENTS) & _POLLIN:
+        while sub.get(_EVENTS) & _POLLIN:  # type: ignore[operator]  # EVENTS is an int option
             frames = sub.recv_multipart(zmq.NOBLOCK)
             try:
                 msg = wire.decode(frames)

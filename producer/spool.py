@@ -12,6 +12,7 @@ import json
 import os
 import struct
 from collections.abc import Iterator
+from io import BufferedRandom
 from pathlib import Path
 
 _LEN = struct.Struct("<I")
@@ -35,10 +36,10 @@ class Spool:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fh = None
+        self._fh: BufferedRandom | None = None
         self.written = path.exists()
 
-    def _open(self):  # type: ignore[no-untyped-def]
+    def _open(self) -> BufferedRandom:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Kept open for the logger's lifetime; close() releases it.

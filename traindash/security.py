@@ -88,7 +88,7 @@ class _DenialLog:
 def start_authenticator(ctx: zmq.Context, allow_dir: Path) -> ThreadAuthenticator:
     if not allow_dir.is_dir() or not any(allow_dir.glob("*.key")):
         raise ConfigError(f"{allow_dir} holds no allowed public keys (*.key files)")
-    auth = ThreadAuthenticator(ctx, log=_DenialLog())  # type: ignore[arg-type]
+    auth = ThreadAuthenticator(ctx, log=_DenialLog())
     auth.start()
     auth.configure_curve(domain="*", location=str(allow_dir))
     return auth

@@ -173,8 +173,8 @@ def live_figures(theme: Theme, runs: Sequence[RunSources]) -> dict[str, figure]:
             label_text_font_size="10px",
             border_line_alpha=0,
             spacing=0,
-            padding=4,
-        )  # type: ignore[arg-type]
+            padding=4,  # type: ignore[arg-type]  # bokeh's stubs reject a plain int
+        )
         figs["profit"].add_layout(legend)
     return figs
 
