@@ -5,13 +5,20 @@ BIN := $(CURDIR)/$(VENV)/bin
 PYTHON ?= python3
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run test bench lint chromium screenshot clean
+.PHONY: install run test pytest bench lint chromium tmux screenshot clean
 
+# Two stamps: `make run` installs what running needs (no torch, SB3 or test tools); `make test`
+# adds those on top. Neither reinstalls what the other already installed.
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+# torch==2.13.0 first: the CPU build; a looser pin lets pip fetch a CUDA build of several GB.
+$(VENV)/.test-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[test,sb3]"
 	touch $@
@@ -23,14 +30,25 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
+# Terminal views are tested in a real tmux.
+tmux:
+	@command -v tmux >/dev/null || { \
+	  echo "installing Debian's tmux for the terminal tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq tmux; }
+
 run: install
 	PATH="$(BIN):$$PATH" $(BIN)/honcho start
 
-test: install chromium
-	PATH="$(BIN):$$PATH" $(PY) -m pytest
+test: lint pytest
+
+# Exit status 5 (nothing collected) fails like any other: a suite that runs no test is broken.
+pytest: $(VENV)/.test-installed chromium tmux
+	PATH="$(BIN):$$PATH" $(PY) -m pytest $(PYTEST_ARGS) || { rc=$$?; \
+	  [ $$rc != 5 ] || echo "pytest collected no tests (exit status 5): failing" >&2; exit $$rc; }
 
 # The peers (tensorboardX, MLflow, wandb, trackio) come from the `bench` extra only.
-$(VENV)/.bench-installed: $(VENV)/.installed
+$(VENV)/.bench-installed: $(VENV)/.test-installed
 	$(PY) -m pip install --quiet -e ".[test,sb3,bench]"
 	touch $@
 
@@ -38,7 +56,7 @@ bench: $(VENV)/.bench-installed
 	PATH="$(BIN):$$PATH" $(PY) bench/run.py $(BENCH_ARGS)
 
 # The README's screenshot: collector + demo trainers + ui on free ports, seen by Chromium.
-screenshot: install chromium
+screenshot: $(VENV)/.test-installed chromium
 	PATH="$(BIN):$$PATH" $(PY) scripts/screenshot.py
 
 # mypy cannot follow setuptools' editable finder through the package-dir mapping, so it checks
@@ -47,7 +65,7 @@ screenshot: install chromium
 TYPECHECK := build/typecheck
 SERVICES := producer collector ui alerts cli
 
-lint: install
+lint: $(VENV)/.test-installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/traindash
