@@ -1,6 +1,6 @@
 """Publishing alerts back to the collector, so they land in the ``alerts`` table.
 
-A role="alerts" :class:`producer.MetricsLogger` carries them like any producer's records.
+A role="alerts" :class:`traindash.producer.MetricsLogger` carries them like any producer's records.
 Recording runs on its own thread: finding out whether a collector answers (a short query
 with a timeout) never happens on the caller's thread, and without a collector nothing is
 kept beyond a warning.

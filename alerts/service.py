@@ -2,7 +2,7 @@
 
 It subscribes to the collector's rows socket (run, episode, model and end sections), polls
 ``runs.status`` through the query socket for stalled/lost trainers, hands alerts to the
-:class:`~alerts.channels.Dispatcher` (worker threads) and publishes each one, with the
+:class:`~traindash.alerts.channels.Dispatcher` (worker threads) and publishes each one, with the
 channels it reached, through a role="alerts" MetricsLogger. Runs with role "alerts" are
 ignored. Shutdown is a flag (SIGTERM/SIGINT) the loop checks; a second signal skips the
 drain.

@@ -1,7 +1,7 @@
 """Read-only SQL over the query socket, answered on a thread with its own DuckDB cursor.
 
 One statement per request, SELECT-like only; file and URL access are disabled on the
-database (see :class:`collector.store.Store`); a row cap and a timeout bound every query.
+database (see :class:`traindash.collector.store.Store`); a row cap and a timeout bound every query.
 Results travel as an Arrow IPC stream.
 """
 

@@ -1,4 +1,4 @@
-"""The guide's path for :class:`alerts.system.AlertSystem` and its threshold presets."""
+"""The guide's path for :class:`traindash.alerts.system.AlertSystem` and its threshold presets."""
 
 from traindash.alerts.system import AlertSystem, AlertThresholds
 

@@ -1,4 +1,4 @@
-"""The guide's path for :class:`producer.experiment_tracker.ExperimentTracker`."""
+"""The guide's path for :class:`traindash.producer.experiment_tracker.ExperimentTracker`."""
 
 from traindash.producer.experiment_tracker import ExperimentTracker
 

@@ -1,4 +1,4 @@
-"""The guide's path for :class:`producer.logger.MetricsLogger`."""
+"""The guide's path for :class:`traindash.producer.logger.MetricsLogger`."""
 
 from traindash.producer.logger import MetricsLogger
 

@@ -1,4 +1,4 @@
-"""The guide's path for :class:`ui.dashboard.TrainingDashboard`."""
+"""The guide's path for :class:`traindash.ui.dashboard.TrainingDashboard`."""
 
 from traindash.ui.dashboard import TrainingDashboard
 
