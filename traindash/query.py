@@ -14,6 +14,7 @@ import zmq
 
 from traindash import security, wire
 from traindash.config import ConfigError
+from traindash.schema import SCHEMA_VERSION, describe
 
 DEFAULT_TIMEOUT = 2.0
 
@@ -120,6 +121,9 @@ def query_file(db: Path, sql: str, max_rows: int = 1_000_000) -> pa.Table:
             ) from None
         raise QueryError(f"cannot open {db}: {first}") from None
     try:
+        version = _schema_version(con)
+        if version > SCHEMA_VERSION:
+            raise QueryError(f"{db}: {describe(version)}")
         con.execute("SET enable_external_access = false")
         statements = con.extract_statements(sql)
         if len(statements) != 1:
@@ -135,9 +139,21 @@ def query_file(db: Path, sql: str, max_rows: int = 1_000_000) -> pa.Table:
                 break
         return pa.Table.from_batches(batches, schema=reader.schema)
     except duckdb.Error as exc:
-        raise QueryError(str(exc).splitlines()[0]) from None
+        first = str(exc).splitlines()[0]
+        if version < SCHEMA_VERSION and isinstance(exc, duckdb.CatalogException):
+            first += f" ({db} has {describe(version)})"
+        raise QueryError(first) from None
     finally:
         con.close()
+
+
+def _schema_version(con: Any) -> int:
+    """The file's schema version (read-only readers never migrate; the collector does)."""
+    try:
+        row = con.execute("SELECT max(version) FROM schema_info").fetchone()
+    except Exception:  # duckdb.CatalogException: a file from before schema_info
+        return 0
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 def run_sql(
