@@ -27,9 +27,14 @@ class Result:
         self.arrow = table
         self.truncated = truncated
 
-    def df(self) -> Any:
-        """The rows as a pandas DataFrame (Arrow's zero-copy paths where the types allow)."""
-        return self.arrow.to_pandas(split_blocks=True, self_destruct=False)
+    def df(self, arrow_dtypes: bool = False) -> Any:
+        """The rows as a pandas DataFrame: numpy columns, or with ``arrow_dtypes`` pandas'
+        Arrow-backed columns, which share the Arrow memory instead of copying it."""
+        if arrow_dtypes:
+            import pandas as pd
+
+            return self.arrow.to_pandas(types_mapper=pd.ArrowDtype)
+        return self.arrow.to_pandas()
 
     def pl(self) -> Any:
         """The rows as a polars DataFrame (``pip install polars``)."""
