@@ -17,6 +17,10 @@ from traindash.config import ConfigError
 from traindash.schema import SCHEMA_VERSION, describe
 
 DEFAULT_TIMEOUT = 2.0
+# Replies come from the collector this client asked, and a result may be large (the
+# collector caps it); the producer-facing limits on message size do not apply here.
+REPLY_LIMITS = wire.Limits(max_bin_len=2**32 - 1)
+FILE_BATCH_ROWS = 1_000_000
 
 
 class QueryError(RuntimeError):
@@ -82,7 +86,7 @@ class QueryClient:
             self._sock = None
             raise CollectorUnavailable(f"no collector answered at {self.endpoint} within {wait:g} s")
         try:
-            msg = wire.decode(sock.recv_multipart())
+            msg = wire.decode(sock.recv_multipart(), REPLY_LIMITS)
         except wire.WireError as exc:
             raise QueryError(f"malformed reply from the collector: {exc}") from None
         if isinstance(msg, wire.Error):
@@ -130,7 +134,8 @@ def query_file(db: Path, sql: str, max_rows: int = 1_000_000) -> pa.Table:
             raise QueryError(f"one statement per query, got {len(statements)}")
         if statements[0].type != duckdb.StatementType.SELECT:
             raise QueryError(f"only read-only SELECT queries are answered, not {statements[0].type.name}")
-        reader = arrow_reader(con, sql)
+        # large batches: a local reader has no socket to keep responsive, and DuckDB fills them in parallel
+        reader = arrow_reader(con, sql, batch_size=FILE_BATCH_ROWS)
         batches, count = [], 0
         for batch in reader:
             batches.append(batch.slice(0, max_rows - count))
