@@ -182,8 +182,7 @@ class TopApp(App[int]):
         live = sum(v.status == "running" for v in runs.values())
         note = f"  ! {self.problem}" if self.problem else ""
         self.query_one("#header", Static).update(
-            f"traindash top  {len(runs)} runs, {live} running"
-            f"  [q] quit [↑↓] pick [PgUp/PgDn] page{note}"
+            f"traindash top  {len(runs)} runs, {live} running  [q] quit [↑↓] pick [PgUp/PgDn] page{note}"
         )
         self.query_one("#detail", Static).update(self._detail(table, now))
         lines = [
