@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "alerts": "traindash.cli.alerts",
     "ui": "traindash.cli.ui",
     "dashboard": "traindash.cli.dashboard",
+    "top": "traindash.cli.top",
 }
 
 

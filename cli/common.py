@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
 import sys
@@ -13,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from traindash import config
+from traindash.output import write_csv, write_json_lines
 
 
 def add_config(p: argparse.ArgumentParser) -> None:
@@ -83,22 +82,17 @@ def _cell(value: Any) -> str:
 
 
 def render(table: pa.Table, fmt: str, out: Any = None, max_width: int = 40) -> None:
-    """Print an Arrow table as an aligned text table, CSV or JSON lines."""
+    """Print an Arrow table as an aligned text table (rounded for reading), or as CSV or JSON
+    lines through ``traindash.output`` (never rounded)."""
     out = out or sys.stdout
-    rows = table.to_pylist()
-    names = table.column_names
     if fmt == "json":
-        for row in rows:
-            out.write(json.dumps(row, default=str) + "\n")
+        write_json_lines(table, out)
         return
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(names)
-        for row in rows:
-            writer.writerow([_cell(row[n]) for n in names])
-        out.write(buf.getvalue())
+        write_csv(table, out)
         return
+    rows = table.to_pylist()
+    names = table.column_names
     cells = [[_cell(row[n])[:max_width] for n in names] for row in rows]
     widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(names)]
     out.write("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip() + "\n")

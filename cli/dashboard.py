@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                 *endpoint_flags(ep, "rows", "query"),
             ),
         )
-        children.wait_until("ui", lambda: http_ok(url), START_TIMEOUT)
+        children.wait_until("ui", lambda: http_ok(url.rstrip("/") + "/healthz", timeout=10), START_TIMEOUT)
         if args.alerts and "alerts" in COMMANDS:
             children.start("alerts", traindash("alerts", *endpoint_flags(ep), "--dashboard-url", url))
         if args.demo:

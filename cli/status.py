@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pyarrow as pa
+
 from traindash.cli.common import add_read_options, file_block, flags, render
 from traindash.config import CollectorConfig
 from traindash.query import run_sql
@@ -30,6 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = CollectorConfig.resolve(flags(args), None, file_block(args))
     for title, sql in (("rows", TOTALS), ("runs", RUNS), ("rejected messages", REJECTS)):
-        print(f"== {title}")
-        render(run_sql(sql, cfg.endpoints.query, Path(cfg.db), args.timeout), args.format)
+        table = run_sql(sql, cfg.endpoints.query, Path(cfg.db), args.timeout)
+        if args.format == "json":  # one JSON object per line, each naming its section
+            table = table.add_column(0, "section", pa.array([title] * table.num_rows, pa.string()))
+        else:
+            print(f"== {title}")
+        render(table, args.format)
     return 0

@@ -15,40 +15,11 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from traindash.collector.migrations import MigrationError, upgrade_file
 from traindash.collector.tables import CORE_COLUMNS, TABLE_OF_KIND, records, section_table, to_json
 from traindash.wire import RecordKind, Section
 
 log = logging.getLogger("traindash.collector.store")
-
-SCHEMA_VERSION = 1
-
-RUNS_DDL = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id VARCHAR PRIMARY KEY,
-    experiment VARCHAR,
-    name VARCHAR,
-    host VARCHAR,
-    pid BIGINT,
-    started_at TIMESTAMP,
-    ended_at TIMESTAMP,
-    status VARCHAR,
-    hyperparameters JSON,
-    tags VARCHAR[],
-    description VARCHAR,
-    acked_seq BIGINT NOT NULL DEFAULT 0,
-    last_seen TIMESTAMP,
-    final_metrics JSON,
-    role VARCHAR DEFAULT 'trainer'
-)"""
-
-REJECTS_DDL = """
-CREATE TABLE IF NOT EXISTS rejects (
-    reason VARCHAR PRIMARY KEY,
-    count BIGINT NOT NULL,
-    last_at TIMESTAMP,
-    last_sender VARCHAR,
-    last_detail VARCHAR
-)"""
 
 VIEWS = [
     """CREATE OR REPLACE VIEW leaderboard AS
@@ -92,6 +63,20 @@ class Store:
             raise StoreError(f"memory limit {memory_limit!r} is not like '512MB' or '2GB'")
         self.path = path
         try:
+            # Older files are migrated (on a copy, with a backup kept) before they are opened.
+            self.backup = upgrade_file(path)
+        except MigrationError as exc:
+            raise StoreError(str(exc)) from None
+        except duckdb.IOException as exc:
+            msg = str(exc).splitlines()[0]
+            if "lock" in msg.lower():
+                raise StoreError(
+                    f"{path} is already open in another process (is a collector already running?): {msg}"
+                ) from None
+            raise StoreError(f"cannot open {path}: {msg}") from None
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
+        try:
             self.con = duckdb.connect(str(path))
         except duckdb.IOException as exc:
             msg = str(exc).splitlines()[0]
@@ -102,7 +87,7 @@ class Store:
             raise StoreError(f"cannot open {path}: {msg}") from None
         except duckdb.Error as exc:
             raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
-        self._create_schema()
+        self._create_views()
         # Reading files or URLs from SQL is never needed here; the query socket relies on
         # it, and on no query being able to change settings back.
         self.con.execute(f"SET memory_limit = '{memory_limit}'")
@@ -111,19 +96,10 @@ class Store:
         self.columns = {t: self._columns(t) for t in CORE_COLUMNS}
         self.known: set[str] = set()
 
-    def _create_schema(self) -> None:
-        c = self.con
-        c.execute(RUNS_DDL)
-        c.execute(REJECTS_DDL)
-        for table, cols in CORE_COLUMNS.items():
-            body = ", ".join(f'"{n}" {t}' for n, t in cols.items())
-            c.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body})")
-        c.execute("CREATE TABLE IF NOT EXISTS schema_info (version INTEGER)")
-        (count,) = c.execute("SELECT count(*) FROM schema_info").fetchone() or (0,)
-        if not count:
-            c.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
+    def _create_views(self) -> None:
+        # Views are derived, not versioned: made anew on every open, after the migrations.
         for view in VIEWS:
-            c.execute(view)
+            self.con.execute(view)
 
     def _columns(self, table: str) -> dict[str, str]:
         rows = self.con.execute(

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from traindash.jsonsafe import json_safe
+from traindash.output import json_safe
 from traindash.wire import RecordKind, Section
 
 EPISODES = "episodes"

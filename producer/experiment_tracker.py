@@ -9,7 +9,6 @@ Snapshots (``save_experiment``, archives, comparison exports) are files in ``exp
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -21,7 +20,7 @@ import pyarrow as pa
 
 from traindash import config as tdconfig
 from traindash import wire
-from traindash.jsonsafe import json_safe
+from traindash.output import dumps, write_csv_rows
 from traindash.producer.logger import MetricsLogger
 from traindash.producer.stats import LOWER_IS_BETTER
 from traindash.query import CollectorUnavailable, QueryClient, QueryError, run_sql, sql_literal
@@ -425,9 +424,7 @@ class ExperimentTracker:
         rows = comparison_rows(comparison)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["exp_id"])
-            writer.writeheader()
-            writer.writerows({k: _csv(v) for k, v in row.items()} for row in rows)
+            write_csv_rows(rows, fh, None if rows else ["exp_id"])
         return path
 
     # -- archive and delete --------------------------------------------------------------
@@ -497,14 +494,8 @@ def comparison_rows(comparison: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _csv(value: Any) -> Any:
-    if isinstance(value, (list, dict)):
-        return json.dumps(json_safe(value))
-    return value
-
-
 def _write_json(path: Path, doc: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(json_safe(doc), indent=1, default=str))
+    tmp.write_text(dumps(doc, indent=1))
     tmp.replace(path)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -13,9 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from traindash import config as tdconfig
+from traindash.output import dumps, write_csv_rows
 
 log = logging.getLogger("traindash.producer")
 
@@ -88,7 +85,7 @@ class Snapshots:
                 "model_metrics": models,
             }
             tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(doc, default=_json_default, indent=1))
+            tmp.write_text(dumps(doc, indent=1))
             os.replace(tmp, path)
             return path
         path = stem.with_suffix(".csv")
@@ -122,14 +119,6 @@ class Snapshots:
             self._saver.join(timeout=timeout)
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
-
-
 def _records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for row in rows:
@@ -145,21 +134,7 @@ def _records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    fields: dict[str, None] = {}
-    for row in rows:
-        fields.update(dict.fromkeys(row))
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(fields))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _csv_value(v) for k, v in row.items()})
+        write_csv_rows(rows, fh)
     os.replace(tmp, path)
-
-
-def _csv_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, default=str)
-    return value

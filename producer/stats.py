@@ -139,7 +139,8 @@ class RunStats:
                     continue
                 values = np.concatenate([np.asarray(p.cols[name], dtype=np.float64) for p in parts])
                 if kind is RecordKind.EPISODE and name == "profit":
-                    self.profit_sum += float(np.nansum(values))
+                    with np.errstate(over="ignore", invalid="ignore"):  # ±inf and huge profits are data
+                        self.profit_sum += float(np.nansum(values))
                 if np.isnan(values).all():
                     continue
                 lo, hi = int(np.nanargmin(values)), int(np.nanargmax(values))
@@ -192,7 +193,8 @@ class RunStats:
         with self.lock:
             values = self.episodes.column(name, window) or self.models.column(name, window)
         finite = [v for v in values if math.isfinite(v)]
-        return float(np.mean(finite)) if finite else 0.0
+        with np.errstate(over="ignore"):  # finite values near the largest double may sum to inf
+            return float(np.mean(finite)) if finite else 0.0
 
     def statistics(self) -> dict[str, Any]:
         with self.lock:
@@ -209,7 +211,8 @@ class RunStats:
 
         def mean(values: list[float]) -> float:
             finite = [v for v in values if math.isfinite(v)]
-            return float(np.mean(finite)) if finite else 0.0
+            with np.errstate(over="ignore"):  # finite values near the largest double may sum to inf
+                return float(np.mean(finite)) if finite else 0.0
 
         return {
             "total_episodes": n,

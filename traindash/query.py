@@ -14,8 +14,13 @@ import zmq
 
 from traindash import security, wire
 from traindash.config import ConfigError
+from traindash.schema import SCHEMA_VERSION, describe
 
 DEFAULT_TIMEOUT = 2.0
+# Replies come from the collector this client asked, and a result may be large (the
+# collector caps it); the producer-facing limits on message size do not apply here.
+REPLY_LIMITS = wire.Limits(max_bin_len=2**32 - 1)
+FILE_BATCH_ROWS = 1_000_000
 
 
 class QueryError(RuntimeError):
@@ -81,7 +86,7 @@ class QueryClient:
             self._sock = None
             raise CollectorUnavailable(f"no collector answered at {self.endpoint} within {wait:g} s")
         try:
-            msg = wire.decode(sock.recv_multipart())
+            msg = wire.decode(sock.recv_multipart(), REPLY_LIMITS)
         except wire.WireError as exc:
             raise QueryError(f"malformed reply from the collector: {exc}") from None
         if isinstance(msg, wire.Error):
@@ -120,13 +125,17 @@ def query_file(db: Path, sql: str, max_rows: int = 1_000_000) -> pa.Table:
             ) from None
         raise QueryError(f"cannot open {db}: {first}") from None
     try:
+        version = _schema_version(con)
+        if version > SCHEMA_VERSION:
+            raise QueryError(f"{db}: {describe(version)}")
         con.execute("SET enable_external_access = false")
         statements = con.extract_statements(sql)
         if len(statements) != 1:
             raise QueryError(f"one statement per query, got {len(statements)}")
         if statements[0].type != duckdb.StatementType.SELECT:
             raise QueryError(f"only read-only SELECT queries are answered, not {statements[0].type.name}")
-        reader = arrow_reader(con, sql)
+        # large batches: a local reader has no socket to keep responsive, and DuckDB fills them in parallel
+        reader = arrow_reader(con, sql, batch_size=FILE_BATCH_ROWS)
         batches, count = [], 0
         for batch in reader:
             batches.append(batch.slice(0, max_rows - count))
@@ -135,9 +144,21 @@ def query_file(db: Path, sql: str, max_rows: int = 1_000_000) -> pa.Table:
                 break
         return pa.Table.from_batches(batches, schema=reader.schema)
     except duckdb.Error as exc:
-        raise QueryError(str(exc).splitlines()[0]) from None
+        first = str(exc).splitlines()[0]
+        if version < SCHEMA_VERSION and isinstance(exc, duckdb.CatalogException):
+            first += f" ({db} has {describe(version)})"
+        raise QueryError(first) from None
     finally:
         con.close()
+
+
+def _schema_version(con: Any) -> int:
+    """The file's schema version (read-only readers never migrate; the collector does)."""
+    try:
+        row = con.execute("SELECT max(version) FROM schema_info").fetchone()
+    except Exception:  # duckdb.CatalogException: a file from before schema_info
+        return 0
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 def run_sql(

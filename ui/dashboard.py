@@ -98,7 +98,9 @@ class TrainingDashboard:
                     *endpoint_flags(self.endpoints, "rows", "query"),
                 ),
             )
-            self._children.wait_until("ui", lambda: http_ok(self.url), START_TIMEOUT)
+            self._children.wait_until(
+                "ui", lambda: http_ok(self.url.rstrip("/") + "/healthz", timeout=10), START_TIMEOUT
+            )
         except BaseException:
             self.stop()
             raise

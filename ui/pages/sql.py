@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import time
 
 import panel as pn
 import pyarrow as pa
 
+from traindash.output import csv_text
 from traindash.query import QueryError
 from traindash.ui.context import AppContext, on_destroy, shell
 from traindash.ui.render import css, table_html
@@ -16,15 +16,6 @@ from traindash.ui.render import css, table_html
 DEFAULT_SQL = "SELECT * FROM leaderboard ORDER BY best_profit DESC NULLS LAST"
 MAX_ROWS = 100_000
 SHOWN_ROWS = 500
-
-
-def to_csv(table: pa.Table) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(table.column_names)
-    for row in table.to_pylist():
-        writer.writerow(["" if v is None else v for v in row.values()])
-    return buf.getvalue()
 
 
 def sql_page(ctx: AppContext) -> pn.Column:
@@ -45,7 +36,7 @@ def sql_page(ctx: AppContext) -> pn.Column:
 
     def download() -> io.StringIO:
         table = last.get("table")
-        return io.StringIO(to_csv(table) if table is not None else "")
+        return io.StringIO(csv_text(table) if table is not None else "")
 
     dl = pn.widgets.FileDownload(
         callback=download,
