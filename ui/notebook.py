@@ -67,7 +67,10 @@ class LiveView:
             pn.pane.Markdown(f"**traindash** live: {', '.join(self.sources)}"),
             pn.GridBox(*(pn.pane.Bokeh(figs[key]) for key in PLOTS if key in figs), ncols=2),
         )
-        self.callback = pn.state.add_periodic_callback(self.poll, period=period_ms)
+        self.callback = pn.state.add_periodic_callback(self._tick, period=period_ms)
+
+    def _tick(self) -> None:
+        self.poll()
 
     def poll(self) -> int:
         """Stream what the collector committed since the last call; returns rows streamed."""
@@ -80,9 +83,10 @@ class LiveView:
             ep_roll, mo_roll = self.rollers[rows.run_id]
             cols = dict(rows.section.cols)
             if rows.section.kind is RecordKind.EPISODE:
-                src.episodes.stream(episode_rows(cols, ep_roll), rollover=ROLLOVER)
+                # bokeh's stubs take a dict of a union, and dict is invariant
+                src.episodes.stream(episode_rows(cols, ep_roll), rollover=ROLLOVER)  # type: ignore[arg-type]
             elif rows.section.kind is RecordKind.MODEL:
-                src.model.stream(model_rows(cols, mo_roll), rollover=ROLLOVER)
+                src.model.stream(model_rows(cols, mo_roll), rollover=ROLLOVER)  # type: ignore[arg-type]
             else:
                 continue
             n += len(rows.section)
