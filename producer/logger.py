@@ -26,6 +26,7 @@ from traindash.producer.shipper_client import ShipperClient, ShipperGone, StatsP
 from traindash.producer.snapshot import Snapshots
 from traindash.producer.spool import load_last_seq
 from traindash.producer.stats import RunStats
+from traindash.reports import TRAINER_ROLE
 from traindash.wire import RecordKind
 
 _pack_episode = EPISODE_RECORD.pack
@@ -106,7 +107,7 @@ class MetricsLogger:
         tags: list[str] | None = None,
         description: str = "",
         history_size: int = 10_000,
-        role: str = "trainer",
+        role: str = TRAINER_ROLE,
         config: tdconfig.ProducerConfig | None = None,
         sender: str | None = None,
     ) -> None:

@@ -14,6 +14,7 @@ import zmq
 
 from traindash import security, wire
 from traindash.config import ConfigError
+from traindash.reports import sql_literal as sql_literal  # its home; re-exported for readers
 
 DEFAULT_TIMEOUT = 2.0
 
@@ -29,11 +30,6 @@ class CollectorUnavailable(QueryError):
 def arrow_reader(con: Any, sql: str, batch_size: int = 10_000) -> pa.RecordBatchReader:
     """A streaming record-batch reader over a read-only query on a DuckDB connection."""
     return con.sql(sql).to_arrow_reader(batch_size)
-
-
-def sql_literal(value: str) -> str:
-    """A single-quoted SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 class QueryClient:

@@ -12,6 +12,7 @@ import panel as pn
 from bokeh.models.widgets import Div
 
 from traindash.query import QueryError
+from traindash.reports import LIVE_STATUSES, trainer_table_sql
 from traindash.ui import history
 from traindash.ui.context import AppContext, on_destroy, shell
 from traindash.ui.figures import EPISODE_PLOTS, PLOTS, RunSources, lag_probe, live_figures, robust_range
@@ -35,14 +36,13 @@ log = logging.getLogger(__name__)
 ROLLOVER = 50_000
 MAX_DEFAULT_RUNS = 4
 TABLE_REFRESH_S = 2.0
-LIVE = ("running", "stalled")
 FIRST_QUERY_TIMEOUT = 5.0
 INLINE_WAIT = 1.5  # s the first page waits for history so it arrives with the document
 ZOOMED = 0.8  # a visible window narrower than this share of the data counts as a zoom
 
 
 def run_label(run: dict[str, Any]) -> str:
-    mark = "●" if run.get("status") in LIVE else "○"
+    mark = "●" if run.get("status") in LIVE_STATUSES else "○"
     return f"{mark} {run.get('name') or run['run_id']} · {run['run_id'][-8:]}"
 
 
@@ -52,7 +52,7 @@ def default_selection(runs: list[dict[str, Any]], wanted: list[str]) -> list[str
     picked = [w for w in wanted if w in ids]
     if picked:
         return picked
-    live = [r["run_id"] for r in runs if r.get("status") in LIVE]
+    live = [r["run_id"] for r in runs if r.get("status") in LIVE_STATUSES]
     return live[:MAX_DEFAULT_RUNS] or ids[:1]
 
 
@@ -192,7 +192,7 @@ class LiveSession:
 
     def refresh_runs(self) -> None:
         try:
-            self.apply_runs(self.client.query(history.runs_sql(), timeout=FIRST_QUERY_TIMEOUT).to_pylist())
+            self.apply_runs(self.client.query(trainer_table_sql(), timeout=FIRST_QUERY_TIMEOUT).to_pylist())
         except QueryError as exc:
             self.message.object = f'<div class="lvl-bad">collector not answering: {exc}</div>'
 
