@@ -22,19 +22,10 @@ import pyarrow as pa
 from traindash import config as tdconfig
 from traindash import reports, wire
 from traindash.jsonsafe import json_safe
-from traindash.producer.logger import MetricsLogger
+from traindash.producer.logger import MetricsLogger, summary_metrics
 from traindash.query import CollectorUnavailable, QueryClient, QueryError, run_sql, sql_literal
 from traindash.reports import comparison_rows
 
-SUMMARY_KEYS = (
-    "total_episodes",
-    "best_profit",
-    "best_episode",
-    "avg_profit",
-    "best_sharpe",
-    "max_drawdown",
-    "training_time",
-)
 FLUSH_TIMEOUT = 10.0
 
 
@@ -179,7 +170,7 @@ class ExperimentTracker:
         """End the experiment's run with its final metrics (and save it when auto_save)."""
         logger = self.logger(exp_id)
         stats = logger.get_statistics()
-        final = {k: stats[k] for k in SUMMARY_KEYS if k in stats}
+        final = summary_metrics(stats)
         final.update(final_metrics or {})
         logger.close(status="finished", final_metrics=final)
         meta = self._read_meta(exp_id) or {"exp_id": exp_id}

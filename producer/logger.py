@@ -33,6 +33,15 @@ _pack_episode = EPISODE_RECORD.pack
 log = logging.getLogger("traindash.producer")
 
 MAX_QUEUED = 4_096
+SUMMARY_KEYS = (
+    "total_episodes",
+    "best_profit",
+    "best_episode",
+    "avg_profit",
+    "best_sharpe",
+    "max_drawdown",
+    "training_time",
+)
 
 _open_loggers: weakref.WeakSet[MetricsLogger] = weakref.WeakSet()
 
@@ -341,7 +350,7 @@ class MetricsLogger:
         self._sync()
         if not final_metrics:
             try:
-                final_metrics = _final(self._stats.statistics())
+                final_metrics = summary_metrics(self._stats.statistics())
             except ShipperGone:  # stop() below says what that means for the records
                 final_metrics = {}
         self.log_event(RecordKind.END, status=status, final_metrics=final_metrics)
@@ -383,17 +392,9 @@ def _mapping(value: Any, name: str, kwargs: dict[str, Any]) -> dict[str, Any] | 
     return None
 
 
-def _final(stats: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "total_episodes",
-        "best_profit",
-        "best_episode",
-        "avg_profit",
-        "best_sharpe",
-        "max_drawdown",
-        "training_time",
-    )
-    return {k: stats[k] for k in keys if k in stats}
+def summary_metrics(stats: dict[str, Any]) -> dict[str, Any]:
+    """A run's final metrics (stored with its end) from ``get_statistics()``."""
+    return {k: stats[k] for k in SUMMARY_KEYS if k in stats}
 
 
 class ProcessSenderLogger(MetricsLogger):

@@ -8,19 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from traindash.config import DEFAULT_PORT
-from traindash.ui.processes import (
-    Children,
-    collector_answers,
-    endpoint_flags,
-    http_ok,
-    port_in_use,
-    traindash,
-)
+from traindash.ui.processes import Children, port_in_use, start_dashboard
 from traindash.ui.themes import get_theme
 
 log = logging.getLogger(__name__)
-
-START_TIMEOUT = 60.0
 
 
 class TrainingDashboard:
@@ -74,31 +65,10 @@ class TrainingDashboard:
         if port_in_use(self.host, self.port):
             raise RuntimeError(f"port {self.port} is already in use; pass another port")
         try:
-            if not collector_answers(self.endpoints.query):
-                db = self._children.log_dir / "traindash.duckdb"
-                self._children.start(
-                    "collector", traindash("collector", "--db", str(db), *endpoint_flags(self.endpoints))
-                )
-                self.started_collector = True
-                self._children.wait_until(
-                    "collector", lambda: collector_answers(self.endpoints.query), START_TIMEOUT
-                )
-            self._children.start(
-                "ui",
-                traindash(
-                    "ui",
-                    "--host",
-                    self.host,
-                    "--port",
-                    str(self.port),
-                    "--theme",
-                    self.theme,
-                    "--update-interval",
-                    str(self.update_interval),
-                    *endpoint_flags(self.endpoints, "rows", "query"),
-                ),
+            db = self._children.log_dir / "traindash.duckdb"
+            self.started_collector = start_dashboard(
+                self._children, self.endpoints, db, self.host, self.port, self.theme, self.update_interval
             )
-            self._children.wait_until("ui", lambda: http_ok(self.url), START_TIMEOUT)
         except BaseException:
             self.stop()
             raise

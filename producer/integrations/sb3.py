@@ -35,6 +35,7 @@ from stable_baselines3.common.logger import KVWriter
 
 from traindash import config as tdconfig
 from traindash.producer.logger import MetricsLogger
+from traindash.producer.packing import EPISODE_FIELDS
 
 __all__ = ["TraindashCallback", "TraindashOutputFormat", "metric_name", "model_hyperparameters"]
 
@@ -65,21 +66,7 @@ HYPERPARAMETERS = (
 )
 MAX_Q_VALUES = 256
 # names the callback passes itself; a user's metric of the same name gets an ``sb3_`` prefix
-EPISODE_ARGS = frozenset(
-    {
-        "episode",
-        "profit",
-        "sharpe",
-        "win_rate",
-        "drawdown",
-        "num_trades",
-        "epsilon",
-        "learning_rate",
-        "length",
-        "env_index",
-        "timesteps",
-    }
-)
+EPISODE_ARGS = frozenset(EPISODE_FIELDS) | {"length", "env_index", "timesteps"}
 MODEL_ARGS = frozenset({"loss", "q_values", "gradients", "weights", "step", "episode"})
 _BAD = re.compile(r"[^A-Za-z0-9_]")
 

@@ -65,17 +65,7 @@ def compare_page(ctx: AppContext) -> pn.Column:
         except QueryError as exc:
             message.object = f'<span class="lvl-bad">{exc}</span>'
             return []
-        cols = [
-            "name",
-            "status",
-            "episodes",
-            "best_profit",
-            "mean_profit",
-            "last_profit",
-            "best_sharpe",
-            "mean_win_rate",
-            "max_drawdown",
-        ]
+        cols = ["name", "status", "episodes", *(m for m in LEADERBOARD_METRICS if m != "episodes")]
         board.object = table_html(
             ["#"] + cols, [[i + 1] + [r.get(c) for c in cols] for i, r in enumerate(rows)], "no runs yet"
         )
