@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from traindash.config import DEFAULT_PORT
+from traindash.config import DEFAULT_PORT, CollectorConfig, load_file
 from traindash.ui.processes import Children, port_in_use, start_dashboard
 from traindash.ui.themes import get_theme
 
@@ -19,9 +19,11 @@ class TrainingDashboard:
 
     ``start()`` is the embedded default: when no collector answers on the logger's query
     endpoint it starts one (a ``traindash collector`` child process on the logger's
-    endpoints, writing ``<output_dir>/traindash.duckdb``), then starts the ui server
-    (``traindash ui``) as a child process on ``port``. ``stop()`` ends only the processes
-    this object started; a collector that was already running is left alone.
+    endpoints, writing the DuckDB file every traindash process would use: ``TRAINDASH_DB``,
+    else ``collector.db`` of the ``TRAINDASH_CONFIG`` file, else ``traindash.duckdb`` in the
+    current folder), then starts the ui server (``traindash ui``) as a child process on
+    ``port``. ``stop()`` ends only the processes this object started; a collector that was
+    already running is left alone.
 
     Args:
         metrics_logger: the run's ``MetricsLogger``; its ``config.endpoints`` say where the
@@ -65,7 +67,7 @@ class TrainingDashboard:
         if port_in_use(self.host, self.port):
             raise RuntimeError(f"port {self.port} is already in use; pass another port")
         try:
-            db = self._children.log_dir / "traindash.duckdb"
+            db = CollectorConfig.resolve(None, None, load_file(None)).db.absolute()
             self.started_collector = start_dashboard(
                 self._children, self.endpoints, db, self.host, self.port, self.theme, self.update_interval
             )

@@ -214,7 +214,7 @@ def start_ui(
     cwd: Path | None = None,
     timeout: float = START_TIMEOUT,
 ) -> str:
-    """Start a ``traindash ui`` child on ``host:port`` and wait until it serves; its URL."""
+    """Start a ``traindash ui`` child on ``host:port`` and wait until it answers; its URL."""
     ui = traindash(
         "ui",
         "--host",
@@ -229,5 +229,6 @@ def start_ui(
     )
     url = f"http://{host}:{port}/"
     children.start("ui", ui, cwd=cwd)
-    children.wait_until("ui", lambda: http_ok(url), timeout)
+    # /healthz, not a page: a page builds a session, seconds of work on a busy machine.
+    children.wait_until("ui", lambda: http_ok(url + "healthz"), timeout)
     return url
