@@ -15,7 +15,15 @@ from traindash.query import QueryError
 from traindash.reports import LIVE_STATUSES, trainer_table_sql
 from traindash.ui import history
 from traindash.ui.context import AppContext, on_destroy, shell
-from traindash.ui.figures import EPISODE_PLOTS, PLOTS, RunSources, lag_probe, live_figures, robust_range
+from traindash.ui.figures import (
+    EPISODE_PLOTS,
+    PLOTS,
+    RunSources,
+    fit_range,
+    lag_probe,
+    live_figures,
+    robust_range,
+)
 from traindash.ui.kpi import KpiState, cards
 from traindash.ui.render import alerts_html, cards_html, css, trainers_html
 from traindash.ui.series import (
@@ -265,15 +273,12 @@ class LiveSession:
         self.refresh_tables(force=True)
 
     def _fit_sharpe(self) -> None:
-        """Fit the Sharpe plot to the bulk of what is shown (refitted as rows arrive)."""
+        """Fit the Sharpe plot to the bulk of what is shown (refitted as rows stream in)."""
         fit = robust_range(
             [np.asarray(v.sources.episodes.data["sharpe_smooth"], dtype=float) for v in self.views.values()],
             include=(0.0, 1.0),
         )
-        rng: Any = self._sharpe.y_range
-        if fit is not None and (rng.start, rng.end) != fit:
-            rng.start, rng.end = fit
-            rng.reset_start, rng.reset_end = fit
+        fit_range(self._sharpe.y_range, fit)
 
     # -- zoom: re-query downsampled runs at a finer grain --------------------------------
     def check_zoom(self) -> None:
@@ -339,15 +344,19 @@ class LiveSession:
                 chunks.setdefault((rows.run_id, kind), []).append(episode_rows(cols, view.ep_roll))
             else:
                 chunks.setdefault((rows.run_id, kind), []).append(model_rows(cols, view.mo_roll))
+        episodes = False
         for (run_id, kind), parts in chunks.items():
             view = self.views[run_id]
             if kind is RecordKind.EPISODE:
                 new: dict[str, Any] = concat(parts, EPISODE_COLUMNS)
                 view.kpi.update(new["episode"], new["profit"], new["sharpe"])
                 view.sources.episodes.stream(new, rollover=ROLLOVER)
+                episodes = True
             else:
                 model: dict[str, Any] = concat(parts, MODEL_COLUMNS)
                 view.sources.model.stream(model, rollover=ROLLOVER)
+        if episodes:
+            self._fit_sharpe()
         if chunks:
             self.update_kpis()
         self.refresh_tables(force=refresh)
@@ -385,7 +394,6 @@ class LiveSession:
         picked = set(self.picker.value)
         self.trainers.object = trainers_html([r for r in self.runs if r["run_id"] in picked] or self.runs)
         self.alerts.object = alerts_html(alerts)
-        self._fit_sharpe()
         self.update_kpis()
 
     def close(self) -> None:
