@@ -92,9 +92,9 @@ def test_a_killed_shipper_is_replaced_and_nothing_is_lost(
 def test_the_spool_written_ahead_is_cut_back_while_acks_flow(
     collector: CollectorProcess, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from traindash.producer import shipper
+    from traindash.producer import shipper_client
 
-    monkeypatch.setattr(shipper, "SPOOL_COMPACT_BYTES", 256 * 1024)
+    monkeypatch.setattr(shipper_client, "SPOOL_COMPACT_BYTES", 256 * 1024)
     lg = MetricsLogger(
         "ahead", output_dir=str(tmp_path), sender="process", config=collector.producer_config()
     )
@@ -186,23 +186,23 @@ def test_demo_trainers_run_on_the_process_sender(collector: CollectorProcess, tm
 def test_a_shipper_that_cannot_run_is_a_clear_error_not_a_hang(
     tmp_path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from traindash.producer import shipper
+    from traindash.producer import shipper_client
 
-    monkeypatch.setattr(shipper, "_ENTRY", "import sys; sys.exit(3)")
+    monkeypatch.setattr(shipper_client, "_ENTRY", "import sys; sys.exit(3)")
     lg = MetricsLogger("broken", output_dir=str(tmp_path), sender="process", config=ProducerConfig())
     lg.log_episode(1, 1.0)  # into shared memory: nothing to wait for yet
-    with pytest.raises(shipper.ShipperGone):
+    with pytest.raises(shipper_client.ShipperGone):
         lg.get_statistics()
     lg.close()  # does not raise or hang; says what was lost
     # the run's start record, the episode and the run's end
     assert "could not stop the shipper" in caplog.text and "the 3 records" in caplog.text
-    assert 1 <= lg._sender.restarts <= shipper.MAX_RESTARTS  # type: ignore[union-attr]
+    assert 1 <= lg._sender.restarts <= shipper_client.MAX_RESTARTS  # type: ignore[union-attr]
 
 
 FORKS = r"""
 import os, sys
 from traindash.producer import MetricsLogger
-from traindash.producer.shipper import ShipperGone
+from traindash.producer.shipper_client import ShipperGone
 lg = MetricsLogger("forks", output_dir=sys.argv[1], sender="process")
 for i in range(1, 101):
     lg.log_episode(i, 1.0)
