@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from traindash import config as tdconfig
-from traindash.producer.packing import EPISODE, EPISODE_RECORD, MODEL, OTHER
+from traindash.producer.packing import EPISODE, EPISODE_RECORD, MODEL, OTHER, SCALARS
 from traindash.producer.ring import RingWriter
 from traindash.producer.sender import Sender
 from traindash.producer.shipper import ShipperClient, ShipperGone, StatsProxy
@@ -111,6 +111,7 @@ class MetricsLogger:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self._model_step = 0
+        self._scalar_step = 0
         self._last_episode: Any = None
         self._closed = False
         last_seq = load_last_seq(self.output_dir, self.run_id)
@@ -314,6 +315,29 @@ class MetricsLogger:
             )
         )
         n = len(self._queue)
+        if n >= self.buffer_size:
+            self._backlog(n)
+        elif not self.enable_async:
+            self._sender.drain()
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None, *, ts: float | None = None) -> None:
+        """Queue named scalars at ``step``: ``log({"losses/value_loss": 0.3}, step=global_step)``.
+
+        Each number becomes a row of the ``scalars`` table (run_id, seq, ts, step, name,
+        value); names keep their slashes. Values that are not numbers are left out.
+        ``step`` is by default one more than the previous call's (0 at first), as in
+        wandb and trackio; ``ts`` (Unix seconds) is by default now.
+        """
+        if step is None:
+            step = self._scalar_step
+        elif type(step) is not int:
+            step = int(step)
+        self._scalar_step = step + 1
+        # A copy: training code often refills the same dict before the sender packs it.
+        values = metrics.copy() if type(metrics) is dict else dict(metrics)
+        q = self._queue
+        q.append((SCALARS, time.time() if ts is None else ts, step, values))
+        n = len(q)
         if n >= self.buffer_size:
             self._backlog(n)
         elif not self.enable_async:

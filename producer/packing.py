@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from traindash.wire import NAME_RE, RecordKind, Section
+from traindash.wire import MAX_SCALAR_NAME_LEN, NAME_RE, RecordKind, Section
 
 EPISODE = 0
 MODEL = 1
 OTHER = 2
+SCALARS = 3  # (SCALARS, ts, step, {name: value}) from MetricsLogger.log
 
 EPISODE_FIELDS = (
     "episode",
@@ -54,6 +55,7 @@ MODEL_RESERVED = frozenset(
 )
 MAX_Q_VALUES = 4096
 _NUMERIC = (int, float, np.number)
+_PLAIN_NUMBERS = frozenset({float, int, bool, np.float64, np.float32, np.int64, np.int32})
 _CODE = itemgetter(0)
 _KWARGS = itemgetter(10)
 _EPISODE_COLUMNS = ("ts", *EPISODE_FIELDS)
@@ -313,6 +315,8 @@ def _fields(row: tuple) -> tuple[RecordKind, dict[str, Any]]:
 
 
 def _row_section(row: tuple, seq: int) -> Section:
+    if row[0] == SCALARS:
+        return _scalars_section([row], np.array([seq], dtype=np.int64))
     kind, fields = _fields(row)
     cols: dict[str, Any] = {"seq": np.array([seq], dtype=np.int64), "ts": _floats([row[1]])}
     extra: dict[str, Any] = {}
@@ -339,6 +343,8 @@ def _pack(rows: list[tuple], seq_of: np.ndarray) -> list[Section]:
             fields = model_extra[i] = model_fields(row)
             grads = row[6] or {}
             key = (MODEL, tuple(fields), row[5] is not None, "mean" in grads, "std" in grads)
+        elif code == SCALARS:
+            key = (SCALARS, tuple(row[3]))
         else:
             key = (OTHER, i)
         groups.setdefault(key, []).append(i)
@@ -349,6 +355,56 @@ def _pack(rows: list[tuple], seq_of: np.ndarray) -> list[Section]:
             sections.append(_episode_section([rows[i] for i in idx], seqs))
         elif key[0] == MODEL:
             sections.append(_model_section([rows[i] for i in idx], seqs, [model_extra[i] for i in idx]))
+        elif key[0] == SCALARS:
+            sections.append(_scalars_section([rows[i] for i in idx], seqs))
         else:
             sections.append(_other_section(rows[idx[0]], int(seqs[0])))
     return sections
+
+
+def _scalar_values(values: list) -> np.ndarray | None:
+    """float64 values of one scalar name; None when none of them is a number."""
+    if set(map(type, values)) <= _PLAIN_NUMBERS:
+        try:
+            return np.fromiter(values, np.float64, len(values))
+        except (OverflowError, TypeError, ValueError):
+            pass
+    out = np.full(len(values), math.nan)
+    found = False
+    for i, v in enumerate(values):
+        if isinstance(v, (str, bytes)) or v is None:
+            continue  # text is not a scalar, even when it reads as a number
+        try:
+            out[i] = float(v)
+            found = True
+        except (OverflowError, TypeError, ValueError):
+            pass
+    return out if found else None
+
+
+def _scalars_section(rows: list[tuple], seqs: np.ndarray) -> Section:
+    """Records of ``MetricsLogger.log`` with the same names, as one ``v{i}`` column per name.
+
+    Values that are not numbers (text, objects) are left out: NaN beside numbers of the
+    same name, and a name with no number at all is dropped.
+    """
+    n = len(rows)
+    cols: dict[str, Any] = {
+        "seq": seqs,
+        "ts": _column(rows, 1),
+        "step": np.fromiter(map(itemgetter(2), rows), np.int64, n),
+    }
+    names: list[str] = []
+    seen: set[str] = set()
+    for key in rows[0][3]:
+        name = key if type(key) is str else str(key)
+        name = name.replace("\0", "")[:MAX_SCALAR_NAME_LEN]
+        if not name or name in seen:
+            continue
+        values = _scalar_values([r[3][key] for r in rows])
+        if values is None:
+            continue
+        seen.add(name)
+        cols[f"v{len(names)}"] = values
+        names.append(name)
+    return Section(RecordKind.SCALARS, cols, tuple(names))
