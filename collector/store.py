@@ -21,13 +21,25 @@ from traindash.wire import RecordKind, Section
 
 log = logging.getLogger("traindash.collector.store")
 
+# The value of a run's objective in an episode row (``runs.objective`` names the column;
+# a view cannot pick a column by name, so the episode columns are listed).
+OBJECTIVE_VALUE = """CASE coalesce(r.objective, 'profit')
+        WHEN 'profit' THEN e.profit WHEN 'episode_return' THEN e.episode_return
+        WHEN 'sharpe' THEN e.sharpe WHEN 'win_rate' THEN e.win_rate
+        WHEN 'episode_length' THEN e.episode_length END"""
+
 VIEWS = [
-    """CREATE OR REPLACE VIEW leaderboard AS
+    f"""CREATE OR REPLACE VIEW leaderboard AS
     SELECT r.run_id, r.experiment, r.name, r.status, r.started_at,
            count(e.seq) AS episodes, max(e.profit) AS best_profit,
            avg(e.profit) AS mean_profit, max(e.sharpe) AS best_sharpe,
            avg(e.win_rate) AS mean_win_rate, max(e.drawdown) AS max_drawdown,
-           arg_max(e.profit, e.seq) AS last_profit
+           arg_max(e.profit, e.seq) AS last_profit,
+           coalesce(r.objective, 'profit') AS objective,
+           max({OBJECTIVE_VALUE}) AS best_objective,
+           avg({OBJECTIVE_VALUE}) AS mean_objective,
+           arg_max({OBJECTIVE_VALUE}, e.seq) AS last_objective,
+           max(e.env_step) AS env_steps
     FROM runs r LEFT JOIN episodes e USING (run_id)
     WHERE coalesce(r.role, 'trainer') = 'trainer'
     GROUP BY ALL""",

@@ -25,7 +25,7 @@ from traindash.producer.shipper import ShipperClient, ShipperGone, StatsProxy
 from traindash.producer.snapshot import Snapshots
 from traindash.producer.spool import load_last_seq
 from traindash.producer.stats import RunStats
-from traindash.wire import RecordKind
+from traindash.wire import NAME_RE, RecordKind
 
 _pack_episode = EPISODE_RECORD.pack
 log = logging.getLogger("traindash.producer")
@@ -77,6 +77,10 @@ class MetricsLogger:
             (log calls copy records into shared memory and a shipper process does the
             rest, so a trainer whose work holds the GIL never waits for it); by default
             ``config.sender``.
+        objective: the episode column that ranks this run and its episodes (KPI cards,
+            best episode, leaderboard, new-best alerts): ``"profit"`` (the guide's
+            default), ``"episode_return"`` for runs recorded from environments, or any
+            custom column. Higher is better, except for ``drawdown`` and ``loss``.
     """
 
     def __init__(
@@ -96,11 +100,17 @@ class MetricsLogger:
         role: str = "trainer",
         config: tdconfig.ProducerConfig | None = None,
         sender: str | None = None,
+        objective: str = "profit",
     ) -> None:
         if not isinstance(experiment_name, str) or not experiment_name:
             raise ValueError("experiment_name must be a non-empty string")
         if buffer_size < 1:
             raise ValueError("buffer_size must be at least 1")
+        if not isinstance(objective, str) or not NAME_RE.match(objective):
+            raise ValueError(
+                f"objective must name an episode column, like 'episode_return', not {objective!r}"
+            )
+        self.objective = objective
         self.experiment_name = experiment_name
         self.output_dir = Path(output_dir).absolute()
         self.buffer_size = buffer_size
@@ -166,6 +176,7 @@ class MetricsLogger:
                     "tags": list(tags or []),
                     "description": description,
                     "role": role,
+                    "objective": objective,
                 },
             )
         )
@@ -188,7 +199,7 @@ class MetricsLogger:
     def log_episode(
         self,
         episode: int,
-        profit: float,
+        profit: float | None = None,
         sharpe: float = 0.0,
         win_rate: float = 0.0,
         drawdown: float = 0.0,
@@ -197,7 +208,13 @@ class MetricsLogger:
         learning_rate: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        """Queue one episode's metrics; extra keyword metrics become columns of their own."""
+        """Queue one episode's metrics; extra keyword metrics become columns of their own.
+
+        RL fields are keyword arguments with columns of their own: ``episode_return``,
+        ``episode_length``, ``env_step`` (the global environment step), ``terminated``,
+        ``truncated``, ``env_index`` and ``worker``; ``profit`` may then be left out
+        (it is NULL, as is any of these fields that is not given).
+        """
         q = self._queue
         record: bytes | tuple | None = None
         if not kwargs:
@@ -242,7 +259,7 @@ class MetricsLogger:
     def _log_episode_ring(
         self,
         episode: int,
-        profit: float,
+        profit: float | None = None,
         sharpe: float = 0.0,
         win_rate: float = 0.0,
         drawdown: float = 0.0,
@@ -367,9 +384,10 @@ class MetricsLogger:
         self._sync()
         return self._stats.latest_episode()
 
-    def get_best_episode(self, metric: str = "profit") -> dict[str, Any] | None:
+    def get_best_episode(self, metric: str | None = None) -> dict[str, Any] | None:
+        """The best episode so far by ``metric`` (by default the run's objective)."""
         self._sync()
-        return self._stats.best_record(metric)
+        return self._stats.best_record(metric or self.objective)
 
     def get_smoothed_metric(self, name: str, window: int = 10) -> float:
         self._sync()
@@ -381,6 +399,9 @@ class MetricsLogger:
         stats.update(
             experiment_name=self.experiment_name, run_id=self.run_id, pending_records=self._sender.pending
         )
+        if self.objective != "profit":
+            best = self._stats.best_record(self.objective) or {}
+            stats.update(objective=self.objective, best_objective=best.get(self.objective))
         return stats
 
     # -- saving --------------------------------------------------------------------------

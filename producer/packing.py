@@ -34,6 +34,17 @@ EPISODE_FIELDS = (
     "learning_rate",
 )
 INT_FIELDS = ("episode", "num_trades")
+# RL fields of an episode, keyword arguments of log_episode with a type of their own
+# (f: float, i: integer, b: boolean, s: text); NULL in DuckDB when not logged.
+RL_FIELDS = {
+    "episode_return": "f",
+    "episode_length": "i",
+    "env_step": "i",
+    "terminated": "b",
+    "truncated": "b",
+    "env_index": "i",
+    "worker": "s",
+}
 RESERVED = frozenset({"run_id", "seq", "ts", "extra"}) | frozenset(EPISODE_FIELDS)
 MODEL_RESERVED = frozenset(
     {
@@ -109,12 +120,27 @@ def _ints_or_floats(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _custom_columns(dicts: Sequence[dict], keys: tuple, reserved: frozenset) -> tuple[dict, list | None]:
+def _typed_column(kind: str, values: list) -> Any:
+    if kind == "s":
+        return [None if v is None else str(v) for v in values]
+    column = _floats([math.nan if v is None else v for v in values])
+    if kind == "f":
+        return column
+    if kind == "b" and np.isfinite(column).all():
+        return column.astype(np.int64) != 0
+    return _ints_or_floats(column)  # NaN (not logged) stays, and is NULL in DuckDB
+
+
+def _custom_columns(
+    dicts: Sequence[dict], keys: tuple, reserved: frozenset, typed: dict[str, str] | None = None
+) -> tuple[dict, list | None]:
     cols: dict[str, Any] = {}
     extra: list | None = None
     for key in keys:
         values = [d[key] for d in dicts]
-        if key not in reserved and NAME_RE.match(key) and all(isinstance(v, _NUMERIC) for v in values):
+        if typed and key in typed:
+            cols[key] = _typed_column(typed[key], values)
+        elif key not in reserved and NAME_RE.match(key) and all(isinstance(v, _NUMERIC) for v in values):
             cols[key] = _floats(values)
         else:
             if extra is None:
@@ -135,11 +161,13 @@ def _episode_section(rows: list[tuple], seqs: np.ndarray) -> Section:
     """Episodes queued as tuples: those with custom fields or values that are not numbers."""
     cols: dict[str, Any] = {"seq": seqs, "ts": _column(rows, 1)}
     for j, name in enumerate(EPISODE_FIELDS, start=2):
+        if rows[0][j] is None and all(r[j] is None for r in rows):
+            continue  # not logged (an RL episode's profit): NULL, not NaN
         column = _column(rows, j)
         cols[name] = _ints_or_floats(column) if name in INT_FIELDS else column
     kwargs = rows[0][10]
     if kwargs:
-        custom, extra = _custom_columns([r[10] for r in rows], tuple(kwargs), RESERVED)
+        custom, extra = _custom_columns([r[10] for r in rows], tuple(kwargs), RESERVED, RL_FIELDS)
         cols.update(custom)
         if extra is not None:
             cols["extra"] = extra

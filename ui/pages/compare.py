@@ -14,6 +14,9 @@ from traindash.ui.figures import RunSources, compare_figure
 from traindash.ui.render import css, table_html
 
 LEADERBOARD_METRICS = (
+    "best_objective",
+    "mean_objective",
+    "last_objective",
     "best_profit",
     "mean_profit",
     "last_profit",
@@ -39,7 +42,8 @@ def leaderboard_sql(metric: str, limit: int = 50) -> str:
         raise ValueError(f"unknown leaderboard metric {metric!r}")
     order = "ASC" if metric in LOWER_IS_BETTER else "DESC"
     return (
-        f"SELECT run_id, name, experiment, status, episodes, best_profit, mean_profit, last_profit, "
+        f"SELECT run_id, name, experiment, status, episodes, objective, best_objective, "
+        f"mean_objective, last_objective, env_steps, best_profit, mean_profit, last_profit, "
         f"best_sharpe, mean_win_rate, max_drawdown FROM leaderboard "
         f"ORDER BY {metric} {order} NULLS LAST LIMIT {int(limit)}"
     )
@@ -69,7 +73,7 @@ def compare_page(ctx: AppContext) -> pn.Column:
     on_destroy(client.close)
     style = [css(theme)]
     metric = pn.widgets.Select(
-        name="Leaderboard by", options=list(LEADERBOARD_METRICS), value="best_profit", width=200
+        name="Leaderboard by", options=list(LEADERBOARD_METRICS), value="best_objective", width=200
     )
     board = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width", name="leaderboard")
     picker = pn.widgets.MultiChoice(
@@ -89,6 +93,9 @@ def compare_page(ctx: AppContext) -> pn.Column:
             "name",
             "status",
             "episodes",
+            "objective",
+            "best_objective",
+            "env_steps",
             "best_profit",
             "mean_profit",
             "last_profit",
