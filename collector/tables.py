@@ -19,12 +19,14 @@ EPISODES = "episodes"
 MODEL_METRICS = "model_metrics"
 ALERTS = "alerts"
 SCALARS = "scalars"
+SUMMARIES = "summaries"
 
 TABLE_OF_KIND = {
     RecordKind.EPISODE: EPISODES,
     RecordKind.MODEL: MODEL_METRICS,
     RecordKind.ALERT: ALERTS,
     RecordKind.SCALARS: SCALARS,
+    RecordKind.SUMMARY: SUMMARIES,
 }
 
 # Column -> DuckDB type, in table order. Custom numeric fields become extra DOUBLE columns.
@@ -86,6 +88,22 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "step": "BIGINT",
         "name": "VARCHAR",
         "value": "DOUBLE",
+    },
+    SUMMARIES: {
+        "run_id": "VARCHAR",
+        "seq": "BIGINT",
+        "ts": "TIMESTAMP",
+        "step": "BIGINT",
+        "name": "VARCHAR",
+        "kind": "VARCHAR",
+        "text": "VARCHAR",
+        "values": "DOUBLE[]",
+        "count": "BIGINT",
+        "min": "DOUBLE",
+        "max": "DOUBLE",
+        "mean": "DOUBLE",
+        "std": "DOUBLE",
+        "extra": "JSON",
     },
 }
 
@@ -172,6 +190,12 @@ def _convert(sqltype: str, values: Any) -> pa.Array:
         return _strings(values)
     if sqltype == "BOOLEAN":
         return pa.array([v if isinstance(v, bool) else None for v in values], type=pa.bool_())
+    if sqltype in ("BIGINT", "DOUBLE"):  # numbers in a column of msgpack values
+        ok = int if sqltype == "BIGINT" else (int, float)
+        return pa.array(
+            [v if isinstance(v, ok) and not isinstance(v, bool) and abs(v) < 2**63 else None for v in values],
+            type=_ARROW_TYPES[sqltype],
+        )
     return pa.nulls(len(values), type=_ARROW_TYPES[sqltype])
 
 

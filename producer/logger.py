@@ -162,24 +162,18 @@ class MetricsLogger:
         else:
             names = " or ".join(map(repr, tdconfig.SENDERS))
             raise ValueError(f"sender must be {names}, not {self.sender!r}")
-        self._queue.append(
-            (
-                OTHER,
-                time.time(),
-                RecordKind.RUN,
-                {
-                    "experiment": experiment_name,
-                    "name": name or self.run_id,
-                    "host": self.host,
-                    "pid": self.pid,
-                    "hyperparameters": hyperparameters or {},
-                    "tags": list(tags or []),
-                    "description": description,
-                    "role": role,
-                    "objective": objective,
-                },
-            )
-        )
+        self._run_fields: dict[str, Any] = {
+            "experiment": experiment_name,
+            "name": name or self.run_id,
+            "host": self.host,
+            "pid": self.pid,
+            "hyperparameters": hyperparameters or {},
+            "tags": list(tags or []),
+            "description": description,
+            "role": role,
+            "objective": objective,
+        }
+        self._queue.append((OTHER, time.time(), RecordKind.RUN, dict(self._run_fields)))
         # The process sender auto-saves in the shipper, where the statistics live.
         self._snapshots = Snapshots(
             experiment_name,
@@ -360,9 +354,15 @@ class MetricsLogger:
         elif not self.enable_async:
             self._sender.drain()
 
-    def log_event(self, kind: RecordKind, **fields: Any) -> None:
-        """Queue a run-level record (used for alerts and the run's end)."""
-        self._queue.append((OTHER, time.time(), kind, fields))
+    def update_hyperparameters(self, values: Mapping[str, Any]) -> None:
+        """Merge ``values`` into the run's stored hyperparameters (TensorBoard's ``add_hparams``)."""
+        merged = {**self._run_fields["hyperparameters"], **values}
+        self._run_fields["hyperparameters"] = merged
+        self._queue.append((OTHER, time.time(), RecordKind.RUN, dict(self._run_fields)))
+
+    def log_event(self, kind: RecordKind, /, *, ts: float | None = None, **fields: Any) -> None:
+        """Queue a run-level record (alerts, summaries, the run's end); ``ts`` by default now."""
+        self._queue.append((OTHER, time.time() if ts is None else ts, kind, fields))
 
     # -- local statistics --------------------------------------------------------------
     def _sync(self) -> None:

@@ -35,8 +35,9 @@ Query socket (DEALER/REQ -> collector ROUTER):
 
 Record kinds: ``run`` (start: experiment, name, host, pid, hyperparameters, tags,
 description, objective), ``episode``, ``model`` (loss, q summary and values, gradients),
-``scalars`` (named values at a step, one record per ``log()`` call), ``end`` (status, final
-metrics) and ``alert``. Fields a reader does not know are kept, not dropped.
+``scalars`` (named values at a step, one record per ``log()`` call), ``summary`` (a
+TensorBoard histogram or text at a step), ``end`` (status, final metrics) and ``alert``.
+Fields a reader does not know are kept, not dropped.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class RecordKind(str, Enum):
     END = "end"
     ALERT = "alert"
     SCALARS = "scalars"
+    SUMMARY = "summary"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""RL runs: the ``scalars`` table, RL columns of ``episodes`` and a run's ``objective``.
+"""RL runs: ``scalars``, ``summaries`` (histograms, text), RL columns of ``episodes``, ``runs.objective``.
 
 An older file may already hold a custom column of ``episodes`` under one of the new names
 (any numeric keyword of ``log_episode`` became a DOUBLE column): it is kept as it is, with
@@ -10,7 +10,7 @@ from __future__ import annotations
 import duckdb
 
 VERSION = 2
-DESCRIPTION = "rl runs: scalars table, RL columns of episodes, runs.objective"
+DESCRIPTION = "rl runs: scalars and summaries tables, RL columns of episodes, runs.objective"
 
 EPISODE_COLUMNS = {
     "episode_return": "DOUBLE",
@@ -42,4 +42,10 @@ def up(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """CREATE TABLE scalars (
             run_id VARCHAR, seq BIGINT, ts TIMESTAMP, step BIGINT, name VARCHAR, value DOUBLE)"""
+    )
+    con.execute(
+        """CREATE TABLE summaries (
+            run_id VARCHAR, seq BIGINT, ts TIMESTAMP, step BIGINT, name VARCHAR, kind VARCHAR,
+            text VARCHAR, "values" DOUBLE[], count BIGINT, min DOUBLE, max DOUBLE, mean DOUBLE,
+            std DOUBLE, extra JSON)"""
     )
