@@ -211,7 +211,10 @@ def _pack_col(values: Column) -> list:
 
 
 def _pack_section(section: Section) -> dict:
-    body = {"kind": section.kind.value, "cols": {k: _pack_col(v) for k, v in section.cols.items()}}
+    body: dict[str, Any] = {
+        "kind": section.kind.value,
+        "cols": {k: _pack_col(v) for k, v in section.cols.items()},
+    }
     if section.kind is RecordKind.SCALARS:
         body["names"] = list(section.names)
     return body

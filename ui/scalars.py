@@ -46,12 +46,12 @@ class ScalarsPanel:
         """Start over for a new pick of runs (their history follows through :meth:`load`)."""
         self.runs = {r.run_id: (i, r) for i, r in enumerate(runs)}
         self.figs, self.sources, self.last_seq = {}, {}, {r.run_id: 0 for r in runs}
-        self.members: dict[str, list[tuple[str, str]]] = {}
+        self.members = {}
         self.grid.objects = []
 
     def load(self, run_id: str, history: dict[str, dict[str, np.ndarray]]) -> None:
         """Show a run's fetched scalars; streamed records up to the newest seq are skipped."""
-        newest, dirty = 0, set()
+        newest, dirty = 0, set[str]()
         for name in sorted(history):
             cols = history[name]
             self._source(run_id, name, dirty).data = {k: cols[k] for k in ("seq", "step", "value")}

@@ -77,7 +77,7 @@ class RecordEpisodes(VectorWrapper):
         self._prev_dones = np.zeros(n, dtype=bool)
 
     def reset(
-        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
         """Reset (all sub-environments, or those of ``options["reset_mask"]``) and their tallies."""
         mask = None if options is None else options.get("reset_mask")
