@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, VectorWrapper
 from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
-from tests.harness import CollectorProcess
+from tests.harness import CollectorProcess, free_endpoints
 from traindash.producer import MetricsLogger
 from traindash.producer.integrations.gymnasium import RecordEpisodes
 
 NUM_ENVS = 4
 STEPS = 150
+
+
+@pytest.fixture(scope="module")
+def shared_collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProcess]:
+    """One collector for the module's runs (each test reads its own run_id): fewer start-ups."""
+    tmp = tmp_path_factory.mktemp("gym-collector")
+    c = CollectorProcess(db=tmp / "td.duckdb", endpoints=free_endpoints(), log_path=tmp / "collector.log")
+    try:
+        yield c.start()
+    finally:
+        c.kill()
 
 
 class KeepMask(VectorWrapper):
@@ -49,8 +62,9 @@ def _run(envs: RecordEpisodes, mode: AutoresetMode) -> list[tuple[int, int, floa
 @pytest.mark.parametrize("vectorization", ["sync", "async"])
 @pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP, AutoresetMode.DISABLED])
 def test_recorded_episodes_equal_record_episode_statistics(
-    collector: CollectorProcess, tmp_path, vectorization: str, mode: AutoresetMode
+    shared_collector: CollectorProcess, tmp_path, vectorization: str, mode: AutoresetMode
 ) -> None:
+    collector = shared_collector
     env = gym.make_vec(
         "CartPole-v1",
         num_envs=NUM_ENVS,
@@ -70,7 +84,7 @@ def test_recorded_episodes_equal_record_episode_statistics(
     logger.close()
     stored = collector.query(
         "SELECT env_step, env_index, episode_return, episode_length, terminated, truncated, worker, "
-        "episode, profit FROM episodes ORDER BY seq"
+        f"episode, profit FROM episodes WHERE run_id = '{logger.run_id}' ORDER BY seq"
     ).to_pylist()
     assert len(reported) > 20
     assert {r["truncated"] for r in stored} == {True, False}
@@ -87,7 +101,9 @@ def test_recorded_episodes_equal_record_episode_statistics(
     ] == reported
     assert [r["episode"] for r in stored] == list(range(1, len(stored) + 1))
     assert {r["worker"] for r in stored} == {"w1"} and {r["profit"] for r in stored} == {None}
-    assert collector.scalar("SELECT objective FROM runs") == "episode_return"
+    assert (
+        collector.scalar(f"SELECT objective FROM runs WHERE run_id = '{logger.run_id}'") == "episode_return"
+    )
 
 
 def test_owns_its_logger_when_none_is_given(collector: CollectorProcess, tmp_path) -> None:
