@@ -19,6 +19,9 @@ from traindash.alerts.config import CustomRuleSpec, Thresholds
 from traindash.alerts.expr import Condition, parse
 from traindash.reports import ENDED_STATUSES, TRAINER_ROLE
 
+# Objectives where lower is better (as in the producer's statistics).
+LOWER_IS_BETTER = frozenset({"drawdown", "loss"})
+
 INFO, WARNING, CRITICAL = "info", "warning", "critical"
 LEVELS = (INFO, WARNING, CRITICAL)
 _SKIP = frozenset({"seq", "ts", "run_id", "episode", "step", "num_trades", "extra"})
@@ -113,12 +116,15 @@ def profit_alert(profit: float, limit: float, where: str) -> tuple[str, str, str
     )
 
 
-def stale_alert(episodes: int, best: float, where: str) -> tuple[str, str, str, str]:
+def stale_alert(
+    episodes: int, best: float, where: str, objective: str = "profit"
+) -> tuple[str, str, str, str]:
     return (
         "no_improvement",
         WARNING,
         "Slow Learning",
-        f"No improvement in {episodes} episodes for {where} (best profit {_fmt(best)})",
+        f"No improvement in {episodes} episodes for {where} "
+        f"(best {objective.replace('_', ' ')} {_fmt(best)})",
     )
 
 
@@ -157,7 +163,10 @@ class RunState:
 
     name: str | None = None
     role: str = TRAINER_ROLE
+    objective: str = "profit"
     episodes: int = 0
+    # The best value of the run's objective so far (profit unless the run names another),
+    # in "higher is better" terms: negated for an objective where lower is better.
     best_profit: float = -math.inf
     best_at: int = 0
     latest: dict[str, Any] = field(default_factory=dict)
@@ -217,6 +226,7 @@ class RuleEngine:
         st = self.state(run_id)
         st.name = row.get("name") or st.name
         st.role = row.get("role") or TRAINER_ROLE
+        st.objective = str(row.get("objective") or "profit")
         st.ended = False
         return []
 
@@ -228,26 +238,29 @@ class RuleEngine:
         where = _label(run_id, st.name)
         st.episodes += 1
         st.latest.update(row)
-        data = {"episode": row.get("episode"), "profit": row.get("profit")}
+        objective = st.objective
+        data = {"episode": row.get("episode"), objective: row.get(objective)}
         st.nonfinite["episode"] = nonfinite(row)
         self._nan(run_id, st, now, out)
+        sign = -1.0 if objective in LOWER_IS_BETTER else 1.0
+        value = _num(row, objective)
+        if value is not None and math.isfinite(value) and sign * value > st.best_profit:
+            if st.episodes > self.new_best_min_episodes and st.best_profit > -math.inf:
+                self._event(
+                    run_id,
+                    st,
+                    now,
+                    out,
+                    "new_best",
+                    INFO,
+                    "New best model",
+                    f"New best {objective.replace('_', ' ')} {_fmt(value)} (was "
+                    f"{_fmt(sign * st.best_profit)}) at episode {row.get('episode')} for {where}",
+                    data,
+                )
+            st.best_profit, st.best_at = sign * value, st.episodes
         profit = _num(row, "profit")
         if profit is not None and math.isfinite(profit):
-            if profit > st.best_profit:
-                if st.episodes > self.new_best_min_episodes and st.best_profit > -math.inf:
-                    self._event(
-                        run_id,
-                        st,
-                        now,
-                        out,
-                        "new_best",
-                        INFO,
-                        "New best model",
-                        f"New best profit {_fmt(profit)} (was {_fmt(st.best_profit)}) at "
-                        f"episode {row.get('episode')} for {where}",
-                        data,
-                    )
-                st.best_profit, st.best_at = profit, st.episodes
             limit = self.thresholds.min_profit_warning
             self._condition(run_id, st, now, out, profit < limit, profit_alert(profit, limit, where), data)
         n = self.thresholds.no_improvement_episodes
@@ -259,8 +272,8 @@ class RuleEngine:
                 now,
                 out,
                 stale,
-                stale_alert(n, st.best_profit, where),
-                {**data, "best_profit": st.best_profit},
+                stale_alert(n, sign * st.best_profit, where, objective),
+                {**data, f"best_{objective}": sign * st.best_profit},
             )
         if "loss" in row:
             self._loss(run_id, st, now, out, row)

@@ -211,7 +211,8 @@ class AlertsService(GracefulExit):
         try:
             with QueryClient(self.config.endpoints.query, timeout=1.0) as client:
                 table = client.query(
-                    f"SELECT {reports.role()} AS role, name FROM runs WHERE run_id = {sql_literal(run_id)}"
+                    f"SELECT {reports.role()} AS role, name, coalesce(objective, 'profit') "
+                    f"FROM runs WHERE run_id = {sql_literal(run_id)}"
                 )
         except QueryError:
             return
@@ -219,6 +220,7 @@ class AlertsService(GracefulExit):
             st = self.engine.state(run_id)
             st.role = table.column(0)[0].as_py()
             st.name = st.name or table.column(1)[0].as_py()
+            st.objective = table.column(2)[0].as_py()
 
     def emit(self, alerts: list[Alert]) -> None:
         for alert in alerts:

@@ -25,7 +25,16 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-MODULES = ("pipeline", "peers", "overhead", "ingest_scale", "ui_bench", "query_api")
+MODULES = (
+    "pipeline",
+    "peers",
+    "overhead",
+    "ingest_scale",
+    "ui_bench",
+    "query_api",
+    "scalars",
+    "gym_recorder",
+)
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 

@@ -29,7 +29,7 @@ def _tail(section: Section, after: int) -> Section | None:
         name: (values[keep] if isinstance(values, np.ndarray) else [values[i] for i in idx])
         for name, values in section.cols.items()
     }
-    return Section(section.kind, cols)
+    return Section(section.kind, cols, section.names)
 
 
 class Sequencer:

@@ -158,15 +158,15 @@ class Store:
             tags = r.get("tags")
             self.con.execute(
                 """INSERT INTO runs (run_id, experiment, name, host, pid, started_at, status,
-                       hyperparameters, tags, description, role, last_seen)
-                   VALUES (?, ?, ?, ?, ?, make_timestamp(?), 'running', ?, ?, ?, ?, make_timestamp(?))
+                       hyperparameters, tags, description, role, last_seen, objective)
+                   VALUES (?, ?, ?, ?, ?, make_timestamp(?), 'running', ?, ?, ?, ?, make_timestamp(?), ?)
                    ON CONFLICT (run_id) DO UPDATE SET experiment = excluded.experiment,
                        name = excluded.name, host = excluded.host, pid = excluded.pid,
                        started_at = coalesce(runs.started_at, excluded.started_at),
                        status = 'running', ended_at = NULL,
                        hyperparameters = excluded.hyperparameters, tags = excluded.tags,
                        description = excluded.description, role = excluded.role,
-                       last_seen = excluded.last_seen""",
+                       last_seen = excluded.last_seen, objective = excluded.objective""",
                 [
                     stream_id,
                     _str(r.get("experiment")),
@@ -179,6 +179,7 @@ class Store:
                     _str(r.get("description")) or "",
                     _str(r.get("role")) or reports.TRAINER_ROLE,
                     _micros(r.get("ts")),
+                    _str(r.get("objective")) or "profit",
                 ],
             )
 
@@ -245,7 +246,7 @@ class Store:
                 ).fetchall()
             ]
             if ids and action == "delete":
-                for table in ("episodes", "model_metrics", "alerts"):
+                for table in ("episodes", "model_metrics", "alerts", "scalars", "summaries"):
                     c.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest($1::VARCHAR[]))", [ids])
             if ids:
                 c.execute(

@@ -18,11 +18,15 @@ from traindash.wire import RecordKind, Section
 EPISODES = "episodes"
 MODEL_METRICS = "model_metrics"
 ALERTS = "alerts"
+SCALARS = "scalars"
+SUMMARIES = "summaries"
 
 TABLE_OF_KIND = {
     RecordKind.EPISODE: EPISODES,
     RecordKind.MODEL: MODEL_METRICS,
     RecordKind.ALERT: ALERTS,
+    RecordKind.SCALARS: SCALARS,
+    RecordKind.SUMMARY: SUMMARIES,
 }
 
 # Column -> DuckDB type, in table order. Custom numeric fields become extra DOUBLE columns.
@@ -40,6 +44,14 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "epsilon": "DOUBLE",
         "learning_rate": "DOUBLE",
         "extra": "JSON",
+        # RL fields (schema v2), NULL when not logged
+        "episode_return": "DOUBLE",
+        "episode_length": "BIGINT",
+        "env_step": "BIGINT",
+        "terminated": "BOOLEAN",
+        "truncated": "BOOLEAN",
+        "env_index": "BIGINT",
+        "worker": "VARCHAR",
     },
     MODEL_METRICS: {
         "run_id": "VARCHAR",
@@ -69,12 +81,37 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "source": "VARCHAR",
         "seq": "BIGINT",
     },
+    SCALARS: {
+        "run_id": "VARCHAR",
+        "seq": "BIGINT",
+        "ts": "TIMESTAMP",
+        "step": "BIGINT",
+        "name": "VARCHAR",
+        "value": "DOUBLE",
+    },
+    SUMMARIES: {
+        "run_id": "VARCHAR",
+        "seq": "BIGINT",
+        "ts": "TIMESTAMP",
+        "step": "BIGINT",
+        "name": "VARCHAR",
+        "kind": "VARCHAR",
+        "text": "VARCHAR",
+        "values": "DOUBLE[]",
+        "count": "BIGINT",
+        "min": "DOUBLE",
+        "max": "DOUBLE",
+        "mean": "DOUBLE",
+        "std": "DOUBLE",
+        "extra": "JSON",
+    },
 }
 
 _ARROW_TYPES = {
     "VARCHAR": pa.string(),
     "BIGINT": pa.int64(),
     "DOUBLE": pa.float64(),
+    "BOOLEAN": pa.bool_(),
     "TIMESTAMP": pa.timestamp("us"),
     "JSON": pa.string(),
     "DOUBLE[]": pa.list_(pa.float64()),
@@ -135,6 +172,9 @@ def _convert(sqltype: str, values: Any) -> pa.Array:
             return _integers(values)
         if sqltype == "DOUBLE":
             return pa.array(values.astype(np.float64, copy=False))
+        if sqltype == "BOOLEAN":
+            known = ~np.isnan(values) if values.dtype.kind == "f" else np.ones(len(values), dtype=bool)
+            return pa.array(values != 0, mask=~known)
         if sqltype == "TIMESTAMP":
             return timestamps(values.astype(np.float64, copy=False))
         if sqltype in ("VARCHAR", "JSON"):
@@ -148,6 +188,14 @@ def _convert(sqltype: str, values: Any) -> pa.Array:
         return pa.array([to_json(v) for v in values], type=pa.string())
     if sqltype == "VARCHAR":
         return _strings(values)
+    if sqltype == "BOOLEAN":
+        return pa.array([v if isinstance(v, bool) else None for v in values], type=pa.bool_())
+    if sqltype in ("BIGINT", "DOUBLE"):  # numbers in a column of msgpack values
+        ok = int if sqltype == "BIGINT" else (int, float)
+        return pa.array(
+            [v if isinstance(v, ok) and not isinstance(v, bool) and abs(v) < 2**63 else None for v in values],
+            type=_ARROW_TYPES[sqltype],
+        )
     return pa.nulls(len(values), type=_ARROW_TYPES[sqltype])
 
 
@@ -159,6 +207,8 @@ def section_table(
     ``existing`` maps lower-cased column names of the DuckDB table to their names there;
     custom columns match case-insensitively, as DuckDB identifiers do.
     """
+    if table == SCALARS:
+        return scalars_table(stream_id, section), {}
     core = CORE_COLUMNS[table]
     n = len(section)
     arrays: dict[str, pa.Array] = {}
@@ -191,6 +241,32 @@ def section_table(
             rows.append(to_json(row) if row else None)
         arrays[extra_col] = pa.array(rows, type=pa.string())
     return pa.table(arrays), {v: "DOUBLE" for v in new_columns.values()}
+
+
+def scalars_table(stream_id: str, section: Section) -> pa.Table:
+    """A ``scalars`` section in long form: one row per record and name, names dictionary-encoded."""
+    n, k = len(section), len(section.names)
+    cols = section.cols
+    seq = np.asarray(cols["seq"], dtype=np.int64)
+    ts = np.asarray(cols["ts"], dtype=np.float64)
+    step = np.asarray(cols["step"], dtype=np.int64)
+    if k:
+        values = np.column_stack([np.asarray(cols[f"v{i}"], dtype=np.float64) for i in range(k)]).ravel()
+    else:
+        values = np.empty(0)
+    names = pa.DictionaryArray.from_arrays(
+        pa.array(np.tile(np.arange(k, dtype=np.int32), n)), pa.array(list(section.names), type=pa.string())
+    )
+    return pa.table(
+        {
+            "run_id": constant(stream_id, n * k),
+            "seq": pa.array(np.repeat(seq, k)),
+            "ts": timestamps(np.repeat(ts, k)),
+            "step": pa.array(np.repeat(step, k)),
+            "name": names,
+            "value": pa.array(values),
+        }
+    )
 
 
 def records(section: Section) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from typing import Any, cast
 import numpy as np
 
 from traindash import config as tdconfig
-from traindash.producer.packing import EPISODE, EPISODE_RECORD, MODEL, OTHER
+from traindash.producer.packing import EPISODE, EPISODE_RECORD, MODEL, OTHER, SCALARS
 from traindash.producer.ring import RingWriter
 from traindash.producer.sender import Sender
 from traindash.producer.senders import SenderKind, open_process_sender, open_thread_sender
@@ -27,7 +27,7 @@ from traindash.producer.snapshot import Snapshots
 from traindash.producer.spool import load_last_seq
 from traindash.producer.stats import RunStats
 from traindash.reports import TRAINER_ROLE
-from traindash.wire import RecordKind
+from traindash.wire import NAME_RE, RecordKind
 
 _pack_episode = EPISODE_RECORD.pack
 log = logging.getLogger("traindash.producer")
@@ -88,6 +88,10 @@ class MetricsLogger:
             (log calls copy records into shared memory and a shipper process does the
             rest, so a trainer whose work holds the GIL never waits for it); by default
             ``config.sender``.
+        objective: the episode column that ranks this run and its episodes (KPI cards,
+            best episode, leaderboard, new-best alerts): ``"profit"`` (the guide's
+            default), ``"episode_return"`` for runs recorded from environments, or any
+            custom column. Higher is better, except for ``drawdown`` and ``loss``.
     """
 
     def __new__(
@@ -119,11 +123,17 @@ class MetricsLogger:
         role: str = TRAINER_ROLE,
         config: tdconfig.ProducerConfig | None = None,
         sender: str | None = None,
+        objective: str = "profit",
     ) -> None:
         if not isinstance(experiment_name, str) or not experiment_name:
             raise ValueError("experiment_name must be a non-empty string")
         if buffer_size < 1:
             raise ValueError("buffer_size must be at least 1")
+        if not isinstance(objective, str) or not NAME_RE.match(objective):
+            raise ValueError(
+                f"objective must name an episode column, like 'episode_return', not {objective!r}"
+            )
+        self.objective = objective
         self.experiment_name = experiment_name
         self.output_dir = Path(output_dir).absolute()
         self.buffer_size = buffer_size
@@ -134,6 +144,7 @@ class MetricsLogger:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self._model_step = 0
+        self._scalar_step = 0
         self._last_episode: Any = None
         self._closed = False
         last_seq = load_last_seq(self.output_dir, self.run_id)
@@ -146,23 +157,18 @@ class MetricsLogger:
         self._sender: Sender | ShipperClient
         self._stats: RunStats | StatsProxy
         self._sender, self._queue, self._stats = kind.open(self, last_seq, history_size)
-        self._queue.append(
-            (
-                OTHER,
-                time.time(),
-                RecordKind.RUN,
-                {
-                    "experiment": experiment_name,
-                    "name": name or self.run_id,
-                    "host": self.host,
-                    "pid": self.pid,
-                    "hyperparameters": hyperparameters or {},
-                    "tags": list(tags or []),
-                    "description": description,
-                    "role": role,
-                },
-            )
-        )
+        self._run_fields: dict[str, Any] = {
+            "experiment": experiment_name,
+            "name": name or self.run_id,
+            "host": self.host,
+            "pid": self.pid,
+            "hyperparameters": hyperparameters or {},
+            "tags": list(tags or []),
+            "description": description,
+            "role": role,
+            "objective": objective,
+        }
+        self._queue.append((OTHER, time.time(), RecordKind.RUN, dict(self._run_fields)))
         self._snapshots = Snapshots(
             experiment_name,
             self.run_id,
@@ -181,7 +187,7 @@ class MetricsLogger:
     def log_episode(
         self,
         episode: int,
-        profit: float,
+        profit: float | None = None,
         sharpe: float = 0.0,
         win_rate: float = 0.0,
         drawdown: float = 0.0,
@@ -190,7 +196,13 @@ class MetricsLogger:
         learning_rate: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        """Queue one episode's metrics; extra keyword metrics become columns of their own."""
+        """Queue one episode's metrics; extra keyword metrics become columns of their own.
+
+        RL fields are keyword arguments with columns of their own: ``episode_return``,
+        ``episode_length``, ``env_step`` (the global environment step), ``terminated``,
+        ``truncated``, ``env_index`` and ``worker``; ``profit`` may then be left out
+        (it is NULL, as is any of these fields that is not given).
+        """
         q = self._queue
         record: bytes | tuple | None = None
         if not kwargs:
@@ -282,9 +294,38 @@ class MetricsLogger:
         elif not self.enable_async:
             self._sender.drain()
 
-    def log_event(self, kind: RecordKind, **fields: Any) -> None:
-        """Queue a run-level record (used for alerts and the run's end)."""
-        self._queue.append((OTHER, time.time(), kind, fields))
+    def log(self, metrics: Mapping[str, Any], step: int | None = None, *, ts: float | None = None) -> None:
+        """Queue named scalars at ``step``: ``log({"losses/value_loss": 0.3}, step=global_step)``.
+
+        Each number becomes a row of the ``scalars`` table (run_id, seq, ts, step, name,
+        value); names keep their slashes. Values that are not numbers are left out.
+        ``step`` is by default one more than the previous call's (0 at first), as in
+        wandb and trackio; ``ts`` (Unix seconds) is by default now.
+        """
+        if step is None:
+            step = self._scalar_step
+        elif type(step) is not int:
+            step = int(step)
+        self._scalar_step = step + 1
+        # A copy: training code often refills the same dict before the sender packs it.
+        values = metrics.copy() if type(metrics) is dict else dict(metrics)
+        q = self._queue
+        q.append((SCALARS, time.time() if ts is None else ts, step, values))
+        n = len(q)
+        if n >= self.buffer_size:
+            self._backlog(n)
+        elif not self.enable_async:
+            self._sender.drain()
+
+    def update_hyperparameters(self, values: Mapping[str, Any]) -> None:
+        """Merge ``values`` into the run's stored hyperparameters (TensorBoard's ``add_hparams``)."""
+        merged = {**self._run_fields["hyperparameters"], **values}
+        self._run_fields["hyperparameters"] = merged
+        self._queue.append((OTHER, time.time(), RecordKind.RUN, dict(self._run_fields)))
+
+    def log_event(self, kind: RecordKind, /, *, ts: float | None = None, **fields: Any) -> None:
+        """Queue a run-level record (alerts, summaries, the run's end); ``ts`` by default now."""
+        self._queue.append((OTHER, time.time() if ts is None else ts, kind, fields))
 
     # -- local statistics --------------------------------------------------------------
     def _sync(self) -> None:
@@ -306,9 +347,10 @@ class MetricsLogger:
         self._sync()
         return self._stats.latest_episode()
 
-    def get_best_episode(self, metric: str = "profit") -> dict[str, Any] | None:
+    def get_best_episode(self, metric: str | None = None) -> dict[str, Any] | None:
+        """The best episode so far by ``metric`` (by default the run's objective)."""
         self._sync()
-        return self._stats.best_record(metric)
+        return self._stats.best_record(metric or self.objective)
 
     def get_smoothed_metric(self, name: str, window: int = 10) -> float:
         self._sync()
@@ -320,6 +362,9 @@ class MetricsLogger:
         stats.update(
             experiment_name=self.experiment_name, run_id=self.run_id, pending_records=self._sender.pending
         )
+        if self.objective != "profit":
+            best = self._stats.best_record(self.objective) or {}
+            stats.update(objective=self.objective, best_objective=best.get(self.objective))
         return stats
 
     # -- saving --------------------------------------------------------------------------
@@ -405,7 +450,7 @@ class ProcessSenderLogger(MetricsLogger):
     def log_episode(
         self,
         episode: int,
-        profit: float,
+        profit: float | None = None,
         sharpe: float = 0.0,
         win_rate: float = 0.0,
         drawdown: float = 0.0,

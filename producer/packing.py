@@ -16,11 +16,12 @@ from typing import Any, cast
 
 import numpy as np
 
-from traindash.wire import NAME_RE, RecordKind, Section
+from traindash.wire import MAX_SCALAR_NAME_LEN, NAME_RE, RecordKind, Section
 
 EPISODE = 0
 MODEL = 1
 OTHER = 2
+SCALARS = 3  # (SCALARS, ts, step, {name: value}) from MetricsLogger.log
 
 EPISODE_FIELDS = (
     "episode",
@@ -33,6 +34,17 @@ EPISODE_FIELDS = (
     "learning_rate",
 )
 INT_FIELDS = ("episode", "num_trades")
+# RL fields of an episode, keyword arguments of log_episode with a type of their own
+# (f: float, i: integer, b: boolean, s: text); NULL in DuckDB when not logged.
+RL_FIELDS = {
+    "episode_return": "f",
+    "episode_length": "i",
+    "env_step": "i",
+    "terminated": "b",
+    "truncated": "b",
+    "env_index": "i",
+    "worker": "s",
+}
 RESERVED = frozenset({"run_id", "seq", "ts", "extra"}) | frozenset(EPISODE_FIELDS)
 MODEL_RESERVED = frozenset(
     {
@@ -54,6 +66,7 @@ MODEL_RESERVED = frozenset(
 )
 MAX_Q_VALUES = 4096
 _NUMERIC = (int, float, np.number)
+_PLAIN_NUMBERS = frozenset({float, int, bool, np.float64, np.float32, np.int64, np.int32})
 _CODE = itemgetter(0)
 _KWARGS = itemgetter(10)
 _EPISODE_COLUMNS = ("ts", *EPISODE_FIELDS)
@@ -107,12 +120,27 @@ def _ints_or_floats(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _custom_columns(dicts: Sequence[dict], keys: tuple, reserved: frozenset) -> tuple[dict, list | None]:
+def _typed_column(kind: str, values: list) -> Any:
+    if kind == "s":
+        return [None if v is None else str(v) for v in values]
+    column = _floats([math.nan if v is None else v for v in values])
+    if kind == "f":
+        return column
+    if kind == "b" and np.isfinite(column).all():
+        return column.astype(np.int64) != 0
+    return _ints_or_floats(column)  # NaN (not logged) stays, and is NULL in DuckDB
+
+
+def _custom_columns(
+    dicts: Sequence[dict], keys: tuple, reserved: frozenset, typed: dict[str, str] | None = None
+) -> tuple[dict, list | None]:
     cols: dict[str, Any] = {}
     extra: list | None = None
     for key in keys:
         values = [d[key] for d in dicts]
-        if key not in reserved and NAME_RE.match(key) and all(isinstance(v, _NUMERIC) for v in values):
+        if typed and key in typed:
+            cols[key] = _typed_column(typed[key], values)
+        elif key not in reserved and NAME_RE.match(key) and all(isinstance(v, _NUMERIC) for v in values):
             cols[key] = _floats(values)
         else:
             if extra is None:
@@ -133,11 +161,13 @@ def _episode_section(rows: list[tuple], seqs: np.ndarray) -> Section:
     """Episodes queued as tuples: those with custom fields or values that are not numbers."""
     cols: dict[str, Any] = {"seq": seqs, "ts": _column(rows, 1)}
     for j, name in enumerate(EPISODE_FIELDS, start=2):
+        if rows[0][j] is None and all(r[j] is None for r in rows):
+            continue  # not logged (an RL episode's profit): NULL, not NaN
         column = _column(rows, j)
         cols[name] = _ints_or_floats(column) if name in INT_FIELDS else column
     kwargs = rows[0][10]
     if kwargs:
-        custom, extra = _custom_columns([r[10] for r in rows], tuple(kwargs), RESERVED)
+        custom, extra = _custom_columns([r[10] for r in rows], tuple(kwargs), RESERVED, RL_FIELDS)
         cols.update(custom)
         if extra is not None:
             cols["extra"] = extra
@@ -315,6 +345,8 @@ def _fields(row: tuple) -> tuple[RecordKind, dict[str, Any]]:
 
 
 def _row_section(row: tuple, seq: int) -> Section:
+    if row[0] == SCALARS:
+        return _scalars_section([row], np.array([seq], dtype=np.int64))
     kind, fields = _fields(row)
     cols: dict[str, Any] = {"seq": np.array([seq], dtype=np.int64), "ts": _floats([row[1]])}
     extra: dict[str, Any] = {}
@@ -341,6 +373,8 @@ def _pack(rows: list[tuple], seq_of: np.ndarray) -> list[Section]:
             fields = model_extra[i] = model_fields(row)
             grads = row[6] or {}
             key = (MODEL, tuple(fields), row[5] is not None, "mean" in grads, "std" in grads)
+        elif code == SCALARS:
+            key = (SCALARS, tuple(row[3]))
         else:
             key = (OTHER, i)
         groups.setdefault(key, []).append(i)
@@ -351,6 +385,56 @@ def _pack(rows: list[tuple], seq_of: np.ndarray) -> list[Section]:
             sections.append(_episode_section([rows[i] for i in idx], seqs))
         elif key[0] == MODEL:
             sections.append(_model_section([rows[i] for i in idx], seqs, [model_extra[i] for i in idx]))
+        elif key[0] == SCALARS:
+            sections.append(_scalars_section([rows[i] for i in idx], seqs))
         else:
             sections.append(_other_section(rows[idx[0]], int(seqs[0])))
     return sections
+
+
+def _scalar_values(values: list) -> np.ndarray | None:
+    """float64 values of one scalar name; None when none of them is a number."""
+    if set(map(type, values)) <= _PLAIN_NUMBERS:
+        try:
+            return np.fromiter(values, np.float64, len(values))
+        except (OverflowError, TypeError, ValueError):
+            pass
+    out = np.full(len(values), math.nan)
+    found = False
+    for i, v in enumerate(values):
+        if isinstance(v, (str, bytes)) or v is None:
+            continue  # text is not a scalar, even when it reads as a number
+        try:
+            out[i] = float(v)
+            found = True
+        except (OverflowError, TypeError, ValueError):
+            pass
+    return out if found else None
+
+
+def _scalars_section(rows: list[tuple], seqs: np.ndarray) -> Section:
+    """Records of ``MetricsLogger.log`` with the same names, as one ``v{i}`` column per name.
+
+    Values that are not numbers (text, objects) are left out: NaN beside numbers of the
+    same name, and a name with no number at all is dropped.
+    """
+    n = len(rows)
+    cols: dict[str, Any] = {
+        "seq": seqs,
+        "ts": _column(rows, 1),
+        "step": np.fromiter(map(itemgetter(2), rows), np.int64, n),
+    }
+    names: list[str] = []
+    seen: set[str] = set()
+    for key in rows[0][3]:
+        name = key if type(key) is str else str(key)
+        name = name.replace("\0", "")[:MAX_SCALAR_NAME_LEN]
+        if not name or name in seen:
+            continue
+        values = _scalar_values([r[3][key] for r in rows])
+        if values is None:
+            continue
+        seen.add(name)
+        cols[f"v{len(names)}"] = values
+        names.append(name)
+    return Section(RecordKind.SCALARS, cols, tuple(names))

@@ -132,7 +132,7 @@ class RingWriter(_Mapped):
         self,
         t: float,
         episode: int,
-        profit: float,
+        profit: float | None,
         sharpe: float,
         win_rate: float,
         drawdown: float,

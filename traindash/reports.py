@@ -91,18 +91,33 @@ def mean(value: str) -> str:
 # One run per row: its trainer runs shown, with at least one episode.
 LEADERBOARD_FROM = f"FROM runs r JOIN episodes e USING (run_id) WHERE {shown_runs('r')}"
 
+# The value of a run's objective in an episode row (``runs.objective`` names the column;
+# a view cannot pick a column by name, so the episode columns are listed).
+OBJECTIVE_VALUE = """CASE coalesce(r.objective, 'profit')
+        WHEN 'profit' THEN e.profit WHEN 'episode_return' THEN e.episode_return
+        WHEN 'sharpe' THEN e.sharpe WHEN 'win_rate' THEN e.win_rate
+        WHEN 'episode_length' THEN e.episode_length END"""
+
 LEADERBOARD_VIEW = f"""CREATE OR REPLACE VIEW leaderboard AS
     SELECT r.run_id, r.experiment, r.name, r.status, r.started_at,
            count(e.seq) AS episodes, {best("e.profit", "profit")} AS best_profit,
            {mean("e.profit")} AS mean_profit, {best("e.sharpe", "sharpe")} AS best_sharpe,
            {mean("e.win_rate")} AS mean_win_rate,
            max(e.drawdown) {_finite("e.drawdown")} AS max_drawdown,
-           arg_max(e.profit, e.seq) AS last_profit
+           arg_max(e.profit, e.seq) AS last_profit,
+           coalesce(r.objective, 'profit') AS objective,
+           {best(OBJECTIVE_VALUE, "objective")} AS best_objective,
+           {mean(OBJECTIVE_VALUE)} AS mean_objective,
+           arg_max({OBJECTIVE_VALUE}, e.seq) AS last_objective,
+           max(e.env_step) AS env_steps
     {LEADERBOARD_FROM}
     GROUP BY ALL"""
 
 # The view's columns a leaderboard can be sorted by.
 LEADERBOARD_METRICS = (
+    "best_objective",
+    "mean_objective",
+    "last_objective",
     "best_profit",
     "mean_profit",
     "last_profit",
@@ -155,11 +170,15 @@ def trainer_table_sql() -> str:
     """The UI's trainer table: live runs first, then newest, with episodes and recent rate."""
     return f"""SELECT r.run_id, coalesce(r.name, r.run_id) AS name, r.experiment, r.host, r.pid,
        r.status, epoch_us(r.started_at) / 1e6 AS started, epoch_us(r.last_seen) / 1e6 AS last_seen,
-       coalesce(e.n, 0) AS episodes, coalesce(e.recent, 0) AS recent, e.last_ts
+       coalesce(e.n, 0) AS episodes, coalesce(e.recent, 0) AS recent, e.last_ts,
+       coalesce(r.objective, 'profit') AS objective, e.sps
 FROM runs r LEFT JOIN (
   SELECT run_id, count(*) AS n, epoch_us(max(ts)) / 1e6 AS last_ts,
          count(*) FILTER (WHERE ts >= (SELECT max(ts) FROM episodes) - INTERVAL {RATE_WINDOW_S} SECOND)
-           AS recent
+           AS recent,
+         -- environment steps per second over the run's episodes that carry an env step
+         (max(env_step) - min(env_step)) / nullif(epoch_us(max(ts) FILTER (WHERE env_step IS NOT NULL))
+           - epoch_us(min(ts) FILTER (WHERE env_step IS NOT NULL)), 0) * 1e6 AS sps
   FROM episodes GROUP BY run_id) e USING (run_id)
 WHERE {shown_runs("r")}
 ORDER BY (r.status IN ({in_list(LIVE_STATUSES)})) DESC, r.started_at DESC NULLS LAST, r.run_id"""

@@ -12,6 +12,9 @@ Ingest socket (trainers PUB -> collector SUB), topics ``b"batch"`` and ``b"hb"``
            Unix seconds). A column is ``["f8", bytes]`` (little-endian float64),
            ``["i8", bytes]`` (little-endian int64) or ``["obj", [values...]]`` (any msgpack
            value per row: strings, lists such as q_values, maps such as hyperparameters).
+           A ``scalars`` section also carries ``names`` (a list of strings, any text such
+           as ``losses/value_loss``): its columns are ``seq``, ``ts``, ``step`` (int64)
+           and ``v0``, ``v1``, ... (float64), ``v{i}`` holding the values of ``names[i]``.
 ``hb``     ``{v, k, run, seq, ts, host, pid}``: a heartbeat; ``seq`` is the highest seq
            the producer has assigned, so the collector can tell what it is missing.
 
@@ -31,8 +34,10 @@ Query socket (DEALER/REQ -> collector ROUTER):
            answered by ``result`` (a table of the ``run_id``s changed) or ``error``.
 
 Record kinds: ``run`` (start: experiment, name, host, pid, hyperparameters, tags,
-description), ``episode``, ``model`` (loss, q summary and values, gradients), ``end``
-(status, final metrics) and ``alert``. Fields a reader does not know are kept, not dropped.
+description, objective), ``episode``, ``model`` (loss, q summary and values, gradients),
+``scalars`` (named values at a step, one record per ``log()`` call), ``summary`` (a
+TensorBoard histogram or text at a step), ``end`` (status, final metrics) and ``alert``.
+Fields a reader does not know are kept, not dropped.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_RUN_ID_LEN = 128
 MAX_NAME_LEN = 63
 MAX_SEQ = 2**63 - 1
+MAX_SCALAR_NAME_LEN = 255
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 TOPIC_BATCH = b"batch"
@@ -88,14 +94,20 @@ class RecordKind(str, Enum):
     MODEL = "model"
     END = "end"
     ALERT = "alert"
+    SCALARS = "scalars"
+    SUMMARY = "summary"
 
 
 @dataclass(frozen=True)
 class Section:
-    """Rows of one record kind; ``cols`` always holds ``seq`` and ``ts``."""
+    """Rows of one record kind; ``cols`` always holds ``seq`` and ``ts``.
+
+    ``names`` only in a ``scalars`` section: the name of column ``v{i}`` is ``names[i]``.
+    """
 
     kind: RecordKind
     cols: dict[str, Column]
+    names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.cols["seq"])
@@ -199,7 +211,13 @@ def _pack_col(values: Column) -> list:
 
 
 def _pack_section(section: Section) -> dict:
-    return {"kind": section.kind.value, "cols": {k: _pack_col(v) for k, v in section.cols.items()}}
+    body: dict[str, Any] = {
+        "kind": section.kind.value,
+        "cols": {k: _pack_col(v) for k, v in section.cols.items()},
+    }
+    if section.kind is RecordKind.SCALARS:
+        body["names"] = list(section.names)
+    return body
 
 
 def encode(msg: Message) -> list[bytes]:
@@ -307,7 +325,25 @@ def _unpack_section(raw: Any) -> Section:
     ts = cols.get("ts")
     if not isinstance(ts, np.ndarray) or ts.dtype.kind != "f":
         raise WireError("bad-section", "ts is not float64")
+    if kind is RecordKind.SCALARS:
+        return Section(kind, cols, _scalar_names(raw.get("names"), cols))
     return Section(kind, cols)
+
+
+def _scalar_names(names: Any, cols: dict[str, Column]) -> tuple[str, ...]:
+    if not isinstance(names, list) or not all(
+        isinstance(n, str) and 0 < len(n) <= MAX_SCALAR_NAME_LEN and "\0" not in n for n in names
+    ):
+        raise WireError("bad-section", "scalar names")
+    step = cols.get("step")
+    if not isinstance(step, np.ndarray) or step.dtype.kind != "i":
+        raise WireError("bad-section", "step is not int64")
+    if set(cols) != {"seq", "ts", "step", *(f"v{i}" for i in range(len(names)))}:
+        raise WireError("bad-section", "scalar columns do not match their names")
+    for i in range(len(names)):
+        if not isinstance(cols[f"v{i}"], np.ndarray):
+            raise WireError("bad-section", "scalar values are not float64")
+    return tuple(names)
 
 
 def _decode_batch(body: dict) -> Batch:

@@ -17,6 +17,7 @@ from bokeh.models import (
     ColumnDataSource,
     CustomJS,
     DataRange1d,
+    DatetimeTickFormatter,
     HoverTool,
     Range1d,
 )
@@ -55,15 +56,17 @@ class RunSources:
     color: str
     episodes: ColumnDataSource
     model: ColumnDataSource
+    objective: str = "profit"
 
     @classmethod
-    def new(cls, run_id: str, label: str, color: str) -> RunSources:
+    def new(cls, run_id: str, label: str, color: str, objective: str = "profit") -> RunSources:
         return cls(
             run_id,
             label,
             color,
             ColumnDataSource(empty(EPISODE_COLUMNS), name=f"episodes:{run_id}"),
             ColumnDataSource(empty(MODEL_COLUMNS), name=f"model:{run_id}"),
+            objective,
         )
 
 
@@ -138,11 +141,15 @@ def live_figures(theme: Theme, runs: Sequence[RunSources]) -> dict[str, figure]:
     _hline(figs["win_rate"], 50.0, theme)
     _hline(figs["sharpe"], 0.0, theme, "solid")
     _hline(figs["sharpe"], 1.0, theme)
+    objectives = {run.objective for run in runs}
+    if objectives and objectives != {"profit"}:
+        figs["profit"].title.text = f"Objective per episode: {', '.join(sorted(objectives))}"  # type: ignore[union-attr]
     legend_items: list[Any] = []
     for run in runs:
         c, ep, mo = run.color, run.episodes, run.model
-        raw = figs["profit"].scatter("episode", "profit", source=ep, size=3, color=c, alpha=0.35)
-        smooth = figs["profit"].line("episode", "profit_smooth", source=ep, color=c, line_width=2)
+        # The objective plot: the run's objective column (profit for the guide's runs).
+        raw = figs["profit"].scatter("episode", "objective", source=ep, size=3, color=c, alpha=0.35)
+        smooth = figs["profit"].line("episode", "objective_smooth", source=ep, color=c, line_width=2)
         legend_items.append((run.label, [smooth, raw]))
         figs["profit"].add_tools(
             HoverTool(
@@ -150,8 +157,9 @@ def live_figures(theme: Theme, runs: Sequence[RunSources]) -> dict[str, figure]:
                 tooltips=[
                     ("run", run.label),
                     ("episode", "@episode{0,0}"),
-                    ("profit", "@profit{0,0.00}"),
-                    ("smoothed", "@profit_smooth{0,0.00}"),
+                    ("env step", "@env_step{0,0}"),
+                    (run.objective, "@objective{0,0.00}"),
+                    ("smoothed", "@objective_smooth{0,0.00}"),
                 ],
             )
         )
@@ -181,6 +189,37 @@ def live_figures(theme: Theme, runs: Sequence[RunSources]) -> dict[str, figure]:
         )
         figs["profit"].add_layout(legend)
     return figs
+
+
+def set_episode_axis(figs: dict[str, figure], column: str, label: str) -> None:
+    """Point every episode plot's glyphs at ``column`` (episode, env_step or wall) as x."""
+    for key in EPISODE_PLOTS:
+        fig = figs[key]
+        for renderer in fig.renderers:
+            glyph = getattr(renderer, "glyph", None)
+            if glyph is not None and hasattr(glyph, "x"):
+                glyph.x = column
+        axis = fig.xaxis[0]
+        axis.axis_label = label
+        axis.formatter = DatetimeTickFormatter() if column == "wall" else BasicTickFormatter()
+
+
+def scalar_figure(theme: Theme, group: str) -> figure:
+    """An empty chart for one group of logged scalars (``losses/*``); lines are added per name."""
+    fig = figure(
+        name=f"scalars:{group}",
+        title=f"{group}/*" if group else "scalars",
+        tools=TOOLS,
+        height=230,
+        sizing_mode="stretch_width",
+        min_width=300,
+        x_axis_label="step",
+    )
+    style(fig, theme)
+    fig.add_tools(
+        HoverTool(tooltips=[("name", "$name"), ("step", "@step{0,0}"), ("value", "@value{0,0.0000}")])
+    )
+    return fig
 
 
 def compare_figure(theme: Theme, key: str, runs: Sequence[RunSources], metric: str, title: str) -> figure:

@@ -27,6 +27,7 @@ from traindash.ui.series import (
     SHARPE_WINDOW,
     WIN_RATE_WINDOW,
 )
+from traindash.wire import NAME_RE
 
 MAX_POINTS = 4000
 
@@ -49,15 +50,23 @@ class Series:
     columns: tuple[str, ...]
 
 
-EPISODES = Series(
-    "episodes",
-    "seq, epoch_us(ts) / 1e6 AS ts, episode::DOUBLE AS episode, profit, sharpe, win_rate, drawdown, "
-    "epsilon, learning_rate",
-    "episode",
-    EPISODE_ROLLING,
-    EPISODE_EXTREMES,
-    EPISODE_COLUMNS,
-)
+def episode_series(objective: str = "profit") -> Series:
+    """The episode history shape, with ``objective`` (a checked column name) as the objective."""
+    if not NAME_RE.match(objective):
+        raise ValueError(f"not a column name: {objective!r}")
+    return Series(
+        "episodes",
+        "seq, epoch_us(ts) / 1e6 AS ts, episode::DOUBLE AS episode, profit, sharpe, win_rate, drawdown, "
+        "epsilon, learning_rate, env_step::DOUBLE AS env_step, epoch_us(ts) / 1e3 AS wall, "
+        f'"{objective}" AS objective',
+        "episode",
+        EPISODE_ROLLING,
+        (*EPISODE_EXTREMES, "objective"),
+        EPISODE_COLUMNS,
+    )
+
+
+EPISODES = episode_series()
 MODEL = Series(
     "model_metrics",
     "seq, epoch_us(ts) / 1e6 AS ts, step::DOUBLE AS step, episode::DOUBLE AS episode, loss, q_mean, q_std, "
@@ -177,6 +186,8 @@ class History:
     total_model: int
     tails: dict[str, list[float]]
     kpi: dict[str, Any]
+    objective: str = "profit"
+    scalars: dict[str, dict[str, np.ndarray]] | None = None
 
     @property
     def downsampled(self) -> bool:
@@ -199,25 +210,76 @@ def _floats(values: Any) -> list[float]:
 def fetch_history(client: QueryClient, run_id: str, max_points: int = MAX_POINTS) -> History:
     """Downsampled episode and model history of a run, with totals, KPI figures and the
     raw tails that seed the streamed rolling means (four queries)."""
-    kpi = record(client.query(kpi_sql(run_id)))
+    objective = fetch_objective(client, run_id)
+    kpi = record(client.query(kpi_sql(run_id, objective)))
     summary = record(client.query(model_summary_sql(run_id)))
     n_ep, n_mo = int(kpi.get("n") or 0), int(summary.get("n") or 0)
-    ep = columns_of(client.query(series_sql(EPISODES, run_id, n_ep, max_points)), EPISODE_COLUMNS)
+    episodes = episode_series(objective)
+    ep = columns_of(client.query(series_sql(episodes, run_id, n_ep, max_points)), EPISODE_COLUMNS)
     mo = columns_of(client.query(series_sql(MODEL, run_id, n_mo, max_points)), MODEL_COLUMNS)
     tails = {
-        "profit": _floats(kpi.get("recent")),
+        "profit": _floats(kpi.get("recent_profit")),
+        "objective": _floats(kpi.get("recent")),
         "sharpe": _floats(kpi.get("recent_sharpe")),
         "win_rate": _floats(kpi.get("recent_win_rate")),
         "loss": _floats(summary.get("loss_tail")),
     }
-    return History(ep, mo, n_ep, n_mo, tails, kpi)
+    return History(ep, mo, n_ep, n_mo, tails, kpi, objective, fetch_scalars(client, run_id))
+
+
+SCALAR_POINTS = 2000  # per name, on page load
+MAX_SCALAR_NAMES = 64
+
+
+def scalars_sql(run_id: str, max_points: int = SCALAR_POINTS, max_names: int = MAX_SCALAR_NAMES) -> str:
+    """A run's scalars, each name downsampled in DuckDB to about ``max_points`` rows: equal
+    seq buckets keep their first and last rows and the rows of their min and max value."""
+    buckets = max(1, max_points // 4)
+    return f"""WITH s AS (SELECT name, seq, step, value, epoch_us(ts) / 1e6 AS ts FROM scalars
+  WHERE run_id = {sql_literal(run_id)}),
+n AS (SELECT name, count(*) AS c, min(seq) AS s0, max(seq) AS s1 FROM s GROUP BY name
+  ORDER BY name LIMIT {int(max_names)}),
+k AS (SELECT s.*, CASE WHEN c <= {int(max_points)} THEN seq
+      ELSE (seq - s0) * {buckets} // (s1 - s0 + 1) END AS bucket FROM s JOIN n USING (name)),
+p AS (SELECT DISTINCT name, unnest([min(seq), max(seq), arg_min(seq, value), arg_max(seq, value)]) AS kseq
+  FROM k GROUP BY name, bucket)
+SELECT k.name, k.seq, k.step::DOUBLE AS step, k.value, k.ts
+FROM k JOIN p ON k.name = p.name AND k.seq = p.kseq ORDER BY k.name, k.seq"""
+
+
+def fetch_scalars(client: QueryClient, run_id: str) -> dict[str, dict[str, np.ndarray]]:
+    """name -> columns (seq, step, value, ts) of a run's scalars, downsampled."""
+    table = client.query(scalars_sql(run_id))
+    if not table.num_rows:
+        return {}
+    names = np.asarray(table.column("name").to_pylist(), dtype=object)
+    cols = columns_of(table, ("seq", "step", "value", "ts"))
+    out = {}
+    cuts = np.flatnonzero(names[1:] != names[:-1]) + 1
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(names)], strict=True):
+        out[str(names[lo])] = {k: v[lo:hi] for k, v in cols.items()}
+    return out
+
+
+def objective_sql(run_id: str) -> str:
+    """A run's objective, and whether ``episodes`` has that column (a custom one may not yet)."""
+    return f"""SELECT coalesce(r.objective, 'profit') AS objective,
+       (SELECT count(*) FROM information_schema.columns c WHERE c.table_name = 'episodes'
+          AND lower(c.column_name) = lower(coalesce(r.objective, 'profit'))) > 0 AS present
+FROM runs r WHERE r.run_id = {sql_literal(run_id)}"""
+
+
+def fetch_objective(client: QueryClient, run_id: str) -> str:
+    rec = record(client.query(objective_sql(run_id)))
+    objective = rec.get("objective") or "profit"
+    return objective if rec.get("present") and NAME_RE.match(objective) else "profit"
 
 
 def fetch_window(
     client: QueryClient, run_id: str, kind: str, lo: float, hi: float, max_points: int = MAX_POINTS
 ) -> dict[str, np.ndarray]:
     """Re-query one run's series between ``lo`` and ``hi`` (x units) at a finer grain."""
-    series = EPISODES if kind == "episodes" else MODEL
+    series = episode_series(fetch_objective(client, run_id)) if kind == "episodes" else MODEL
     rows = int(client.query(count_sql(series, run_id, lo, hi)).column(0)[0].as_py())
     return columns_of(client.query(series_sql(series, run_id, rows, max_points, lo, hi)), series.columns)
 
@@ -231,14 +293,18 @@ def alerts_sql(run_ids: list[str], limit: int = 50) -> str:
     )
 
 
-def kpi_sql(run_id: str) -> str:
-    """Whole-run figures the KPI cards need (so they are right even when plots are downsampled)."""
+def kpi_sql(run_id: str, objective: str = "profit") -> str:
+    """Whole-run figures the KPI cards need (so they are right even when plots are downsampled);
+    ``profit``/``best_profit``/``recent`` follow the run's objective column."""
     lit = sql_literal(run_id)
-    return f"""SELECT count(*) AS n, arg_max(episode, seq) AS episode, arg_max(profit, seq) AS profit,
-       max(profit) FILTER (WHERE isfinite(profit)) AS best_profit,
-       arg_max(episode, profit) FILTER (WHERE isfinite(profit)) AS best_episode,
-       (SELECT list(profit ORDER BY seq) FROM (SELECT seq, profit FROM episodes
+    o = f'"{objective}"' if NAME_RE.match(objective) else "profit"
+    return f"""SELECT count(*) AS n, arg_max(episode, seq) AS episode, arg_max({o}, seq) AS profit,
+       max({o}) FILTER (WHERE isfinite({o})) AS best_profit,
+       arg_max(episode, {o}) FILTER (WHERE isfinite({o})) AS best_episode,
+       (SELECT list({o} ORDER BY seq) FROM (SELECT seq, {o} FROM episodes
           WHERE run_id = {lit} ORDER BY seq DESC LIMIT {RECENT})) AS recent,
+       (SELECT list(profit ORDER BY seq) FROM (SELECT seq, profit FROM episodes
+          WHERE run_id = {lit} ORDER BY seq DESC LIMIT {RECENT})) AS recent_profit,
        (SELECT list(sharpe ORDER BY seq) FROM (SELECT seq, sharpe FROM episodes
           WHERE run_id = {lit} ORDER BY seq DESC LIMIT {SHARPE_WINDOW})) AS recent_sharpe,
        (SELECT list(win_rate ORDER BY seq) FROM (SELECT seq, win_rate FROM episodes

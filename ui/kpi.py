@@ -98,11 +98,14 @@ class KpiState:
     best_episode: float | None = None
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT))
     recent_sharpe: deque = field(default_factory=lambda: deque(maxlen=SHARPE_RECENT))
+    # The column ``profit``, ``best_profit`` and ``recent`` follow: the run's objective.
+    objective: str = "profit"
 
     @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> KpiState:
-        """From the row of ``history.kpi_sql``."""
+    def from_record(cls, rec: dict[str, Any], objective: str = "profit") -> KpiState:
+        """From the row of ``history.kpi_sql`` (run with the same ``objective``)."""
         state = cls(
+            objective=objective,
             episodes=int(rec.get("n") or 0),
             episode=rec.get("episode"),
             profit=rec.get("profit"),
@@ -144,17 +147,18 @@ def cards(
     """The six cards for one run, in the guide's order."""
     ep = None if state.episode is None else int(state.episode)
     best_ep = None if state.best_episode is None else int(state.best_episode)
+    what = state.objective.replace("_", " ")
     return [
         Card("episode", "Current episode", _fmt(ep, ","), status_level(status)),
         Card(
             "profit",
-            "Latest profit",
+            f"Latest {what}",
             _fmt(state.profit, ",.2f"),
             profit_level(state.profit, min_profit_warning),
         ),
         Card(
             "best_profit",
-            "Best profit",
+            f"Best {what}",
             _fmt(state.best_profit, ",.2f"),
             profit_level(state.best_profit, min_profit_warning),
         ),

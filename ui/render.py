@@ -94,7 +94,8 @@ def ago(ts: float | None, now: float | None = None) -> str:
 
 
 def trainers_html(runs: Sequence[dict[str, Any]], now: float | None = None) -> str:
-    """The trainer table: one row per run with host, pid, state, episodes/s and last seen."""
+    """The trainer table: one row per run with host, pid, state, episodes/s, environment
+    steps/s (SPS, from the episodes' env steps), episodes and last seen."""
     rows, classes = [], []
     for r in runs:
         status = r.get("status") or ""
@@ -107,13 +108,14 @@ def trainers_html(runs: Sequence[dict[str, Any]], now: float | None = None) -> s
                 r.get("pid"),
                 status,
                 f"{rate:.1f}",
+                "—" if r.get("sps") is None else f"{r['sps']:,.0f}",
                 r.get("episodes"),
                 ago(r.get("last_seen"), now),
             ]
         )
-        classes.append(["", "", "", level, "", "", ""])
+        classes.append(["", "", "", level, "", "", "", ""])
     return table_html(
-        ["run", "host", "pid", "state", "episodes/s", "episodes", "last seen"],
+        ["run", "host", "pid", "state", "episodes/s", "SPS", "episodes", "last seen"],
         rows,
         "no trainer has connected yet",
         classes,

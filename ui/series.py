@@ -33,7 +33,13 @@ EPISODE_COLUMNS = (
     "drawdown",
     "epsilon",
     "learning_rate",
+    "env_step",
+    "wall",
+    "objective",
+    "objective_smooth",
 )
+# The x axes an episode plot can follow: switch label -> column of the episode source.
+EPISODE_AXES = {"episode": "episode", "env step": "env_step", "wall time": "wall"}
 MODEL_COLUMNS = ("seq", "ts", "step", "episode", "loss", "loss_smooth", "q_mean", "q_std", "q_lo", "q_hi")
 
 # derived column -> (raw column, window, scale)
@@ -41,6 +47,7 @@ EPISODE_ROLLING = {
     "profit_smooth": ("profit", PROFIT_WINDOW, 1.0),
     "sharpe_smooth": ("sharpe", SHARPE_WINDOW, 1.0),
     "win_rate_pct": ("win_rate", WIN_RATE_WINDOW, 100.0),
+    "objective_smooth": ("objective", PROFIT_WINDOW, 1.0),
 }
 MODEL_ROLLING = {"loss_smooth": ("loss", LOSS_WINDOW, 1.0)}
 
@@ -98,15 +105,18 @@ def _float_col(cols: Mapping[str, Any], name: str, n: int) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in value], dtype=np.float64)
 
 
-def episode_rows(cols: Mapping[str, Any], roller: Roller) -> dict[str, np.ndarray]:
-    """Streamed episode columns (from the rows socket) shaped for the episode data source."""
+def episode_rows(cols: Mapping[str, Any], roller: Roller, objective: str = "profit") -> dict[str, np.ndarray]:
+    """Streamed episode columns (from the rows socket) shaped for the episode data source;
+    ``objective`` names the column the objective plot and KPI cards follow."""
     n = len(cols["seq"])
     out = {
         name: _float_col(cols, name, n)
-        for name in ("ts", "profit", "sharpe", "win_rate", "drawdown", "epsilon", "learning_rate")
+        for name in ("ts", "profit", "sharpe", "win_rate", "drawdown", "epsilon", "learning_rate", "env_step")
     }
     out["seq"] = np.asarray(cols["seq"], dtype=np.int64)
     out["episode"] = _float_col(cols, "episode", n)
+    out["objective"] = _float_col(cols, objective, n)
+    out["wall"] = out["ts"] * 1000.0  # ms, as Bokeh's datetime axis wants
     roller.apply(out)
     return {name: out[name] for name in EPISODE_COLUMNS}
 

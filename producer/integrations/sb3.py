@@ -7,9 +7,9 @@
 
 * Episodes: every finished episode that a ``Monitor`` wrapper reports (``info["episode"]``,
   as ``make_vec_env`` sets up, in any number of ``SubprocVecEnv`` workers) becomes a row of
-  ``episodes``: ``profit`` is the episode's return, plus ``length``, ``env_index``,
-  ``timesteps``, the current ``learning_rate`` and (DQN) ``epsilon``, and any numeric
-  ``info_keywords`` the Monitor records.
+  ``episodes``: ``episode_return`` (the run's objective), ``episode_length``, ``env_index``,
+  ``env_step`` (``model.num_timesteps``), ``terminated``/``truncated``, the current
+  ``learning_rate`` and (DQN) ``epsilon``, and any numeric ``info_keywords`` the Monitor records.
 * Training metrics: the callback adds :class:`TraindashOutputFormat` (an SB3 ``KVWriter``) to
   the model's logger, so each ``logger.dump()`` with ``train/*`` values (loss, value_loss,
   entropy_loss, approx_kl, ...) becomes a row of ``model_metrics`` with the Q-values (DQN) or
@@ -66,7 +66,15 @@ HYPERPARAMETERS = (
 )
 MAX_Q_VALUES = 256
 # names the callback passes itself; a user's metric of the same name gets an ``sb3_`` prefix
-EPISODE_ARGS = frozenset(EPISODE_FIELDS) | {"length", "env_index", "timesteps"}
+EPISODE_ARGS = frozenset(EPISODE_FIELDS) | {
+    "length",
+    "env_index",
+    "episode_return",
+    "episode_length",
+    "env_step",
+    "terminated",
+    "truncated",
+}
 MODEL_ARGS = frozenset({"loss", "q_values", "gradients", "weights", "step", "episode"})
 _BAD = re.compile(r"[^A-Za-z0-9_]")
 
@@ -229,6 +237,7 @@ class TraindashCallback(BaseCallback):
                 tags=self.tags or ["sb3", hp["algorithm"].lower()],
                 description=self.description,
                 config=self.config,
+                objective="episode_return",
             )
             self._owns_logger = True
         if self.model_metrics and self._format is None:
@@ -259,12 +268,14 @@ class TraindashCallback(BaseCallback):
         assert self.metrics_logger is not None
         self.metrics_logger.log_episode(
             episode=self.episodes,
-            profit=float(episode.get("r", math.nan)),
+            episode_return=float(episode.get("r", math.nan)),
             epsilon=float(getattr(model, "exploration_rate", 0.0)),
             learning_rate=float(lr),
-            length=float(episode.get("l", 0)),
+            episode_length=int(episode.get("l", 0)),
             env_index=index,
-            timesteps=self.num_timesteps,
+            env_step=self.num_timesteps,
+            terminated=not info.get("TimeLimit.truncated", False),
+            truncated=bool(info.get("TimeLimit.truncated", False)),
             **extra,
         )
 

@@ -47,9 +47,14 @@ def test_ppo_with_subprocess_workers(collector: CollectorProcess, tmp_path: Path
     assert hp["env_class"] == "SubprocVecEnv" and run["tags"] == ["sb3", "test"]
     episodes = collector.query(f"SELECT * FROM episodes {where} ORDER BY seq").to_pylist()
     assert len(episodes) == callback.episodes > 20
-    assert {e["env_index"] for e in episodes} == {0.0, 1.0}  # both workers' episodes
+    assert {e["env_index"] for e in episodes} == {0, 1}  # both workers' episodes
     assert [e["episode"] for e in episodes] == list(range(1, len(episodes) + 1))
-    assert all(e["profit"] == e["length"] > 0 for e in episodes)  # CartPole: +1 a step
+    # the return is the run's objective, not profit; CartPole: +1 a step
+    assert run["objective"] == "episode_return"
+    assert all(e["episode_return"] == e["episode_length"] > 0 and e["profit"] is None for e in episodes)
+    steps = [e["env_step"] for e in episodes]
+    assert steps == sorted(steps) and 0 < steps[-1] <= 2048
+    assert all(e["terminated"] != e["truncated"] for e in episodes)
     assert all(e["learning_rate"] == pytest.approx(3e-4) for e in episodes)
     # 2048 steps / (2 envs x 256) = 4 rollouts, each followed by a training dump
     rows = collector.query(f"SELECT * FROM model_metrics {where} ORDER BY seq").to_pylist()
@@ -82,10 +87,10 @@ def test_dqn_with_an_existing_logger(collector: CollectorProcess, tmp_path: Path
     assert TraindashOutputFormat not in map(type, model.logger.output_formats)
     logger.close()
     where = f"WHERE run_id = '{logger.run_id}'"
-    eps = collector.query(f"SELECT epsilon, timesteps FROM episodes {where} ORDER BY seq").to_pylist()
+    eps = collector.query(f"SELECT epsilon, env_step FROM episodes {where} ORDER BY seq").to_pylist()
     assert len(eps) == callback.episodes > 10
     assert eps[0]["epsilon"] > eps[-1]["epsilon"] >= 0.05
-    assert eps[-1]["timesteps"] > 600  # the second learn() continued the same run
+    assert eps[-1]["env_step"] > 600  # the second learn() continued the same run
     rows = collector.query(f"SELECT loss, q_values, step FROM model_metrics {where}").to_pylist()
     assert rows and all(len(r["q_values"]) == 2 for r in rows)  # CartPole: two actions
     assert all(r["loss"] == r["loss"] for r in rows)

@@ -49,7 +49,7 @@ def compare_page(ctx: AppContext) -> pn.Column:
     on_destroy(client.close)
     style = [css(theme)]
     metric = pn.widgets.Select(
-        name="Leaderboard by", options=list(LEADERBOARD_METRICS), value="best_profit", width=200
+        name="Leaderboard by", options=list(LEADERBOARD_METRICS), value="best_objective", width=200
     )
     board = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width", name="leaderboard")
     picker = pn.widgets.MultiChoice(
@@ -65,7 +65,14 @@ def compare_page(ctx: AppContext) -> pn.Column:
         except QueryError as exc:
             message.object = f'<span class="lvl-bad">{exc}</span>'
             return []
-        cols = ["name", "status", "episodes", *(m for m in LEADERBOARD_METRICS if m != "episodes")]
+        cols = [
+            "name",
+            "status",
+            "episodes",
+            "objective",
+            "env_steps",
+            *(m for m in LEADERBOARD_METRICS if m != "episodes"),
+        ]
         board.object = table_html(
             ["#"] + cols, [[i + 1] + [r.get(c) for c in cols] for i, r in enumerate(rows)], "no runs yet"
         )

@@ -24,10 +24,13 @@ from traindash.ui.figures import (
     lag_probe,
     live_figures,
     robust_range,
+    set_episode_axis,
 )
 from traindash.ui.kpi import KpiState, cards
 from traindash.ui.render import alerts_html, cards_html, css, trainers_html
+from traindash.ui.scalars import ScalarsPanel
 from traindash.ui.series import (
+    EPISODE_AXES,
     EPISODE_COLUMNS,
     EPISODE_ROLLING,
     MODEL_COLUMNS,
@@ -82,8 +85,9 @@ def merge_window(
 class RunView:
     """One selected run on the page: its sources, rolling state and what was already shown."""
 
-    def __init__(self, run_id: str, label: str, color: str) -> None:
-        self.sources = RunSources.new(run_id, label, color)
+    def __init__(self, run_id: str, label: str, color: str, objective: str = "profit") -> None:
+        self.objective = objective
+        self.sources = RunSources.new(run_id, label, color, objective)
         self.ep_roll = Roller(EPISODE_ROLLING)
         self.mo_roll = Roller(MODEL_ROLLING)
         self.last_seq = {RecordKind.EPISODE: 0, RecordKind.MODEL: 0}
@@ -99,7 +103,8 @@ class RunView:
         self.last_seq[RecordKind.EPISODE] = int(h.episodes["seq"].max()) if len(h.episodes["seq"]) else 0
         self.last_seq[RecordKind.MODEL] = int(h.model["seq"].max()) if len(h.model["seq"]) else 0
         self.downsampled = h.downsampled
-        self.kpi = KpiState.from_record(h.kpi)
+        self.objective = self.sources.objective = h.objective
+        self.kpi = KpiState.from_record(h.kpi, h.objective)
 
     def new_rows(self, kind: RecordKind, cols: dict[str, Any]) -> dict[str, Any] | None:
         """The part of a streamed section not yet shown (history and stream may overlap)."""
@@ -143,6 +148,11 @@ class LiveSession:
             styles={"color": theme.muted, "font-size": "12px", "white-space": "nowrap"},
         )
         self.grid = pn.GridBox(ncols=2, sizing_mode="stretch_width")
+        self.axis = pn.widgets.RadioButtonGroup(
+            name="x axis", options=list(EPISODE_AXES), value="episode", button_type="default"
+        )
+        self.scalars = ScalarsPanel(theme)
+        self._figs: dict[str, Any] = {}
         self.trainers = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
         self.alerts = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
         self.message = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
@@ -163,6 +173,7 @@ class LiveSession:
         self.doc = pn.state.curdoc
         self.rebuild(inline_wait=INLINE_WAIT)
         self.picker.param.watch(lambda _e: self.rebuild(), "value")
+        self.axis.param.watch(lambda _e: self.apply_axis(), "value")
         self.callback = pn.state.add_periodic_callback(self.tick, period=self.ctx.config.update_interval)
         on_destroy(self.close)
         t = self.theme
@@ -180,7 +191,10 @@ class LiveSession:
             pn.Row(self.picker, sizing_mode="stretch_width"),
             self.message,
             self.kpis,
+            pn.Row(pn.pane.HTML(h.format("x axis"), stylesheets=[css(t)]), self.axis),
             self.grid,
+            pn.pane.HTML(h.format("Scalars"), stylesheets=[css(t)]),
+            self.scalars.grid,
             pn.Row(
                 pn.Column(
                     pn.pane.HTML(h.format("Trainers"), stylesheets=[css(t)]),
@@ -223,16 +237,22 @@ class LiveSession:
         (``add_next_tick_callback`` is Bokeh's thread-safe door).
         """
         labels = {r["run_id"]: (r.get("name") or r["run_id"]) for r in self.runs}
+        objectives = {r["run_id"]: r.get("objective") or "profit" for r in self.runs}
         self.loaded = False
         ids = list(self.picker.value)
         self._prefetch = self.ctx.prefetch(ids)
         generation = self._generation = self._generation + 1
         self.views = {
-            run_id: RunView(run_id, labels.get(run_id, run_id), self.theme.run_color(i))
+            run_id: RunView(
+                run_id, labels.get(run_id, run_id), self.theme.run_color(i), objectives.get(run_id, "profit")
+            )
             for i, run_id in enumerate(ids)
         }
         sources = [v.sources for v in self.views.values()]
-        figs = live_figures(self.theme, sources)
+        figs = self._figs = live_figures(self.theme, sources)
+        self.scalars.reset(sources)
+        if self.axis.value != "episode":
+            set_episode_axis(figs, EPISODE_AXES[self.axis.value], self.axis.value)
         for view in self.views.values():
             # js_on_change("streaming") fires in the browser after each stream() lands.
             view.sources.episodes.js_on_change("streaming", lag_probe(view.sources.episodes, self.lag))
@@ -264,7 +284,9 @@ class LiveSession:
         started = time.perf_counter()
         for run_id, view in self.views.items():
             try:
-                view.apply(prefetch[run_id].result())
+                fetched = prefetch[run_id].result()
+                view.apply(fetched)
+                self.scalars.load(run_id, fetched.scalars or {})
             except QueryError as exc:
                 self.message.object = f'<div class="lvl-bad">cannot load {run_id}: {exc}</div>'
         self._prefetch = None
@@ -284,6 +306,8 @@ class LiveSession:
     # -- zoom: re-query downsampled runs at a finer grain --------------------------------
     def check_zoom(self) -> None:
         """When the episode x range has settled (same on two ticks) on a new window, refine."""
+        if self.axis.value != "episode":
+            return  # refined windows are in episodes
         rng = self._ep_range
         window = (rng.start, rng.end)
         settled, self._last_range = window == self._last_range, window
@@ -335,6 +359,9 @@ class LiveSession:
             if kind in (RecordKind.RUN, RecordKind.END, RecordKind.ALERT):
                 refresh = True
                 continue
+            if kind is RecordKind.SCALARS:
+                self.scalars.stream(rows.run_id, rows.section)
+                continue
             view = self.views.get(rows.run_id)
             if view is None or kind not in (RecordKind.EPISODE, RecordKind.MODEL):
                 continue
@@ -342,7 +369,9 @@ class LiveSession:
             if cols is None:
                 continue
             if kind is RecordKind.EPISODE:
-                chunks.setdefault((rows.run_id, kind), []).append(episode_rows(cols, view.ep_roll))
+                chunks.setdefault((rows.run_id, kind), []).append(
+                    episode_rows(cols, view.ep_roll, view.objective)
+                )
             else:
                 chunks.setdefault((rows.run_id, kind), []).append(model_rows(cols, view.mo_roll))
         episodes = False
@@ -350,7 +379,7 @@ class LiveSession:
             view = self.views[run_id]
             if kind is RecordKind.EPISODE:
                 new: dict[str, Any] = concat(parts, EPISODE_COLUMNS)
-                view.kpi.update(new["episode"], new["profit"], new["sharpe"])
+                view.kpi.update(new["episode"], new["objective"], new["sharpe"])
                 view.sources.episodes.stream(new, rollover=ROLLOVER)
                 episodes = True
             else:
@@ -361,6 +390,11 @@ class LiveSession:
         if chunks:
             self.update_kpis()
         self.refresh_tables(force=refresh)
+
+    def apply_axis(self) -> None:
+        """Redraw every episode plot against the chosen x (episode, env step, wall time)."""
+        if self._figs:
+            set_episode_axis(self._figs, EPISODE_AXES[self.axis.value], self.axis.value)
 
     def update_kpis(self) -> None:
         if not self.views:
