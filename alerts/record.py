@@ -18,7 +18,7 @@ from typing import Any
 from traindash.alerts.rules import Alert
 from traindash.config import Endpoints, ProducerConfig
 from traindash.producer import MetricsLogger
-from traindash.query import QueryClient, QueryError
+from traindash.query import collector_answers
 from traindash.wire import RecordKind
 
 log = logging.getLogger("traindash.alerts")
@@ -87,19 +87,16 @@ class AlertRecorder:
         now = time.monotonic()
         if now < self._next_probe:
             return False
-        try:
-            with QueryClient(self.endpoints.query, timeout=PROBE_TIMEOUT) as client:
-                client.query("SELECT 1")
+        if collector_answers(self.endpoints.query, PROBE_TIMEOUT):
             return True
-        except (QueryError, OSError):
-            self._next_probe = now + REPROBE_AFTER
-            if not self._warned:
-                self._warned = True
-                log.warning(
-                    "alerts: no collector answers at %s; alerts are sent but not recorded",
-                    self.endpoints.query,
-                )
-            return False
+        self._next_probe = now + REPROBE_AFTER
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "alerts: no collector answers at %s; alerts are sent but not recorded",
+                self.endpoints.query,
+            )
+        return False
 
     def _get_logger(self) -> MetricsLogger | None:
         if self._logger is None and self._reachable():

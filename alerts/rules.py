@@ -17,6 +17,7 @@ from typing import Any
 
 from traindash.alerts.config import CustomRuleSpec, Thresholds
 from traindash.alerts.expr import Condition, parse
+from traindash.reports import ENDED_STATUSES, TRAINER_ROLE
 
 INFO, WARNING, CRITICAL = "info", "warning", "critical"
 LEVELS = (INFO, WARNING, CRITICAL)
@@ -155,7 +156,7 @@ class RunState:
     """What the rules remember about one run."""
 
     name: str | None = None
-    role: str = "trainer"
+    role: str = TRAINER_ROLE
     episodes: int = 0
     best_profit: float = -math.inf
     best_at: int = 0
@@ -209,13 +210,13 @@ class RuleEngine:
 
     def ignored(self, run_id: str) -> bool:
         st = self.runs.get(run_id)
-        return st is not None and (st.role != "trainer" or st.ended)
+        return st is not None and (st.role != TRAINER_ROLE or st.ended)
 
     # -- inputs ----------------------------------------------------------------------------
     def on_run(self, run_id: str, row: Mapping[str, Any], now: float) -> list[Alert]:
         st = self.state(run_id)
         st.name = row.get("name") or st.name
-        st.role = row.get("role") or "trainer"
+        st.role = row.get("role") or TRAINER_ROLE
         st.ended = False
         return []
 
@@ -333,9 +334,9 @@ class RuleEngine:
         if name and not st.name:
             st.name = name
         previous, st.status = st.status, status
-        if st.role != "trainer" or status == previous:
+        if st.role != TRAINER_ROLE or status == previous:
             return []
-        if status in ("finished", "crashed"):
+        if status in ENDED_STATUSES:
             st.ended = True
             st.announced.pop("trainer_stalled", None)
             st.announced.pop("trainer_lost", None)

@@ -20,7 +20,7 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from traindash import security, wire
+from traindash import reports, security, wire
 from traindash.alerts.channels import Dispatcher
 from traindash.alerts.config import AlertsConfig
 from traindash.alerts.record import AlertRecorder
@@ -187,8 +187,7 @@ class AlertsService(GracefulExit):
         """Feed ``runs.status`` to the liveness rules (the first poll only sets a baseline)."""
         try:
             table = client.query(
-                "SELECT run_id, status, coalesce(role, 'trainer') AS role, name "
-                "FROM runs WHERE status IS NOT NULL"
+                f"SELECT run_id, status, {reports.role()} AS role, name FROM runs WHERE status IS NOT NULL"
             )
         except QueryError as exc:
             if not self._query_warned:
@@ -203,7 +202,7 @@ class AlertsService(GracefulExit):
                 st = self.engine.state(run_id)
                 st.role, st.status = role, status
                 st.name = st.name or name
-                st.ended = status in ("finished", "crashed")
+                st.ended = status in reports.ENDED_STATUSES
                 continue
             self.emit(self.engine.on_status(run_id, status, now, role=role, name=name))
         self._statuses_seeded = True
@@ -212,8 +211,7 @@ class AlertsService(GracefulExit):
         try:
             with QueryClient(self.config.endpoints.query, timeout=1.0) as client:
                 table = client.query(
-                    f"SELECT coalesce(role, 'trainer') AS role, name FROM runs "
-                    f"WHERE run_id = {sql_literal(run_id)}"
+                    f"SELECT {reports.role()} AS role, name FROM runs WHERE run_id = {sql_literal(run_id)}"
                 )
         except QueryError:
             return

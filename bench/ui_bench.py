@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -28,7 +27,12 @@ if str(ROOT) not in sys.path:
 from traindash.config import Endpoints, ProducerConfig  # noqa: E402
 from traindash.producer import MetricsLogger  # noqa: E402
 from traindash.query import QueryClient  # noqa: E402
-from traindash.ui.processes import Children, endpoint_flags, http_ok, start_collector_on_free_ports, traindash  # noqa: E402
+from traindash.ui.processes import (  # noqa: E402
+    Children,
+    free_port,
+    start_collector_on_free_ports,
+    start_ui,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -54,12 +58,6 @@ def _row(metric: str, value: float | None, unit: str, note: str = "") -> dict[st
         "unit": unit,
         "note": note,
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(cond: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
@@ -120,8 +118,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         children = Children(tmpdir)
         try:
             ep = start_collector_on_free_ports(children, tmpdir / "td.duckdb", cwd=ROOT)
-            port = _free_port()
-            url = f"http://127.0.0.1:{port}"
+            port = free_port()
             run_id, log_s = _long_run(ep, tmpdir, n)
             with QueryClient(ep.query, timeout=30) as client:
                 _wait(lambda: _count(client, run_id) >= n, 120, "the long run to be committed", 0.25)
@@ -133,19 +130,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                     "one MetricsLogger, log calls through close() (acked)",
                 )
             )
-            children.start(
-                "ui",
-                traindash(
-                    "ui",
-                    "--port",
-                    str(port),
-                    "--update-interval",
-                    str(UPDATE_INTERVAL_MS),
-                    *endpoint_flags(ep, "rows", "query"),
-                ),
-                cwd=ROOT,
-            )
-            children.wait_until("ui", lambda: http_ok(url + "/sql"), 60)
+            url = start_ui(children, ep, "127.0.0.1", port, "cyberpunk", UPDATE_INTERVAL_MS, cwd=ROOT)
+            url = url.rstrip("/")
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 try:

@@ -8,6 +8,7 @@ import pyarrow as pa
 
 from traindash.cli.common import add_read_options, render
 from traindash.cli.leaderboard import tracker
+from traindash.reports import comparison_rows
 
 HELP = "compare runs side by side: best/mean/final of each metric and their hyperparameters"
 
@@ -26,8 +27,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from traindash.producer.experiment_tracker import comparison_rows
-
     comparison = tracker(args).compare_experiments(args.run_ids, args.metrics)
     if args.format == "table":
         # one line per metric and run reads better in a terminal than one very wide row per run

@@ -16,16 +16,14 @@ from traindash.config import THEMES, UIConfig
 from traindash.errors import UserError
 from traindash.ui.processes import (
     Children,
-    collector_answers,
     endpoint_env,
     endpoint_flags,
-    http_ok,
     port_in_use,
+    start_dashboard,
     traindash,
 )
 
 HELP = "all-in-one: start a collector (if none runs), the dashboard and, with --demo, demo trainers"
-START_TIMEOUT = 60.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,26 +62,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        if not collector_answers(ep.query):
-            children.start("collector", traindash("collector", "--db", str(cfg.db), *endpoint_flags(ep)))
-            children.wait_until("collector", lambda: collector_answers(ep.query), START_TIMEOUT)
+        start_dashboard(children, ep, cfg.db, cfg.host, cfg.port, cfg.theme, cfg.update_interval)
         url = f"http://{cfg.host}:{cfg.port}/"
-        children.start(
-            "ui",
-            traindash(
-                "ui",
-                "--host",
-                cfg.host,
-                "--port",
-                str(cfg.port),
-                "--theme",
-                cfg.theme,
-                "--update-interval",
-                str(cfg.update_interval),
-                *endpoint_flags(ep, "rows", "query"),
-            ),
-        )
-        children.wait_until("ui", lambda: http_ok(url.rstrip("/") + "/healthz", timeout=10), START_TIMEOUT)
         if args.alerts and "alerts" in COMMANDS:
             children.start("alerts", traindash("alerts", *endpoint_flags(ep), "--dashboard-url", url))
         if args.demo:

@@ -9,10 +9,10 @@ from pathlib import Path
 from traindash.cli.common import add_read_options, file_block, flags, render
 from traindash.config import CollectorConfig
 from traindash.errors import UserError
-from traindash.query import run_sql, sql_literal
+from traindash.query import run_sql
+from traindash.reports import EXPORT_TABLES, export_sql, runs_by_id_sql
 
 HELP = "export episodes (or model_metrics, runs, alerts) as JSON lines, CSV or Parquet"
-TABLES = ("episodes", "model_metrics", "runs", "alerts")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="only rows of this run (repeatable; default every run)",
     )
-    p.add_argument("--table", choices=TABLES, default="episodes", help="what to export (default episodes)")
+    p.add_argument(
+        "--table", choices=EXPORT_TABLES, default="episodes", help="what to export (default episodes)"
+    )
     add_read_options(
         p,
         formats=("csv", "json", "parquet"),
@@ -39,21 +41,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = CollectorConfig.resolve(flags(args), None, file_block(args))
-    where = ""
     if args.runs:
-        where = f" WHERE run_id IN ({', '.join(sql_literal(r) for r in args.runs)})"
-    order = (
-        " ORDER BY ts"
-        if args.table == "alerts"
-        else (" ORDER BY started_at" if args.table == "runs" else " ORDER BY run_id, seq")
-    )
-    if args.runs:
-        known = run_sql(f"SELECT run_id FROM runs{where}", cfg.endpoints.query, Path(cfg.db), args.timeout)
+        known = run_sql(runs_by_id_sql(args.runs), cfg.endpoints.query, Path(cfg.db), args.timeout)
         missing = sorted(set(args.runs) - set(known.column("run_id").to_pylist()))
         if missing:
             raise UserError(f"no run {', '.join(missing)}; see `traindash runs`")
     table = run_sql(
-        f"SELECT * FROM {args.table}{where}{order}",
+        export_sql(args.table, args.runs),
         cfg.endpoints.query,
         Path(cfg.db),
         args.timeout,

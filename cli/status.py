@@ -10,13 +10,11 @@ import pyarrow as pa
 from traindash.cli.common import add_read_options, file_block, flags, render
 from traindash.config import CollectorConfig
 from traindash.query import run_sql
+from traindash.reports import status_sql
 
 HELP = "show the collector's state: runs by status and rejected messages by reason"
 
-RUNS = (
-    "SELECT status, count(*) AS runs, max(last_seen) AS last_seen FROM runs "
-    "WHERE coalesce(role, 'trainer') = 'trainer' GROUP BY status ORDER BY status"
-)
+RUNS = status_sql()
 REJECTS = "SELECT reason, count, last_at, last_sender, last_detail FROM rejects ORDER BY count DESC"
 TOTALS = (
     "SELECT (SELECT count(*) FROM episodes) AS episodes, "

@@ -18,7 +18,7 @@ import pyarrow as pa
 import zmq
 
 from traindash import security, wire
-from traindash.query import arrow_reader
+from traindash.query import QueryError, check_select, read_capped
 
 log = logging.getLogger("traindash.collector.query")
 
@@ -30,36 +30,18 @@ class QueryRefused(ValueError):
     """A request that is not a single read-only statement."""
 
 
-def check_sql(cursor: duckdb.DuckDBPyConnection, sql: str) -> None:
-    try:
-        statements = cursor.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise QueryRefused(str(exc).splitlines()[0]) from None
-    if len(statements) != 1:
-        raise QueryRefused(f"one statement per query, got {len(statements)}")
-    kind = statements[0].type
-    if kind != duckdb.StatementType.SELECT:
-        raise QueryRefused(f"only read-only SELECT queries are answered, not {kind.name}")
-
-
 def run_query(
     cursor: duckdb.DuckDBPyConnection, sql: str, max_rows: int, timeout: float
 ) -> tuple[bytes, bool]:
     """Arrow IPC bytes of the result (at most ``max_rows`` rows) and whether it was cut."""
-    check_sql(cursor, sql)
+    try:
+        check_select(cursor, sql)
+    except QueryError as exc:
+        raise QueryRefused(str(exc)) from None
     timer = threading.Timer(timeout, cursor.interrupt)
     timer.start()
     try:
-        reader = arrow_reader(cursor, sql)
-        batches, count, truncated = [], 0, False
-        for batch in reader:
-            if count + batch.num_rows > max_rows:
-                batches.append(batch.slice(0, max_rows - count))
-                truncated = True
-                break
-            batches.append(batch)
-            count += batch.num_rows
-        schema = reader.schema
+        table, truncated = read_capped(cursor, sql, max_rows)
     except duckdb.InterruptException:
         raise QueryRefused(f"query cancelled after {timeout:g} s") from None
     except duckdb.Error as exc:
@@ -67,9 +49,8 @@ def run_query(
     finally:
         timer.cancel()
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, schema) as writer:
-        for batch in batches:
-            writer.write_batch(batch)
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
     return sink.getvalue().to_pybytes(), truncated
 
 

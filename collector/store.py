@@ -15,23 +15,14 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from traindash import reports
 from traindash.collector.migrations import MigrationError, upgrade_file
 from traindash.collector.tables import CORE_COLUMNS, TABLE_OF_KIND, records, section_table, to_json
 from traindash.wire import RecordKind, Section
 
 log = logging.getLogger("traindash.collector.store")
 
-VIEWS = [
-    """CREATE OR REPLACE VIEW leaderboard AS
-    SELECT r.run_id, r.experiment, r.name, r.status, r.started_at,
-           count(e.seq) AS episodes, max(e.profit) AS best_profit,
-           avg(e.profit) AS mean_profit, max(e.sharpe) AS best_sharpe,
-           avg(e.win_rate) AS mean_win_rate, max(e.drawdown) AS max_drawdown,
-           arg_max(e.profit, e.seq) AS last_profit
-    FROM runs r LEFT JOIN episodes e USING (run_id)
-    WHERE coalesce(r.role, 'trainer') = 'trainer'
-    GROUP BY ALL""",
-]
+VIEWS = [reports.LEADERBOARD_VIEW]
 
 
 class StoreError(RuntimeError):
@@ -186,7 +177,7 @@ class Store:
                     to_json(r.get("hyperparameters") or {}),
                     [str(t) for t in tags] if isinstance(tags, list) else [],
                     _str(r.get("description")) or "",
-                    _str(r.get("role")) or "trainer",
+                    _str(r.get("role")) or reports.TRAINER_ROLE,
                     _micros(r.get("ts")),
                 ],
             )
@@ -249,7 +240,7 @@ class Store:
                 r
                 for (r,) in c.execute(
                     "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest($1::VARCHAR[])) "
-                    "AND status NOT IN ('running', 'stalled')",
+                    f"AND status NOT IN ({reports.in_list(reports.LIVE_STATUSES)})",
                     [run_ids],
                 ).fetchall()
             ]
@@ -259,7 +250,7 @@ class Store:
             if ids:
                 c.execute(
                     "UPDATE runs SET status = $2 WHERE run_id IN (SELECT unnest($1::VARCHAR[]))",
-                    [ids, "archived" if action == "archive" else "deleted"],
+                    [ids, reports.STATUS_AFTER[action]],
                 )
             c.execute("COMMIT")
         except duckdb.Error as exc:
@@ -286,9 +277,10 @@ class Store:
     def update_liveness(self, now: float, stall_after: float, lost_after: float) -> None:
         """Running runs with no sign of life become stalled, then lost."""
         self.con.execute(
-            """UPDATE runs SET status = CASE
+            f"""UPDATE runs SET status = CASE
                    WHEN last_seen < make_timestamp(?) THEN 'lost' ELSE 'stalled' END
-               WHERE status IN ('running', 'stalled') AND last_seen < make_timestamp(?)""",
+               WHERE status IN ({reports.in_list(reports.LIVE_STATUSES)})
+                   AND last_seen < make_timestamp(?)""",
             [_micros(now - lost_after), _micros(now - stall_after)],
         )
 

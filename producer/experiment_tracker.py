@@ -19,24 +19,12 @@ from typing import Any
 import pyarrow as pa
 
 from traindash import config as tdconfig
-from traindash import wire
+from traindash import reports, wire
 from traindash.output import dumps, write_csv_rows
-from traindash.producer.logger import MetricsLogger
-from traindash.producer.stats import LOWER_IS_BETTER
+from traindash.producer.logger import MetricsLogger, summary_metrics
 from traindash.query import CollectorUnavailable, QueryClient, QueryError, run_sql, sql_literal
+from traindash.reports import comparison_rows
 
-DEFAULT_METRICS = ("profit", "sharpe", "win_rate", "drawdown", "num_trades")
-SUMMARY_KEYS = (
-    "total_episodes",
-    "best_profit",
-    "best_episode",
-    "avg_profit",
-    "best_sharpe",
-    "max_drawdown",
-    "training_time",
-)
-HIDDEN_STATUSES = ("archived", "deleted")
-ADMIN_ACTIONS = ("archive", "delete")
 FLUSH_TIMEOUT = 10.0
 
 
@@ -45,33 +33,6 @@ class ExperimentError(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
-
-
-class CollectorOperationUnsupported(QueryError):
-    """The collector cannot archive or delete runs (its wire format has no such request)."""
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _in_list(ids: Iterable[str]) -> str:
-    return ", ".join(sql_literal(i) for i in ids)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _loads(text: Any) -> Any:
-    if not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def manage_runs(query_endpoint: str, action: str, run_ids: Sequence[str], timeout: float = 10.0) -> list[str]:
@@ -83,8 +44,8 @@ def manage_runs(query_endpoint: str, action: str, run_ids: Sequence[str], timeou
     finished run's status to ``archived``; ``delete`` removes its episodes, model metrics and
     alerts and sets its status to ``deleted``; running runs are refused.
     """
-    if action not in ADMIN_ACTIONS:
-        raise ValueError(f"action must be one of {', '.join(ADMIN_ACTIONS)}")
+    if action not in wire.MANAGE_ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(wire.MANAGE_ACTIONS)}")
     with QueryClient(query_endpoint, timeout) as client:
         try:
             reply = client.request(wire.Manage(action, tuple(run_ids)))
@@ -140,29 +101,9 @@ class ExperimentTracker:
             if logger is not None and not logger.is_closed():
                 logger.flush(timeout=FLUSH_TIMEOUT)
 
-    def _episode_columns(self) -> list[str]:
-        rows = self._rows(
-            "SELECT column_name FROM information_schema.columns WHERE "
-            "table_name = 'episodes' AND table_schema = 'main' ORDER BY ordinal_position"
-        )
-        return [r["column_name"] for r in rows]
-
     def _metric_columns(self, metrics: Sequence[str] | None) -> list[str]:
-        columns = self._episode_columns()
-        skip = {"run_id", "seq", "ts", "episode", "extra"}
-        numeric = [c for c in columns if c not in skip]
-        if metrics is None:
-            custom = [
-                c for c in numeric if c not in DEFAULT_METRICS and c not in ("epsilon", "learning_rate")
-            ]
-            return list(DEFAULT_METRICS) + custom
-        lower = {c.lower(): c for c in numeric}
-        unknown = [m for m in metrics if m.lower() not in lower]
-        if unknown:
-            raise ValueError(
-                f"unknown metric {', '.join(map(repr, unknown))}; episodes has {', '.join(numeric)}"
-            )
-        return [lower[m.lower()] for m in metrics]
+        columns = [r["column_name"] for r in self._rows(reports.EPISODE_COLUMNS_SQL)]
+        return reports.metric_columns(columns, metrics)
 
     # -- experiments -----------------------------------------------------------------------
     def create_experiment(
@@ -228,7 +169,7 @@ class ExperimentTracker:
         """End the experiment's run with its final metrics (and save it when auto_save)."""
         logger = self.logger(exp_id)
         stats = logger.get_statistics()
-        final = {k: stats[k] for k in SUMMARY_KEYS if k in stats}
+        final = summary_metrics(stats)
         final.update(final_metrics or {})
         logger.close(status="finished", final_metrics=final)
         meta = self._read_meta(exp_id) or {"exp_id": exp_id}
@@ -253,25 +194,18 @@ class ExperimentTracker:
     def get_experiment(self, exp_id: str) -> dict[str, Any]:
         """The experiment's row of ``runs`` (JSON fields decoded)."""
         self._flush([exp_id])
-        rows = self._rows(f"SELECT * FROM runs WHERE run_id = {sql_literal(exp_id)}")
+        rows = self._rows(reports.runs_by_id_sql([exp_id]))
         if not rows:
             raise ExperimentError(f"no experiment {exp_id!r} in the database")
         row = rows[0]
-        row["hyperparameters"] = _loads(row.get("hyperparameters")) or {}
-        row["final_metrics"] = _loads(row.get("final_metrics")) or {}
+        row["hyperparameters"] = reports.loads(row.get("hyperparameters")) or {}
+        row["final_metrics"] = reports.loads(row.get("final_metrics")) or {}
         return row
 
     def list_experiments(self, include_hidden: bool = False) -> list[dict[str, Any]]:
         """Every trainer run with its episode count and best profit, newest first."""
         self._flush()
-        hidden = "" if include_hidden else f"AND coalesce(r.status, '') NOT IN ({_in_list(HIDDEN_STATUSES)})"
-        return self._rows(
-            "SELECT r.run_id AS exp_id, r.experiment, r.name, r.status, r.started_at, r.ended_at, "
-            "r.tags, count(e.seq) AS episodes, max(e.profit) FILTER (WHERE NOT isnan(e.profit)) "
-            "AS best_profit, r.host FROM runs r LEFT JOIN episodes e USING (run_id) "
-            f"WHERE coalesce(r.role, 'trainer') = 'trainer' {hidden} "
-            "GROUP BY ALL ORDER BY r.started_at DESC NULLS LAST, r.run_id"
-        )
+        return [_as_experiment(r) for r in self._rows(reports.runs_sql(include_hidden))]
 
     def compare_experiments(
         self, exp_ids: Sequence[str], metrics: Sequence[str] | None = None
@@ -287,63 +221,13 @@ class ExperimentTracker:
         if not exp_ids:
             raise ValueError("compare_experiments needs at least one experiment id")
         self._flush(exp_ids)
-        runs = {
-            r["run_id"]: r for r in self._rows(f"SELECT * FROM runs WHERE run_id IN ({_in_list(exp_ids)})")
-        }
+        runs = {r["run_id"]: r for r in self._rows(reports.runs_by_id_sql(exp_ids))}
         missing = [i for i in exp_ids if i not in runs]
         if missing:
             raise ExperimentError(f"no experiment {', '.join(map(repr, missing))} in the database")
         columns = self._metric_columns(metrics)
-        parts = []
-        for c in columns:
-            v = f"CAST({_ident(c)} AS DOUBLE)"
-            ok = f"FILTER (WHERE {v} IS NOT NULL AND isfinite({v}))"
-            parts.append(
-                f"max({v}) {ok} AS {_ident('max:' + c)}, min({v}) {ok} AS "
-                f"{_ident('min:' + c)}, avg({v}) {ok} AS {_ident('mean:' + c)}, "
-                f"arg_max({v}, seq) FILTER (WHERE {v} IS NOT NULL) AS {_ident('final:' + c)}"
-            )
-        select = ", ".join(["run_id", "count(*) AS episodes", *parts])
-        stats = {
-            r["run_id"]: r
-            for r in self._rows(
-                f"SELECT {select} FROM episodes WHERE run_id IN ({_in_list(exp_ids)}) GROUP BY run_id"
-            )
-        }
-        out: dict[str, Any] = {"experiments": {}, "metrics": {}, "hyperparameters": {}, "best": {}}
-        for exp_id in exp_ids:
-            run, st = runs[exp_id], stats.get(exp_id, {})
-            hp = _loads(run.get("hyperparameters")) or {}
-            out["experiments"][exp_id] = {
-                "name": run.get("name"),
-                "experiment": run.get("experiment"),
-                "status": run.get("status"),
-                "tags": run.get("tags") or [],
-                "description": run.get("description") or "",
-                "episodes": st.get("episodes", 0),
-                "hyperparameters": hp,
-                "final_metrics": _loads(run.get("final_metrics")) or {},
-            }
-            for key, value in hp.items():
-                out["hyperparameters"].setdefault(key, {})[exp_id] = value
-        for c in columns:
-            per = {}
-            for exp_id in exp_ids:
-                st = stats.get(exp_id, {})
-                lo, hi = st.get("min:" + c), st.get("max:" + c)
-                per[exp_id] = {
-                    "best": lo if c in LOWER_IS_BETTER else hi,
-                    "mean": st.get("mean:" + c),
-                    "final": _finite(st.get("final:" + c)),
-                    "min": lo,
-                    "max": hi,
-                }
-            out["metrics"][c] = per
-            scored = [(v["best"], i) for i, v in per.items() if v["best"] is not None]
-            if scored:
-                pick = min if c in LOWER_IS_BETTER else max
-                out["best"][c] = pick(scored)[1]
-        return out
+        stats = {r["run_id"]: r for r in self._rows(reports.compare_sql(exp_ids, columns))}
+        return reports.comparison(exp_ids, runs, stats, columns)
 
     def get_leaderboard(self, metric: str = "profit", top_n: int = 10) -> list[dict[str, Any]]:
         """Experiments ranked by their best episode value of ``metric`` (lowest first for
@@ -352,25 +236,12 @@ class ExperimentTracker:
             raise ValueError("top_n must be at least 1")
         column = self._metric_columns([metric])[0]
         self._flush()
-        v = f"CAST(e.{_ident(column)} AS DOUBLE)"
-        lower = column in LOWER_IS_BETTER
-        agg, order = ("min", "ASC") if lower else ("max", "DESC")
-        ok = f"FILTER (WHERE {v} IS NOT NULL AND isfinite({v}))"
-        pick = "arg_min" if lower else "arg_max"
-        rows = self._rows(
-            f"SELECT r.run_id AS exp_id, r.name, r.experiment, r.status, r.tags, "
-            f"r.hyperparameters, count(e.seq) AS episodes, {agg}({v}) {ok} AS value, "
-            f"{pick}(e.episode, {v}) {ok} AS best_episode, avg({v}) {ok} AS mean "
-            "FROM runs r JOIN episodes e USING (run_id) "
-            f"WHERE coalesce(r.role, 'trainer') = 'trainer' AND coalesce(r.status, '') NOT IN "
-            f"({_in_list(HIDDEN_STATUSES)}) GROUP BY ALL HAVING value IS NOT NULL "
-            f"ORDER BY value {order}, r.run_id LIMIT {int(top_n)}"
-        )
+        rows = [_as_experiment(r) for r in self._rows(reports.leaderboard_sql(column, top_n))]
         for rank, row in enumerate(rows, 1):
             row["rank"] = rank
             row["metric"] = column
             row[column] = row["value"]
-            row["hyperparameters"] = _loads(row["hyperparameters"]) or {}
+            row["hyperparameters"] = reports.loads(row["hyperparameters"]) or {}
         return rows
 
     # -- files ----------------------------------------------------------------------------
@@ -392,7 +263,7 @@ class ExperimentTracker:
             f"SELECT * EXCLUDE (run_id) FROM episodes WHERE run_id = {sql_literal(exp_id)} ORDER BY seq"
         )
         for row in episodes:
-            extra = _loads(row.pop("extra", None))
+            extra = reports.loads(row.pop("extra", None))
             if isinstance(extra, dict):
                 row.update(extra)
         return {"exp_id": exp_id, "run": run, "episodes": episodes, "saved_at": time.time()}
@@ -430,17 +301,7 @@ class ExperimentTracker:
     # -- archive and delete --------------------------------------------------------------
     def _older_than(self, days: float, statuses: Sequence[str] | None = None) -> list[str]:
         cutoff = time.time() - days * 86400
-        status = (
-            f"AND status IN ({_in_list(statuses)})"
-            if statuses
-            else f"AND coalesce(status, '') NOT IN ({_in_list(HIDDEN_STATUSES)})"
-        )
-        rows = self._rows(
-            "SELECT run_id FROM runs WHERE coalesce(role, 'trainer') = 'trainer' AND "
-            f"coalesce(ended_at, last_seen, started_at) < make_timestamp({int(cutoff * 1e6)}) "
-            f"AND status NOT IN ('running', 'stalled') {status} ORDER BY started_at"
-        )
-        return [r["run_id"] for r in rows]
+        return [r["run_id"] for r in self._rows(reports.ended_before_sql(int(cutoff * 1e6), statuses))]
 
     def archive_experiment(self, exp_id: str) -> Path:
         """Save the experiment to ``<dir>/archive/<exp_id>.json``, then ask the collector to
@@ -469,29 +330,15 @@ class ExperimentTracker:
 
     def delete_old_experiments(self, days: float = 90.0, archived_only: bool = True) -> list[str]:
         """Delete experiments older than ``days`` days (by default only archived ones)."""
-        ids = self._older_than(days, ["archived"] if archived_only else None)
+        ids = self._older_than(days, [reports.ARCHIVED] if archived_only else None)
         for exp_id in ids:
             self.delete_experiment(exp_id)
         return ids
 
 
-def comparison_rows(comparison: dict[str, Any]) -> list[dict[str, Any]]:
-    """One flat row per experiment of a ``compare_experiments`` result (for CSV and tables)."""
-    rows = []
-    for exp_id, info in comparison["experiments"].items():
-        row: dict[str, Any] = {
-            "exp_id": exp_id,
-            "name": info["name"],
-            "status": info["status"],
-            "episodes": info["episodes"],
-        }
-        for metric, per in comparison["metrics"].items():
-            for part in ("best", "mean", "final"):
-                row[f"{metric}_{part}"] = per[exp_id][part]
-        for key, per in comparison["hyperparameters"].items():
-            row[f"hp_{key}"] = per.get(exp_id)
-        rows.append(row)
-    return rows
+def _as_experiment(row: dict[str, Any]) -> dict[str, Any]:
+    """A report's row with its ``run_id`` as the experiment's ``exp_id``, first."""
+    return {"exp_id": row.pop("run_id"), **row}
 
 
 def _write_json(path: Path, doc: Any) -> None:

@@ -21,16 +21,27 @@ from traindash import config as tdconfig
 from traindash.producer.packing import EPISODE, EPISODE_RECORD, MODEL, OTHER
 from traindash.producer.ring import RingWriter
 from traindash.producer.sender import Sender
-from traindash.producer.shipper import ShipperClient, ShipperGone, StatsProxy
+from traindash.producer.senders import SenderKind, open_process_sender, open_thread_sender
+from traindash.producer.shipper_client import ShipperClient, ShipperGone, StatsProxy
 from traindash.producer.snapshot import Snapshots
 from traindash.producer.spool import load_last_seq
 from traindash.producer.stats import RunStats
+from traindash.reports import TRAINER_ROLE
 from traindash.wire import RecordKind
 
 _pack_episode = EPISODE_RECORD.pack
 log = logging.getLogger("traindash.producer")
 
 MAX_QUEUED = 4_096
+SUMMARY_KEYS = (
+    "total_episodes",
+    "best_profit",
+    "best_episode",
+    "avg_profit",
+    "best_sharpe",
+    "max_drawdown",
+    "training_time",
+)
 
 _open_loggers: weakref.WeakSet[MetricsLogger] = weakref.WeakSet()
 
@@ -79,6 +90,18 @@ class MetricsLogger:
             ``config.sender``.
     """
 
+    def __new__(
+        cls, *args: Any, sender: str | None = None, config: Any = None, **kwargs: Any
+    ) -> MetricsLogger:
+        # As pathlib.Path picks PosixPath or WindowsPath: each sender has a class of its own
+        # (SENDERS), so each one's log_episode is a plain method, with nothing to dispatch
+        # on the hot path.
+        if cls in _SENDER_CLASSES:  # not a subclass of someone else's, which keeps its class
+            name = sender or (config or tdconfig.ProducerConfig.resolve()).sender
+            if name in SENDERS:
+                cls = SENDERS[name].logger_class
+        return super().__new__(cls)
+
     def __init__(
         self,
         experiment_name: str,
@@ -93,7 +116,7 @@ class MetricsLogger:
         tags: list[str] | None = None,
         description: str = "",
         history_size: int = 10_000,
-        role: str = "trainer",
+        role: str = TRAINER_ROLE,
         config: tdconfig.ProducerConfig | None = None,
         sender: str | None = None,
     ) -> None:
@@ -115,42 +138,14 @@ class MetricsLogger:
         self._closed = False
         last_seq = load_last_seq(self.output_dir, self.run_id)
         self.sender = sender or self.config.sender
+        try:
+            kind = SENDERS[self.sender]
+        except KeyError:
+            raise ValueError(f"sender must be {_sender_names()}, not {self.sender!r}") from None
         self._queue: deque[Any] | RingWriter
         self._sender: Sender | ShipperClient
         self._stats: RunStats | StatsProxy
-        if self.sender == "process":
-            if os.name != "posix":  # fd passing, memfd/mmap sharing and fork hooks
-                raise ValueError("the process sender needs a POSIX system; use sender='thread'")
-            client = ShipperClient(
-                self.run_id,
-                self.config,
-                self.output_dir,
-                self.host,
-                self.pid,
-                last_seq,
-                experiment_name=experiment_name,
-                history_size=history_size,
-                buffer_size=buffer_size,
-                auto_save_interval=auto_save_interval,
-            )
-            self._sender, self._queue, self._stats = client, client.queue, StatsProxy(client)
-            self.log_episode = self._log_episode_ring  # type: ignore[method-assign]
-        elif self.sender == "thread":
-            self._queue = deque()
-            self._stats = RunStats(history_size)
-            self._sender = Sender(
-                self.run_id,
-                self.config,
-                self._queue,
-                self._stats,
-                self.output_dir,
-                self.host,
-                self.pid,
-                last_seq=last_seq,
-            )
-        else:
-            names = " or ".join(map(repr, tdconfig.SENDERS))
-            raise ValueError(f"sender must be {names}, not {self.sender!r}")
+        self._sender, self._queue, self._stats = kind.open(self, last_seq, history_size)
         self._queue.append(
             (
                 OTHER,
@@ -168,7 +163,6 @@ class MetricsLogger:
                 },
             )
         )
-        # The process sender auto-saves in the shipper, where the statistics live.
         self._snapshots = Snapshots(
             experiment_name,
             self.run_id,
@@ -176,7 +170,7 @@ class MetricsLogger:
             self.config,
             self._stats,
             self.flush,
-            auto_save_interval if self.sender == "thread" else 0,
+            0 if kind.auto_saves else auto_save_interval,
         )
         if isinstance(self._sender, Sender):
             self._sender.on_packed = self._snapshots.maybe_auto_save
@@ -237,37 +231,6 @@ class MetricsLogger:
             self._backlog(n)
         elif not self.enable_async:
             self._sender.drain()
-
-    def _log_episode_ring(
-        self,
-        episode: int,
-        profit: float,
-        sharpe: float = 0.0,
-        win_rate: float = 0.0,
-        drawdown: float = 0.0,
-        num_trades: int = 0,
-        epsilon: float = 0.0,
-        learning_rate: float = 0.0,
-        **kwargs: Any,
-    ) -> None:
-        """``log_episode`` of the process sender: plain episodes go straight into the ring."""
-        if kwargs or not self._queue.put_episode(  # type: ignore[union-attr]
-            time.time(), episode, profit, sharpe, win_rate, drawdown, num_trades, epsilon, learning_rate
-        ):
-            MetricsLogger.log_episode(
-                self,
-                episode,
-                profit,
-                sharpe,
-                win_rate,
-                drawdown,
-                num_trades,
-                epsilon,
-                learning_rate,
-                **kwargs,
-            )
-            return
-        self._last_episode = episode
 
     def _backlog(self, n: int) -> None:
         if n == self.buffer_size:
@@ -387,7 +350,7 @@ class MetricsLogger:
         self._sync()
         if not final_metrics:
             try:
-                final_metrics = _final(self._stats.statistics())
+                final_metrics = summary_metrics(self._stats.statistics())
             except ShipperGone:  # stop() below says what that means for the records
                 final_metrics = {}
         self.log_event(RecordKind.END, status=status, final_metrics=final_metrics)
@@ -429,14 +392,57 @@ def _mapping(value: Any, name: str, kwargs: dict[str, Any]) -> dict[str, Any] | 
     return None
 
 
-def _final(stats: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "total_episodes",
-        "best_profit",
-        "best_episode",
-        "avg_profit",
-        "best_sharpe",
-        "max_drawdown",
-        "training_time",
-    )
-    return {k: stats[k] for k in keys if k in stats}
+def summary_metrics(stats: dict[str, Any]) -> dict[str, Any]:
+    """A run's final metrics (stored with its end) from ``get_statistics()``."""
+    return {k: stats[k] for k in SUMMARY_KEYS if k in stats}
+
+
+class ProcessSenderLogger(MetricsLogger):
+    """A MetricsLogger on the process sender (``MetricsLogger(..., sender="process")``)."""
+
+    _queue: RingWriter
+
+    def log_episode(
+        self,
+        episode: int,
+        profit: float,
+        sharpe: float = 0.0,
+        win_rate: float = 0.0,
+        drawdown: float = 0.0,
+        num_trades: int = 0,
+        epsilon: float = 0.0,
+        learning_rate: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        """Queue one episode's metrics; a plain episode goes straight into the ring."""
+        if kwargs or not self._queue.put_episode(
+            time.time(), episode, profit, sharpe, win_rate, drawdown, num_trades, epsilon, learning_rate
+        ):
+            super().log_episode(
+                episode,
+                profit,
+                sharpe,
+                win_rate,
+                drawdown,
+                num_trades,
+                epsilon,
+                learning_rate,
+                **kwargs,
+            )
+            return
+        self._last_episode = episode
+
+
+# One entry per name in traindash.config.SENDERS.
+SENDERS: dict[str, SenderKind] = {
+    "thread": SenderKind(open_thread_sender, MetricsLogger, auto_saves=False),
+    # The process sender auto-saves in the shipper, where the statistics live.
+    "process": SenderKind(open_process_sender, ProcessSenderLogger, auto_saves=True),
+}
+
+
+_SENDER_CLASSES = frozenset(kind.logger_class for kind in SENDERS.values())
+
+
+def _sender_names() -> str:
+    return " or ".join(map(repr, SENDERS))

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from io import BufferedRandom
 from pathlib import Path
 
+from traindash.files import atomic_write
+
 _LEN = struct.Struct("<I")
 
 
@@ -77,18 +79,16 @@ class Spool:
 
     def rewrite(self, bodies: list[bytes]) -> list[int]:
         """Replace the file's contents with ``bodies`` at once (a new file, then a rename)."""
-        tmp = self.path.with_suffix(".spool.tmp")
         offsets, pos = [], 0
-        with open(tmp, "wb") as fh:
+        with atomic_write(self.path, "wb") as fh:
             for body in bodies:
                 offsets.append(pos)
                 frame = _frame(body)
                 fh.write(frame)
                 pos += len(frame)
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-        os.replace(tmp, self.path)
+            if self._fh is not None:  # the old file's handle, before the new one replaces it
+                self._fh.close()
+                self._fh = None
         self.written = bool(bodies)
         return offsets
 
@@ -123,8 +123,5 @@ def load_last_seq(output_dir: Path, run_id: str) -> int:
 
 
 def save_last_seq(output_dir: Path, run_id: str, last_seq: int) -> None:
-    path = state_path(output_dir, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"run_id": run_id, "last_seq": last_seq}))
-    os.replace(tmp, path)
+    with atomic_write(state_path(output_dir, run_id)) as fh:
+        fh.write(json.dumps({"run_id": run_id, "last_seq": last_seq}))

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from traindash.reports import LOWER_IS_BETTER
 from traindash.wire import RecordKind, Section
 
-LOWER_IS_BETTER = frozenset({"drawdown", "loss"})
 RECENT = 50
 FOLD_ROWS = 8192
 

@@ -19,8 +19,8 @@ from traindash.ui.processes import (  # noqa: E402
     endpoint_env,
     endpoint_flags,
     free_port,
-    http_ok,
     start_collector_on_free_ports,
+    start_ui,
     traindash,
 )
 
@@ -74,22 +74,7 @@ def main() -> int:
                 cwd=ROOT,
                 env=endpoint_env(ep),
             )
-            children.start(
-                "ui",
-                traindash(
-                    "ui",
-                    "--port",
-                    str(port),
-                    "--theme",
-                    args.theme,
-                    "--update-interval",
-                    "1000",
-                    *endpoint_flags(ep, "rows", "query"),
-                ),
-                cwd=ROOT,
-            )
-            url = f"http://127.0.0.1:{port}"
-            children.wait_until("ui", lambda: http_ok(url + "/sql"), 60)
+            url = start_ui(children, ep, "127.0.0.1", port, args.theme, 1000, cwd=ROOT).rstrip("/")
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1440, "height": 1400}, device_scale_factor=1)

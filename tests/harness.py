@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,44 +15,10 @@ from typing import Any
 import pyarrow as pa
 
 from traindash.config import Endpoints, ProducerConfig
-from traindash.query import CollectorUnavailable, QueryClient, QueryError
+from traindash.query import QueryClient, QueryError, collector_answers
+from traindash.ui.processes import free_endpoints, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _ports_below_ephemeral() -> range:
-    """Ports the kernel never hands out for outgoing connections or ``bind(0)``."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    return range(10_000, max(low, 20_000))
-
-
-_PORTS = _ports_below_ephemeral()
-_next_port = itertools.count(random.randrange(len(_PORTS)))
-
-
-def free_port() -> int:
-    """A loopback port that is free now and was not given out before in this process.
-
-    A port from ``bind(0)`` lies in the ephemeral range, where any outgoing connection may
-    take it between this check and the server's own bind; below that range only servers
-    bind, and this process never hands out the same port twice.
-    """
-    for _ in range(len(_PORTS)):
-        port = _PORTS[next(_next_port) % len(_PORTS)]
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free loopback port below the ephemeral range")
-
-
-def free_endpoints() -> Endpoints:
-    return Endpoints(*(f"tcp://127.0.0.1:{free_port()}" for _ in range(3)))
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
@@ -124,11 +87,7 @@ class CollectorProcess:
     def answers(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"collector exited with {self.proc.returncode}:\n{self.log()}")
-        try:
-            self.query("SELECT 1", timeout=0.5)
-            return True
-        except CollectorUnavailable:
-            return False
+        return collector_answers(self.endpoints.query)
 
     def query(self, sql: str, timeout: float = 10.0) -> pa.Table:
         with QueryClient(self.endpoints.query, timeout=timeout) as client:

@@ -201,7 +201,7 @@ class ProducerConfig:
     close_timeout: float = 10.0
     max_unacked_bytes: int = 2 * 1024 * 1024
     # "thread": a sender thread in the training process; "process": a shipper process fed
-    # through shared memory (see producer/shipper.py).
+    # through shared memory (see producer/shipper_client.py and producer/shipper.py).
     sender: str = "thread"
     curve: CurveClient | None = None
 

@@ -14,6 +14,7 @@ import zmq
 
 from traindash import security, wire
 from traindash.config import ConfigError
+from traindash.reports import sql_literal as sql_literal  # its home; re-exported for readers
 from traindash.schema import SCHEMA_VERSION, describe
 
 DEFAULT_TIMEOUT = 2.0
@@ -36,9 +37,45 @@ def arrow_reader(con: Any, sql: str, batch_size: int = 10_000) -> pa.RecordBatch
     return con.sql(sql).to_arrow_reader(batch_size)
 
 
-def sql_literal(value: str) -> str:
-    """A single-quoted SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
+def check_select(con: Any, sql: str) -> None:
+    """Refuse anything but one read-only SELECT statement (a QueryError says why)."""
+    import duckdb
+
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(str(exc).splitlines()[0]) from None
+    if len(statements) != 1:
+        raise QueryError(f"one statement per query, got {len(statements)}")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise QueryError(f"only read-only SELECT queries are answered, not {kind.name}")
+
+
+def read_capped(con: Any, sql: str, max_rows: int, batch_size: int = 10_000) -> tuple[pa.Table, bool]:
+    """At most ``max_rows`` rows of a query's result, and whether it had more."""
+    reader = arrow_reader(con, sql, batch_size)
+    batches, count, truncated = [], 0, False
+    for batch in reader:
+        if count + batch.num_rows > max_rows:
+            batches.append(batch.slice(0, max_rows - count))
+            truncated = True
+            break
+        batches.append(batch)
+        count += batch.num_rows
+    return pa.Table.from_batches(batches, schema=reader.schema), truncated
+
+
+def collector_answers(query_endpoint: str, timeout: float = 0.5) -> bool:
+    """True when a collector answers a trivial query on ``query_endpoint`` within ``timeout``."""
+    try:
+        with QueryClient(query_endpoint, timeout=timeout) as client:
+            client.query("SELECT 1")
+        return True
+    except CollectorUnavailable:
+        return False
+    except QueryError:  # it answered, if only to refuse
+        return True
 
 
 class QueryClient:
@@ -129,20 +166,8 @@ def query_file(db: Path, sql: str, max_rows: int = 1_000_000) -> pa.Table:
         if version > SCHEMA_VERSION:
             raise QueryError(f"{db}: {describe(version)}")
         con.execute("SET enable_external_access = false")
-        statements = con.extract_statements(sql)
-        if len(statements) != 1:
-            raise QueryError(f"one statement per query, got {len(statements)}")
-        if statements[0].type != duckdb.StatementType.SELECT:
-            raise QueryError(f"only read-only SELECT queries are answered, not {statements[0].type.name}")
-        # large batches: a local reader has no socket to keep responsive, and DuckDB fills them in parallel
-        reader = arrow_reader(con, sql, batch_size=FILE_BATCH_ROWS)
-        batches, count = [], 0
-        for batch in reader:
-            batches.append(batch.slice(0, max_rows - count))
-            count += batch.num_rows
-            if count >= max_rows:
-                break
-        return pa.Table.from_batches(batches, schema=reader.schema)
+        check_select(con, sql)
+        return read_capped(con, sql, max_rows, batch_size=FILE_BATCH_ROWS)[0]
     except duckdb.Error as exc:
         first = str(exc).splitlines()[0]
         if version < SCHEMA_VERSION and isinstance(exc, duckdb.CatalogException):

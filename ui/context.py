@@ -17,8 +17,9 @@ import zmq
 
 from traindash.config import UIConfig
 from traindash.query import QueryClient, QueryError
+from traindash.reports import trainer_table_sql
 from traindash.ui.feed import RowsFeed
-from traindash.ui.history import History, alerts_sql, fetch_history, fetch_window, runs_sql
+from traindash.ui.history import History, alerts_sql, fetch_history, fetch_window
 from traindash.ui.render import css, nav_html
 from traindash.ui.themes import Theme, get_theme
 
@@ -46,7 +47,7 @@ class AppContext:
     def fetch_tables(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Runs (with rates) and the newest alerts, for the trainer table and alert feed."""
         with self.client() as client:
-            runs = client.query(runs_sql(), timeout=TABLE_TIMEOUT).to_pylist()
+            runs = client.query(trainer_table_sql(), timeout=TABLE_TIMEOUT).to_pylist()
             try:
                 alerts = client.query(alerts_sql([]), timeout=TABLE_TIMEOUT).to_pylist()
             except QueryError:

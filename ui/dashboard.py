@@ -7,20 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from traindash.config import DEFAULT_PORT
-from traindash.ui.processes import (
-    Children,
-    collector_answers,
-    endpoint_flags,
-    http_ok,
-    port_in_use,
-    traindash,
-)
+from traindash.config import DEFAULT_PORT, CollectorConfig, load_file
+from traindash.ui.processes import Children, port_in_use, start_dashboard
 from traindash.ui.themes import get_theme
 
 log = logging.getLogger(__name__)
-
-START_TIMEOUT = 60.0
 
 
 class TrainingDashboard:
@@ -28,9 +19,11 @@ class TrainingDashboard:
 
     ``start()`` is the embedded default: when no collector answers on the logger's query
     endpoint it starts one (a ``traindash collector`` child process on the logger's
-    endpoints, writing ``<output_dir>/traindash.duckdb``), then starts the ui server
-    (``traindash ui``) as a child process on ``port``. ``stop()`` ends only the processes
-    this object started; a collector that was already running is left alone.
+    endpoints, writing the DuckDB file every traindash process would use: ``TRAINDASH_DB``,
+    else ``collector.db`` of the ``TRAINDASH_CONFIG`` file, else ``traindash.duckdb`` in the
+    current folder), then starts the ui server (``traindash ui``) as a child process on
+    ``port``. ``stop()`` ends only the processes this object started; a collector that was
+    already running is left alone.
 
     Args:
         metrics_logger: the run's ``MetricsLogger``; its ``config.endpoints`` say where the
@@ -74,32 +67,9 @@ class TrainingDashboard:
         if port_in_use(self.host, self.port):
             raise RuntimeError(f"port {self.port} is already in use; pass another port")
         try:
-            if not collector_answers(self.endpoints.query):
-                db = self._children.log_dir / "traindash.duckdb"
-                self._children.start(
-                    "collector", traindash("collector", "--db", str(db), *endpoint_flags(self.endpoints))
-                )
-                self.started_collector = True
-                self._children.wait_until(
-                    "collector", lambda: collector_answers(self.endpoints.query), START_TIMEOUT
-                )
-            self._children.start(
-                "ui",
-                traindash(
-                    "ui",
-                    "--host",
-                    self.host,
-                    "--port",
-                    str(self.port),
-                    "--theme",
-                    self.theme,
-                    "--update-interval",
-                    str(self.update_interval),
-                    *endpoint_flags(self.endpoints, "rows", "query"),
-                ),
-            )
-            self._children.wait_until(
-                "ui", lambda: http_ok(self.url.rstrip("/") + "/healthz", timeout=10), START_TIMEOUT
+            db = CollectorConfig.resolve(None, None, load_file(None)).db.absolute()
+            self.started_collector = start_dashboard(
+                self._children, self.endpoints, db, self.host, self.port, self.theme, self.update_interval
             )
         except BaseException:
             self.stop()

@@ -40,6 +40,10 @@ PLOTS = {
 EPISODE_PLOTS = ("profit", "epsilon", "learning_rate", "win_rate", "sharpe", "drawdown")
 MODEL_PLOTS = ("loss", "q_values")
 TOOLS = "pan,xwheel_zoom,box_zoom,reset,save"
+# robust_range: how far past the quartiles (in interquartile ranges) the bulk may reach.
+FENCE_IQR = 3.0
+# fit_range: a refit moving both ends by less than this share of the span is not applied.
+REFIT_TOLERANCE = 0.05
 
 
 @dataclass
@@ -212,22 +216,49 @@ def compare_figure(theme: Theme, key: str, runs: Sequence[RunSources], metric: s
 
 
 def robust_range(
-    values: Sequence[np.ndarray], include: Sequence[float] = (), pct: float = 1.0, pad: float = 0.1
+    values: Sequence[np.ndarray],
+    include: Sequence[float] = (),
+    pct: float = 1.0,
+    pad: float = 0.1,
+    fence: float = FENCE_IQR,
 ) -> tuple[float, float] | None:
-    """A y range over the 1st..99th percentile of the finite values, padded, covering ``include``.
+    """A y range over the bulk of the finite values, padded, covering ``include``.
 
-    The Sharpe ratio of a run's first few episodes is often huge (a tiny standard
-    deviation); an automatic range would squash the rest of the curve flat.
+    The bulk: the 1st..99th percentile, and never beyond ``fence`` interquartile ranges
+    outside the quartiles. The Sharpe ratio of a run's first episodes is often huge (a
+    tiny standard deviation), and its 10-episode mean stays huge for ten episodes: in the
+    first few hundred episodes of a run that is more than 1 % of the points, so the
+    percentiles alone would still squash the rest of the curve flat.
     """
     finite = [v[np.isfinite(v)] for v in values if len(v)]
     finite = [v for v in finite if len(v)]
     if not finite:
         return None
     allv = np.concatenate(finite)
-    lo, hi = np.percentile(allv, [pct, 100 - pct])
+    lo, hi, q1, q3 = np.percentile(allv, [pct, 100 - pct, 25, 75])
+    if q3 > q1:
+        lo, hi = max(lo, q1 - fence * (q3 - q1)), min(hi, q3 + fence * (q3 - q1))
     lo, hi = min([lo, *include]), max([hi, *include])
     span = (hi - lo) or 1.0
     return float(lo - pad * span), float(hi + pad * span)
+
+
+def fit_range(rng: Range1d, fit: tuple[float, float] | None, tolerance: float = REFIT_TOLERANCE) -> bool:
+    """Set ``rng`` (and what the reset tool returns to) to ``fit``; True if it changed.
+
+    Ends that moved less than ``tolerance`` of the span stay, so a range refitted as rows
+    stream in does not twitch on every update.
+    """
+    if fit is None:
+        return False
+    start, end = rng.start, rng.end
+    if isinstance(start, (int, float)) and isinstance(end, (int, float)):  # numeric axes only
+        near = tolerance * max(abs(end - start), 1e-12)
+        if abs(fit[0] - start) <= near and abs(fit[1] - end) <= near:
+            return False
+    rng.start, rng.end = fit
+    rng.reset_start, rng.reset_end = fit
+    return True
 
 
 def lag_probe(source: ColumnDataSource, lag_div: object) -> CustomJS:

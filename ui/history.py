@@ -222,19 +222,6 @@ def fetch_window(
     return columns_of(client.query(series_sql(series, run_id, rows, max_points, lo, hi)), series.columns)
 
 
-def runs_sql() -> str:
-    """Trainer runs, live ones first, newest first, with episode counts and recent rate."""
-    return """SELECT r.run_id, coalesce(r.name, r.run_id) AS name, r.experiment, r.host, r.pid,
-       r.status, epoch_us(r.started_at) / 1e6 AS started, epoch_us(r.last_seen) / 1e6 AS last_seen,
-       coalesce(e.n, 0) AS episodes, coalesce(e.recent, 0) AS recent, e.last_ts
-FROM runs r LEFT JOIN (
-  SELECT run_id, count(*) AS n, epoch_us(max(ts)) / 1e6 AS last_ts,
-         count(*) FILTER (WHERE ts >= (SELECT max(ts) FROM episodes) - INTERVAL 10 SECOND) AS recent
-  FROM episodes GROUP BY run_id) e USING (run_id)
-WHERE coalesce(r.role, 'trainer') = 'trainer'
-ORDER BY (r.status IN ('running', 'stalled')) DESC, r.started_at DESC NULLS LAST"""
-
-
 def alerts_sql(run_ids: list[str], limit: int = 50) -> str:
     """The newest alerts of the given runs (all runs when the list is empty)."""
     cond = f"WHERE run_id IN ({', '.join(sql_literal(r) for r in run_ids)})" if run_ids else ""

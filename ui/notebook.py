@@ -18,9 +18,10 @@ import panel as pn
 
 from traindash.config import UIConfig
 from traindash.query import QueryClient
+from traindash.reports import runs_sql
 from traindash.ui.feed import RowsFeed
 from traindash.ui.figures import PLOTS, RunSources, live_figures
-from traindash.ui.history import fetch_history, runs_sql
+from traindash.ui.history import fetch_history
 from traindash.ui.series import EPISODE_ROLLING, MODEL_ROLLING, Roller, episode_rows, model_rows
 from traindash.ui.themes import get_theme
 from traindash.wire import RecordKind

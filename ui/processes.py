@@ -5,6 +5,9 @@ Only processes started here are ever stopped here, by their own Popen handle.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import random
 import signal
 import socket
 import subprocess
@@ -16,21 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from traindash.config import Endpoints, environ
-from traindash.query import CollectorUnavailable, QueryClient, QueryError
+from traindash.query import collector_answers
 
 STOP_TIMEOUT = 10.0
-
-
-def collector_answers(query_endpoint: str, timeout: float = 0.5) -> bool:
-    """True when a collector answers a trivial query on ``query_endpoint``."""
-    try:
-        with QueryClient(query_endpoint, timeout=timeout) as client:
-            client.query("SELECT 1")
-        return True
-    except CollectorUnavailable:
-        return False
-    except QueryError:
-        return True
+START_TIMEOUT = 60.0
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -120,14 +112,61 @@ class Children:
         self.procs.clear()
 
 
+@functools.cache
+def ports_below_ephemeral() -> range:
+    """Loopback ports the kernel never hands out for outgoing connections or ``bind(0)``."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(10_000, max(low, 20_000))
+
+
+_next_port: itertools.count[int] | None = None
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port that is free now and was not given out before in this process.
+
+    A port from ``bind(0)`` lies in the ephemeral range, where any outgoing connection may
+    take it between this check and the server's own bind; below that range only servers
+    bind, and this process never hands out the same port twice.
+    """
+    global _next_port
+    ports = ports_below_ephemeral()
+    if _next_port is None:  # a random start: processes started together seldom collide
+        _next_port = itertools.count(random.randrange(len(ports)))
+    for _ in range(len(ports)):
+        port = ports[next(_next_port) % len(ports)]
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
+
+
+def free_endpoints() -> Endpoints:
+    """Three free loopback endpoints for a collector."""
+    return Endpoints(*(f"tcp://127.0.0.1:{free_port()}" for _ in range(3)))
+
+
+def start_collector(
+    children: Children,
+    endpoints: Endpoints,
+    db: Path,
+    name: str = "collector",
+    cwd: Path | None = None,
+    timeout: float = START_TIMEOUT,
+) -> None:
+    """Start a ``traindash collector`` child writing ``db`` and wait until it answers."""
+    children.start(name, traindash("collector", "--db", str(db), *endpoint_flags(endpoints)), cwd=cwd)
+    children.wait_until(name, lambda: collector_answers(endpoints.query), timeout)
 
 
 def start_collector_on_free_ports(
-    children: Children, db: Path, cwd: Path | None = None, attempts: int = 3, timeout: float = 60.0
+    children: Children, db: Path, cwd: Path | None = None, attempts: int = 3, timeout: float = START_TIMEOUT
 ) -> Endpoints:
     """A collector child on three free loopback ports (scripts and benchmarks).
 
@@ -135,13 +174,61 @@ def start_collector_on_free_ports(
     so a failed start is retried on new ports.
     """
     for attempt in range(attempts):
-        ep = Endpoints(*(f"tcp://127.0.0.1:{free_port()}" for _ in range(3)))
+        ep = free_endpoints()
         name = f"collector-{attempt}" if attempt else "collector"
-        children.start(name, traindash("collector", "--db", str(db), *endpoint_flags(ep)), cwd=cwd)
         try:
-            children.wait_until(name, lambda ep=ep: collector_answers(ep.query), timeout)
+            start_collector(children, ep, db, name, cwd, timeout)
             return ep
         except RuntimeError:
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def start_dashboard(
+    children: Children,
+    endpoints: Endpoints,
+    db: Path,
+    host: str,
+    port: int,
+    theme: str,
+    update_interval: int,
+    timeout: float = START_TIMEOUT,
+) -> bool:
+    """A collector writing ``db`` unless one answers on ``endpoints``, then the ui server on
+    ``host:port``; returns whether it started the collector. Waits until each is ready."""
+    started = not collector_answers(endpoints.query)
+    if started:
+        start_collector(children, endpoints, db, timeout=timeout)
+    start_ui(children, endpoints, host, port, theme, update_interval, timeout=timeout)
+    return started
+
+
+def start_ui(
+    children: Children,
+    endpoints: Endpoints,
+    host: str,
+    port: int,
+    theme: str,
+    update_interval: int,
+    cwd: Path | None = None,
+    timeout: float = START_TIMEOUT,
+) -> str:
+    """Start a ``traindash ui`` child on ``host:port`` and wait until it answers; its URL."""
+    ui = traindash(
+        "ui",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--theme",
+        theme,
+        "--update-interval",
+        str(update_interval),
+        *endpoint_flags(endpoints, "rows", "query"),
+    )
+    url = f"http://{host}:{port}/"
+    children.start("ui", ui, cwd=cwd)
+    # /healthz, not a page: a page builds a session, seconds of work on a busy machine.
+    children.wait_until("ui", lambda: http_ok(url + "healthz"), timeout)
+    return url

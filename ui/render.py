@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from traindash.reports import LIVE_STATUSES, RATE_WINDOW_S
 from traindash.ui.kpi import Card
 from traindash.ui.themes import Theme
 
@@ -98,7 +99,7 @@ def trainers_html(runs: Sequence[dict[str, Any]], now: float | None = None) -> s
     for r in runs:
         status = r.get("status") or ""
         level = {"running": "lvl-good", "finished": "lvl-none", "stalled": "lvl-warn"}.get(status, "lvl-bad")
-        rate = (r.get("recent") or 0) / 10.0 if status in ("running", "stalled") else 0.0
+        rate = (r.get("recent") or 0) / RATE_WINDOW_S if status in LIVE_STATUSES else 0.0
         rows.append(
             [
                 r.get("name"),

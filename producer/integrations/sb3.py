@@ -19,7 +19,8 @@
 One training process is one run. Several trainer processes (each with its own callback)
 publish to the same collector, each under its own ``run_id``.
 
-SB3 is imported only when these classes are first used, so ``producer`` works without it.
+This module imports SB3 (and torch); ``traindash.producer`` never imports this module, so
+it works without them (``pip install "traindash[sb3]"`` adds them).
 """
 
 from __future__ import annotations
@@ -28,16 +29,15 @@ import math
 import re
 from typing import Any
 
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import KVWriter
+
 from traindash import config as tdconfig
 from traindash.producer.logger import MetricsLogger
+from traindash.producer.packing import EPISODE_FIELDS
 
-# The two SB3 classes are built on first access (module __getattr__), importing SB3 then.
-__all__ = [
-    "TraindashCallback",  # noqa: F822
-    "TraindashOutputFormat",  # noqa: F822
-    "metric_name",
-    "model_hyperparameters",
-]
+__all__ = ["TraindashCallback", "TraindashOutputFormat", "metric_name", "model_hyperparameters"]
 
 MONITOR_KEYS = ("r", "l", "t")
 LOSS_KEYS = ("train/loss", "train/critic_loss", "train/value_loss", "train/actor_loss")
@@ -66,24 +66,9 @@ HYPERPARAMETERS = (
 )
 MAX_Q_VALUES = 256
 # names the callback passes itself; a user's metric of the same name gets an ``sb3_`` prefix
-EPISODE_ARGS = frozenset(
-    {
-        "episode",
-        "profit",
-        "sharpe",
-        "win_rate",
-        "drawdown",
-        "num_trades",
-        "epsilon",
-        "learning_rate",
-        "length",
-        "env_index",
-        "timesteps",
-    }
-)
+EPISODE_ARGS = frozenset(EPISODE_FIELDS) | {"length", "env_index", "timesteps"}
 MODEL_ARGS = frozenset({"loss", "q_values", "gradients", "weights", "step", "episode"})
 _BAD = re.compile(r"[^A-Za-z0-9_]")
-_built: dict[str, type] = {}
 
 
 def metric_name(key: str) -> str:
@@ -142,8 +127,6 @@ def _q_values(model: Any) -> list[float] | None:
     if obs is None or isinstance(obs, dict):
         return None
     try:
-        import torch
-
         with torch.no_grad():
             tensor = model.policy.obs_to_tensor(obs)[0]
             if hasattr(model, "q_net"):
@@ -157,162 +140,144 @@ def _q_values(model: Any) -> list[float] | None:
         return None
 
 
-def _build() -> None:
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.logger import KVWriter
+class TraindashOutputFormat(KVWriter):
+    """An SB3 logger output format that sends each dump with ``train/*`` values to
+    ``metrics_logger.log_model_metrics`` (keys become columns: ``train_value_loss``).
 
-    class TraindashOutputFormat(KVWriter):
-        """An SB3 logger output format that sends each dump with ``train/*`` values to
-        ``metrics_logger.log_model_metrics`` (keys become columns: ``train_value_loss``).
+    Args:
+        metrics_logger: the run's MetricsLogger.
+        model: the SB3 model, to add the Q-values (or value estimates) of its latest
+            observations; optional.
+    """
 
-        Args:
-            metrics_logger: the run's MetricsLogger.
-            model: the SB3 model, to add the Q-values (or value estimates) of its latest
-                observations; optional.
-        """
+    def __init__(self, metrics_logger: MetricsLogger, model: Any = None) -> None:
+        self.metrics_logger = metrics_logger
+        self.model = model
 
-        def __init__(self, metrics_logger: MetricsLogger, model: Any = None) -> None:
-            self.metrics_logger = metrics_logger
-            self.model = model
+    def write(
+        self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0
+    ) -> None:
+        if not any(k.startswith("train/") for k in key_values):
+            return
+        fields: dict[str, Any] = {}
+        for key, value in key_values.items():
+            if "traindash" in key_excluded.get(key, ()):
+                continue
+            number = _number(value)
+            if number is not None:
+                name = metric_name(key)
+                fields[f"sb3_{name}"[:63] if name in MODEL_ARGS else name] = number
+        loss = next((fields[metric_name(k)] for k in LOSS_KEYS if metric_name(k) in fields), math.nan)
+        fields.pop("train_loss", None)
+        q = _q_values(self.model) if self.model is not None else None
+        self.metrics_logger.log_model_metrics(loss, q_values=q, step=int(step), **fields)
 
-        def write(
-            self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0
-        ) -> None:
-            if not any(k.startswith("train/") for k in key_values):
-                return
-            fields: dict[str, Any] = {}
-            for key, value in key_values.items():
-                if "traindash" in key_excluded.get(key, ()):
-                    continue
-                number = _number(value)
-                if number is not None:
-                    name = metric_name(key)
-                    fields[f"sb3_{name}"[:63] if name in MODEL_ARGS else name] = number
-            loss = next((fields[metric_name(k)] for k in LOSS_KEYS if metric_name(k) in fields), math.nan)
-            fields.pop("train_loss", None)
-            q = _q_values(self.model) if self.model is not None else None
-            self.metrics_logger.log_model_metrics(loss, q_values=q, step=int(step), **fields)
+    def close(self) -> None:
+        pass
 
-        def close(self) -> None:
-            pass
 
-    class TraindashCallback(BaseCallback):
-        """Streams an SB3 training run into traindash (see the module docstring).
+class TraindashCallback(BaseCallback):
+    """Streams an SB3 training run into traindash (see the module docstring).
 
-        Args:
-            metrics_logger: log into this run; by default the callback opens a MetricsLogger
-                when training starts and closes it when training ends.
-            experiment_name: the run's experiment (default ``<algorithm>_<env id>``).
-            hyperparameters: stored with the run (default: the model's own).
-            tags, description, output_dir, config: passed to the MetricsLogger it opens.
-            model_metrics: add the training-metrics output format to the model's logger.
-        """
+    Args:
+        metrics_logger: log into this run; by default the callback opens a MetricsLogger
+            when training starts and closes it when training ends.
+        experiment_name: the run's experiment (default ``<algorithm>_<env id>``).
+        hyperparameters: stored with the run (default: the model's own).
+        tags, description, output_dir, config: passed to the MetricsLogger it opens.
+        model_metrics: add the training-metrics output format to the model's logger.
+    """
 
-        def __init__(
-            self,
-            metrics_logger: MetricsLogger | None = None,
-            *,
-            experiment_name: str | None = None,
-            hyperparameters: dict[str, Any] | None = None,
-            tags: list[str] | None = None,
-            description: str = "",
-            output_dir: str = "training_logs",
-            config: tdconfig.ProducerConfig | None = None,
-            model_metrics: bool = True,
-            verbose: int = 0,
-        ) -> None:
-            super().__init__(verbose)
-            self.metrics_logger = metrics_logger
-            self._owns_logger = metrics_logger is None
-            self.experiment_name = experiment_name
-            self.hyperparameters = hyperparameters
-            self.tags = tags
-            self.description = description
-            self.output_dir = output_dir
-            self.config = config
-            self.model_metrics = model_metrics
-            self.episodes = 0
-            self._format: Any = None
+    def __init__(
+        self,
+        metrics_logger: MetricsLogger | None = None,
+        *,
+        experiment_name: str | None = None,
+        hyperparameters: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        description: str = "",
+        output_dir: str = "training_logs",
+        config: tdconfig.ProducerConfig | None = None,
+        model_metrics: bool = True,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(verbose)
+        self.metrics_logger = metrics_logger
+        self._owns_logger = metrics_logger is None
+        self.experiment_name = experiment_name
+        self.hyperparameters = hyperparameters
+        self.tags = tags
+        self.description = description
+        self.output_dir = output_dir
+        self.config = config
+        self.model_metrics = model_metrics
+        self.episodes = 0
+        self._format: Any = None
 
-        @property
-        def run_id(self) -> str | None:
-            return self.metrics_logger.run_id if self.metrics_logger is not None else None
+    @property
+    def run_id(self) -> str | None:
+        return self.metrics_logger.run_id if self.metrics_logger is not None else None
 
-        def _on_training_start(self) -> None:
-            if self.metrics_logger is None or self.metrics_logger.is_closed():
-                hp = model_hyperparameters(self.model)
-                name = self.experiment_name or f"{hp['algorithm']}_{hp.get('env_id', 'env')}"
-                self.metrics_logger = MetricsLogger(
-                    name,
-                    output_dir=self.output_dir,
-                    hyperparameters=self.hyperparameters or hp,
-                    tags=self.tags or ["sb3", hp["algorithm"].lower()],
-                    description=self.description,
-                    config=self.config,
-                )
-                self._owns_logger = True
-            if self.model_metrics and self._format is None:
-                self._format = TraindashOutputFormat(self.metrics_logger, self.model)
-                self.model.logger.output_formats.append(self._format)
-
-        def _on_step(self) -> bool:
-            infos = self.locals.get("infos") or ()
-            for index, info in enumerate(infos):
-                episode = info.get("episode") if isinstance(info, dict) else None
-                if episode:
-                    self._log_episode(index, episode, info)
-            return True
-
-        def _log_episode(self, index: int, episode: dict[str, Any], info: dict[str, Any]) -> None:
-            self.episodes += 1
-            extra: dict[str, Any] = {}
-            for key, value in episode.items():
-                number = _number(value)
-                if key not in MONITOR_KEYS and number is not None:
-                    name = metric_name(key)
-                    extra[f"sb3_{name}"[:63] if name in EPISODE_ARGS else name] = number
-            success = _number(info.get("is_success"))
-            if success is not None:
-                extra["is_success"] = success
-            model = self.model
-            lr = (
-                model.lr_schedule(model._current_progress_remaining) if hasattr(model, "lr_schedule") else 0.0
+    def _on_training_start(self) -> None:
+        if self.metrics_logger is None or self.metrics_logger.is_closed():
+            hp = model_hyperparameters(self.model)
+            name = self.experiment_name or f"{hp['algorithm']}_{hp.get('env_id', 'env')}"
+            self.metrics_logger = MetricsLogger(
+                name,
+                output_dir=self.output_dir,
+                hyperparameters=self.hyperparameters or hp,
+                tags=self.tags or ["sb3", hp["algorithm"].lower()],
+                description=self.description,
+                config=self.config,
             )
-            assert self.metrics_logger is not None
-            self.metrics_logger.log_episode(
-                episode=self.episodes,
-                profit=float(episode.get("r", math.nan)),
-                epsilon=float(getattr(model, "exploration_rate", 0.0)),
-                learning_rate=float(lr),
-                length=float(episode.get("l", 0)),
-                env_index=index,
-                timesteps=self.num_timesteps,
-                **extra,
-            )
+            self._owns_logger = True
+        if self.model_metrics and self._format is None:
+            self._format = TraindashOutputFormat(self.metrics_logger, self.model)
+            self.model.logger.output_formats.append(self._format)
 
-        def _on_training_end(self) -> None:
-            if self._format is not None:
-                # SB3 dumps a training step's values with the next rollout's, so the last
-                # training step's values are still waiting in the logger: send them too.
-                logger = self.model.logger
-                self._format.write(
-                    dict(logger.name_to_value), dict(logger.name_to_excluded), self.num_timesteps
-                )
-                try:
-                    self.model.logger.output_formats.remove(self._format)
-                except ValueError:
-                    pass
-                self._format = None
-            if self._owns_logger and self.metrics_logger is not None:
-                self.metrics_logger.close()
+    def _on_step(self) -> bool:
+        infos = self.locals.get("infos") or ()
+        for index, info in enumerate(infos):
+            episode = info.get("episode") if isinstance(info, dict) else None
+            if episode:
+                self._log_episode(index, episode, info)
+        return True
 
-    _built["TraindashOutputFormat"] = TraindashOutputFormat
-    _built["TraindashCallback"] = TraindashCallback
+    def _log_episode(self, index: int, episode: dict[str, Any], info: dict[str, Any]) -> None:
+        self.episodes += 1
+        extra: dict[str, Any] = {}
+        for key, value in episode.items():
+            number = _number(value)
+            if key not in MONITOR_KEYS and number is not None:
+                name = metric_name(key)
+                extra[f"sb3_{name}"[:63] if name in EPISODE_ARGS else name] = number
+        success = _number(info.get("is_success"))
+        if success is not None:
+            extra["is_success"] = success
+        model = self.model
+        lr = model.lr_schedule(model._current_progress_remaining) if hasattr(model, "lr_schedule") else 0.0
+        assert self.metrics_logger is not None
+        self.metrics_logger.log_episode(
+            episode=self.episodes,
+            profit=float(episode.get("r", math.nan)),
+            epsilon=float(getattr(model, "exploration_rate", 0.0)),
+            learning_rate=float(lr),
+            length=float(episode.get("l", 0)),
+            env_index=index,
+            timesteps=self.num_timesteps,
+            **extra,
+        )
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("TraindashCallback", "TraindashOutputFormat"):
-        if not _built:
-            _build()
-        return _built[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def _on_training_end(self) -> None:
+        if self._format is not None:
+            # SB3 dumps a training step's values with the next rollout's, so the last
+            # training step's values are still waiting in the logger: send them too.
+            logger = self.model.logger
+            self._format.write(dict(logger.name_to_value), dict(logger.name_to_excluded), self.num_timesteps)
+            try:
+                self.model.logger.output_formats.remove(self._format)
+            except ValueError:
+                pass
+            self._format = None
+        if self._owns_logger and self.metrics_logger is not None:
+            self.metrics_logger.close()

@@ -14,8 +14,8 @@ import pytest
 from tests.harness import ROOT, CollectorProcess, free_endpoints, run_cli, traindash_cmd, wait_for
 from traindash.collector.migrations import Migration, MigrationError, migrations, upgrade_file
 from traindash.producer import MetricsLogger
+from traindash.reports import runs_sql
 from traindash.schema import SCHEMA_VERSION
-from traindash.ui.history import runs_sql
 
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 OLD_DB = FIXTURES / "previous-release.duckdb"

@@ -126,7 +126,7 @@ def test_config_file_names_the_collector(
 def test_every_service_takes_the_config_file(tmp_path: Path) -> None:
     """The collector started with only `--config` binds the endpoints and opens the db it names."""
     from tests.harness import free_endpoints, traindash_cmd, wait_for
-    from traindash.query import CollectorUnavailable, QueryClient
+    from traindash.query import collector_answers
 
     endpoints = free_endpoints()
     doc = json.loads(EXAMPLE_CONFIG.read_text())
@@ -140,13 +140,6 @@ def test_every_service_takes_the_config_file(tmp_path: Path) -> None:
     path.write_text(json.dumps(doc))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINDASH_")}
 
-    def answers() -> bool:
-        try:
-            with QueryClient(endpoints.query, timeout=0.5) as client:
-                return client.query("SELECT 1 AS one").num_rows == 1
-        except CollectorUnavailable:
-            return False
-
     import subprocess
 
     with open(tmp_path / "collector.log", "wb") as log:
@@ -158,7 +151,7 @@ def test_every_service_takes_the_config_file(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_for(answers, 30, "the collector named by the config file")
+        wait_for(lambda: collector_answers(endpoints.query), 30, "the collector named by the config file")
         assert (tmp_path / "from_config.duckdb").exists()
     finally:
         proc.terminate()

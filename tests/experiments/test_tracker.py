@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.harness import CollectorProcess
-from traindash import wire
 from traindash.producer import ExperimentTracker
-from traindash.producer.experiment_tracker import CollectorOperationUnsupported, ExperimentError
+from traindash.producer.experiment_tracker import ExperimentError
 
 
 @pytest.fixture
@@ -150,13 +149,9 @@ def test_archive_and_delete(
     exp_id = _run(tracker, "old", 0.001, 1.0, episodes=3)
     tracker.complete_experiment(exp_id)
     assert tracker.archive_old_experiments(days=1) == []  # ended just now
-    if not hasattr(wire, "Manage"):
-        with pytest.raises(CollectorOperationUnsupported):
-            tracker.archive_experiment(exp_id)
-        archived = json.loads((tmp_path / "experiments" / "archive" / f"{exp_id}.json").read_text())
-        assert len(archived["episodes"]) == 3
-        pytest.skip("the collector has no 'manage' request yet: archive/delete in DuckDB pending")
-    tracker.archive_experiment(exp_id)
+    path = tracker.archive_experiment(exp_id)
+    assert path == tmp_path / "experiments" / "archive" / f"{exp_id}.json"
+    assert len(json.loads(path.read_text())["episodes"]) == 3
     assert collector.scalar(f"SELECT status FROM runs WHERE run_id = '{exp_id}'") == "archived"
     assert exp_id not in [r["exp_id"] for r in tracker.get_leaderboard()]
     tracker.delete_experiment(exp_id)

@@ -149,7 +149,8 @@ def test_bad_sql_is_one_clear_line(collector: CollectorProcess, sql: str, messag
     assert out.returncode != 0
     assert "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0].lower() or message in lines[0], lines
+    assert len(lines) == 1, lines
+    assert message.lower() in lines[0].lower(), lines
 
 
 def test_second_collector_on_same_ports_fails_clearly(collector: CollectorProcess) -> None:

@@ -27,3 +27,43 @@ def test_wake_from_another_thread() -> None:
         assert time.monotonic() - t0 < 5
     finally:
         timer.cancel()
+
+
+def test_each_configured_sender_has_one_entry_in_the_table_and_its_own_class(tmp_path) -> None:
+    from traindash import config
+    from traindash.producer import MetricsLogger
+    from traindash.producer.logger import SENDERS, ProcessSenderLogger
+
+    assert tuple(SENDERS) == config.SENDERS
+    assert SENDERS["process"].logger_class is ProcessSenderLogger
+    for name in config.SENDERS:
+        lg = MetricsLogger(
+            "table", output_dir=str(tmp_path), sender=name, config=config.ProducerConfig(close_timeout=0.2)
+        )
+        try:
+            assert type(lg) is SENDERS[name].logger_class and isinstance(lg, MetricsLogger)
+            assert "log_episode" not in vars(lg)  # the class's method, not one patched on
+            lg.log_episode(1, 1.0)
+            lg.log_episode(2, 2.0, custom=3.0)  # the general path
+            assert lg.get_statistics()["total_episodes"] == 2
+        finally:
+            lg.close(timeout=0.2)
+
+
+def test_a_subclass_of_metricslogger_keeps_its_class_on_either_sender(tmp_path) -> None:
+    from traindash import config
+    from traindash.producer import MetricsLogger
+
+    class Mine(MetricsLogger):
+        pass
+
+    for name in config.SENDERS:
+        lg = Mine(
+            "mine", output_dir=str(tmp_path), sender=name, config=config.ProducerConfig(close_timeout=0.2)
+        )
+        try:
+            assert type(lg) is Mine
+            lg.log_episode(1, 1.0)
+            assert lg.get_statistics()["total_episodes"] == 1
+        finally:
+            lg.close(timeout=0.2)

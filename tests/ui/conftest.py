@@ -13,7 +13,8 @@ import pytest
 from tests.harness import ROOT, CollectorProcess, free_port
 from traindash.cli.demo_trainer import DemoAgent
 from traindash.producer import MetricsLogger
-from traindash.ui.processes import Children, endpoint_flags, http_ok, traindash
+from traindash.ui import processes
+from traindash.ui.processes import Children
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -38,29 +39,15 @@ class UIServer:
 def start_ui(
     collector: CollectorProcess, log_dir: Path, theme: str = "cyberpunk", update_interval: int = 200
 ) -> UIServer:
-    port = free_port()
     children = Children(log_dir)
-    children.start(
-        "ui",
-        traindash(
-            "ui",
-            "--port",
-            str(port),
-            "--theme",
-            theme,
-            "--update-interval",
-            str(update_interval),
-            *endpoint_flags(collector.endpoints, "rows", "query"),
-        ),
-        cwd=ROOT,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        children.wait_until("ui", lambda: http_ok(url + "/sql"), 60)
+        url = processes.start_ui(
+            children, collector.endpoints, "127.0.0.1", free_port(), theme, update_interval, cwd=ROOT
+        )
     except BaseException:
         children.stop()
         raise
-    return UIServer(url, children)
+    return UIServer(url.rstrip("/"), children)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from traindash.collector.tables import CORE_COLUMNS, EPISODES, MODEL_METRICS
 from traindash.ui import history
-from traindash.ui.figures import PLOTS, RunSources, live_figures
+from traindash.ui.figures import PLOTS, RunSources, fit_range, live_figures, robust_range
 from traindash.ui.kpi import KpiState, best_episode_level, cards, profit_level, sharpe_level, status_level
 from traindash.ui.render import cards_html, trainers_html
 from traindash.ui.series import EPISODE_COLUMNS, EPISODE_ROLLING, Roller, episode_rows, rolling_mean
@@ -189,3 +189,46 @@ def test_trainer_table_shows_host_pid_state_rate_and_last_seen() -> None:
     )
     for text in ("gpu1", "42", "stalled", "5.0", "900", "5 s ago", "lvl-warn"):
         assert text in html
+
+
+def _demo_sharpe(runs: int, episodes: int) -> list[np.ndarray]:
+    """The Sharpe plot's line (10-episode mean) of demo trainers: each run's first episode
+    has a Sharpe of several hundred (one return, no spread)."""
+    from traindash.cli.demo_trainer import DemoAgent
+
+    out = []
+    for seed in range(runs):
+        agent = DemoAgent(seed=seed, episodes=1000)
+        out.append(rolling_mean(np.array([agent.step()["sharpe"] for _ in range(episodes)]), 10))
+    return out
+
+
+@pytest.mark.parametrize("episodes", [50, 300, 2000])
+def test_the_sharpe_axis_fits_the_bulk_not_the_first_episodes(episodes: int) -> None:
+    lines = _demo_sharpe(3, episodes)
+    assert max(abs(line[0]) for line in lines) > 250  # what used to flatten the curve
+    lo, hi = robust_range(lines, include=(0.0, 1.0))
+    assert lo <= 0.0 and hi >= 1.0
+    assert lo > -15 and hi < 20, (lo, hi)
+    values = np.concatenate(lines)
+    # the bulk is shown; what is left out is the first episodes' 10-episode means
+    assert np.mean((values >= lo) & (values <= hi)) > 0.75
+
+
+def test_the_robust_range_keeps_a_trend_and_tolerates_gaps() -> None:
+    trend = np.linspace(-2.0, 10.0, 500)
+    lo, hi = robust_range([trend])
+    assert lo < -2.0 and hi > 10.0  # no real value is cut off
+    assert robust_range([np.array([np.nan, np.inf]), np.array([])]) is None
+    assert robust_range([np.full(20, 3.0)], include=(0.0,)) == pytest.approx((-0.3, 3.3))
+
+
+def test_fit_range_sets_the_range_and_its_reset_but_does_not_twitch() -> None:
+    from bokeh.models import Range1d
+
+    rng = Range1d(start=-1, end=2)
+    assert fit_range(rng, (-3.0, 7.0))
+    assert (rng.start, rng.end, rng.reset_start, rng.reset_end) == (-3.0, 7.0, -3.0, 7.0)
+    assert not fit_range(rng, (-3.2, 7.3))  # within 5 % of the span
+    assert not fit_range(rng, None)
+    assert fit_range(rng, (-3.0, 9.0)) and rng.end == 9.0

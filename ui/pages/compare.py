@@ -8,20 +8,12 @@ from typing import Any
 
 import panel as pn
 
-from traindash.query import QueryError, sql_literal
+from traindash.query import QueryError
+from traindash.reports import LEADERBOARD_METRICS, leaderboard_view_sql, runs_by_id_sql
 from traindash.ui.context import AppContext, on_destroy, shell
 from traindash.ui.figures import RunSources, compare_figure
 from traindash.ui.render import css, table_html
 
-LEADERBOARD_METRICS = (
-    "best_profit",
-    "mean_profit",
-    "last_profit",
-    "best_sharpe",
-    "mean_win_rate",
-    "max_drawdown",
-    "episodes",
-)
 # (plot key, column, title)
 CURVES = (
     ("profit", "profit_smooth", "Profit (smoothed 10)"),
@@ -31,18 +23,6 @@ CURVES = (
     ("loss", "loss_smooth", "Loss (smoothed 20, log)"),
     ("epsilon", "epsilon", "Epsilon"),
 )
-LOWER_IS_BETTER = {"max_drawdown"}
-
-
-def leaderboard_sql(metric: str, limit: int = 50) -> str:
-    if metric not in LEADERBOARD_METRICS:
-        raise ValueError(f"unknown leaderboard metric {metric!r}")
-    order = "ASC" if metric in LOWER_IS_BETTER else "DESC"
-    return (
-        f"SELECT run_id, name, experiment, status, episodes, best_profit, mean_profit, last_profit, "
-        f"best_sharpe, mean_win_rate, max_drawdown FROM leaderboard "
-        f"ORDER BY {metric} {order} NULLS LAST LIMIT {int(limit)}"
-    )
 
 
 def hyperparameter_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
@@ -81,21 +61,11 @@ def compare_page(ctx: AppContext) -> pn.Column:
 
     def show_board(_e: object = None) -> list[dict[str, Any]]:
         try:
-            rows = client.query(leaderboard_sql(metric.value)).to_pylist()
+            rows = client.query(leaderboard_view_sql(metric.value)).to_pylist()
         except QueryError as exc:
             message.object = f'<span class="lvl-bad">{exc}</span>'
             return []
-        cols = [
-            "name",
-            "status",
-            "episodes",
-            "best_profit",
-            "mean_profit",
-            "last_profit",
-            "best_sharpe",
-            "mean_win_rate",
-            "max_drawdown",
-        ]
+        cols = ["name", "status", "episodes", *(m for m in LEADERBOARD_METRICS if m != "episodes")]
         board.object = table_html(
             ["#"] + cols, [[i + 1] + [r.get(c) for c in cols] for i, r in enumerate(rows)], "no runs yet"
         )
@@ -107,11 +77,7 @@ def compare_page(ctx: AppContext) -> pn.Column:
             plots.objects, hyper.object = [], '<div class="td-muted">pick runs above</div>'
             return
         try:
-            runs = client.query(
-                "SELECT run_id, name, hyperparameters FROM runs WHERE run_id IN ("
-                + ", ".join(sql_literal(i) for i in ids)
-                + ")"
-            ).to_pylist()
+            runs = client.query(runs_by_id_sql(ids)).to_pylist()
             by_id = {r["run_id"]: r for r in runs}
             fetches = ctx.prefetch(ids)
             sources = []

@@ -5,16 +5,26 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, wait
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import panel as pn
+from bokeh.models import Range1d
 from bokeh.models.widgets import Div
 
 from traindash.query import QueryError
+from traindash.reports import LIVE_STATUSES, trainer_table_sql
 from traindash.ui import history
 from traindash.ui.context import AppContext, on_destroy, shell
-from traindash.ui.figures import EPISODE_PLOTS, PLOTS, RunSources, lag_probe, live_figures, robust_range
+from traindash.ui.figures import (
+    EPISODE_PLOTS,
+    PLOTS,
+    RunSources,
+    fit_range,
+    lag_probe,
+    live_figures,
+    robust_range,
+)
 from traindash.ui.kpi import KpiState, cards
 from traindash.ui.render import alerts_html, cards_html, css, trainers_html
 from traindash.ui.series import (
@@ -35,14 +45,13 @@ log = logging.getLogger(__name__)
 ROLLOVER = 50_000
 MAX_DEFAULT_RUNS = 4
 TABLE_REFRESH_S = 2.0
-LIVE = ("running", "stalled")
 FIRST_QUERY_TIMEOUT = 5.0
 INLINE_WAIT = 1.5  # s the first page waits for history so it arrives with the document
 ZOOMED = 0.8  # a visible window narrower than this share of the data counts as a zoom
 
 
 def run_label(run: dict[str, Any]) -> str:
-    mark = "●" if run.get("status") in LIVE else "○"
+    mark = "●" if run.get("status") in LIVE_STATUSES else "○"
     return f"{mark} {run.get('name') or run['run_id']} · {run['run_id'][-8:]}"
 
 
@@ -52,7 +61,7 @@ def default_selection(runs: list[dict[str, Any]], wanted: list[str]) -> list[str
     picked = [w for w in wanted if w in ids]
     if picked:
         return picked
-    live = [r["run_id"] for r in runs if r.get("status") in LIVE]
+    live = [r["run_id"] for r in runs if r.get("status") in LIVE_STATUSES]
     return live[:MAX_DEFAULT_RUNS] or ids[:1]
 
 
@@ -192,7 +201,7 @@ class LiveSession:
 
     def refresh_runs(self) -> None:
         try:
-            self.apply_runs(self.client.query(history.runs_sql(), timeout=FIRST_QUERY_TIMEOUT).to_pylist())
+            self.apply_runs(self.client.query(trainer_table_sql(), timeout=FIRST_QUERY_TIMEOUT).to_pylist())
         except QueryError as exc:
             self.message.object = f'<div class="lvl-bad">collector not answering: {exc}</div>'
 
@@ -265,15 +274,12 @@ class LiveSession:
         self.refresh_tables(force=True)
 
     def _fit_sharpe(self) -> None:
-        """Fit the Sharpe plot to the bulk of what is shown (refitted as rows arrive)."""
+        """Fit the Sharpe plot to the bulk of what is shown (refitted as rows stream in)."""
         fit = robust_range(
             [np.asarray(v.sources.episodes.data["sharpe_smooth"], dtype=float) for v in self.views.values()],
             include=(0.0, 1.0),
         )
-        rng: Any = self._sharpe.y_range
-        if fit is not None and (rng.start, rng.end) != fit:
-            rng.start, rng.end = fit
-            rng.reset_start, rng.reset_end = fit
+        fit_range(cast(Range1d, self._sharpe.y_range), fit)
 
     # -- zoom: re-query downsampled runs at a finer grain --------------------------------
     def check_zoom(self) -> None:
@@ -339,15 +345,19 @@ class LiveSession:
                 chunks.setdefault((rows.run_id, kind), []).append(episode_rows(cols, view.ep_roll))
             else:
                 chunks.setdefault((rows.run_id, kind), []).append(model_rows(cols, view.mo_roll))
+        episodes = False
         for (run_id, kind), parts in chunks.items():
             view = self.views[run_id]
             if kind is RecordKind.EPISODE:
                 new: dict[str, Any] = concat(parts, EPISODE_COLUMNS)
                 view.kpi.update(new["episode"], new["profit"], new["sharpe"])
                 view.sources.episodes.stream(new, rollover=ROLLOVER)
+                episodes = True
             else:
                 model: dict[str, Any] = concat(parts, MODEL_COLUMNS)
                 view.sources.model.stream(model, rollover=ROLLOVER)
+        if episodes:
+            self._fit_sharpe()
         if chunks:
             self.update_kpis()
         self.refresh_tables(force=refresh)
@@ -385,7 +395,6 @@ class LiveSession:
         picked = set(self.picker.value)
         self.trainers.object = trainers_html([r for r in self.runs if r["run_id"] in picked] or self.runs)
         self.alerts.object = alerts_html(alerts)
-        self._fit_sharpe()
         self.update_kpis()
 
     def close(self) -> None:
