@@ -5,8 +5,9 @@ from __future__ import annotations
 import duckdb
 
 from traindash.collector.migrations import migrations
+from traindash.reports import trainer_table_sql as runs_sql
 from traindash.ui.figures import EPISODE_PLOTS, RunSources, live_figures, set_episode_axis
-from traindash.ui.history import kpi_sql, runs_sql, scalars_sql
+from traindash.ui.history import kpi_sql, scalars_sql
 from traindash.ui.kpi import KpiState, cards
 from traindash.ui.render import trainers_html
 from traindash.ui.scalars import group_of
