@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from traindash.collector.migrations import MigrationError, upgrade_file
-from traindash.collector.tables import CORE_COLUMNS, TABLE_OF_KIND, records, section_table, to_json
+from traindash.collector.tables import ALERTS, CORE_COLUMNS, TABLE_OF_KIND, records, section_table, to_json
 from traindash.wire import RecordKind, Section
 
 log = logging.getLogger("traindash.collector.store")
@@ -45,6 +45,7 @@ class Work:
     sections: list[tuple[str, Section]] = field(default_factory=list)
     marks: dict[str, int] = field(default_factory=dict)
     seen: dict[str, float] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)  # runs claimed by a CURVE key
     rows: int = 0
 
     def __bool__(self) -> bool:
@@ -114,6 +115,12 @@ class Store:
         self.known = set(marks)
         return marks
 
+    def owners(self) -> dict[str, str]:
+        """Runs bound to the CURVE public key that opened them."""
+        return dict(
+            self.con.execute("SELECT run_id, owner_key FROM runs WHERE owner_key IS NOT NULL").fetchall()
+        )
+
     def commit(self, work: Work) -> None:
         """Write ``work`` in one transaction; on failure nothing is kept."""
         c = self.con
@@ -127,7 +134,14 @@ class Store:
             for stream_id, section in work.sections:
                 if section.kind is RecordKind.END:
                     self._end_runs(stream_id, records(section))
+                elif section.kind is RecordKind.MARK:
+                    self._upsert_alert_marks(records(section))
             self._write_marks(work.marks, work.seen)
+            if work.owners:
+                c.executemany(
+                    "UPDATE runs SET owner_key = ? WHERE run_id = ? AND owner_key IS NULL",
+                    [[key, run] for run, key in work.owners.items()],
+                )
             c.execute("COMMIT")
         except Exception as exc:
             try:
@@ -156,8 +170,15 @@ class Store:
         for (table, _schema), parts in groups.items():
             arrow = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
             self.con.register("_incoming", arrow)
+            where = ""
+            if table == ALERTS and "alert_key" in arrow.column_names:
+                # At most one row per alert key: a replayed or re-sent alert is dropped.
+                where = """ AS i WHERE i.alert_key IS NULL OR NOT EXISTS
+                    (SELECT 1 FROM alerts a WHERE a.alert_key = i.alert_key)
+                    QUALIFY i.alert_key IS NULL
+                        OR row_number() OVER (PARTITION BY i.alert_key ORDER BY i.seq) = 1"""
             try:
-                self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
+                self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming{where}")
             finally:
                 self.con.unregister("_incoming")
 
@@ -202,6 +223,24 @@ class Store:
                     to_json(r.get("final_metrics") or {}),
                     stream_id,
                 ],
+            )
+
+    def _upsert_alert_marks(self, rows: Iterable[dict]) -> None:
+        """An alerts consumer's watermarks; a mark never moves back."""
+        values = [
+            [r["consumer"], r["run_id"], r["evaluated_seq"], _micros(r.get("ts"))]
+            for r in rows
+            if isinstance(r.get("consumer"), str)
+            and isinstance(r.get("run_id"), str)
+            and _int(r.get("evaluated_seq")) is not None
+        ]
+        if values:
+            self.con.executemany(
+                """INSERT INTO alert_marks VALUES (?, ?, ?, make_timestamp(?))
+                   ON CONFLICT (consumer, run_id) DO UPDATE SET
+                       evaluated_seq = greatest(alert_marks.evaluated_seq, excluded.evaluated_seq),
+                       updated_at = excluded.updated_at""",
+                values,
             )
 
     def _write_marks(self, marks: dict[str, int], seen: dict[str, float]) -> None:

@@ -68,6 +68,8 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "channels": "VARCHAR[]",
         "source": "VARCHAR",
         "seq": "BIGINT",
+        "alert_key": "VARCHAR",
+        "row_seq": "BIGINT",
     },
 }
 
@@ -148,6 +150,8 @@ def _convert(sqltype: str, values: Any) -> pa.Array:
         return pa.array([to_json(v) for v in values], type=pa.string())
     if sqltype == "VARCHAR":
         return _strings(values)
+    if sqltype == "BIGINT":  # a run-level record's integer field (an alert's row_seq)
+        return pa.array([v if type(v) is int and abs(v) < 2**63 else None for v in values], pa.int64())
     return pa.nulls(len(values), type=_ARROW_TYPES[sqltype])
 
 

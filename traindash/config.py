@@ -134,6 +134,9 @@ class CollectorConfig:
     memory_limit: str = "1GB"
     curve_secret: Path | None = None
     curve_allow: Path | None = None
+    # Test-only (TRAINDASH_TEST_INVALIDATE_FILE): when this file exists at a commit, the
+    # collector deletes it and acts as if DuckDB had invalidated the database (it reopens).
+    test_invalidate_file: Path | None = None
 
     @classmethod
     def resolve(
@@ -180,6 +183,7 @@ class CollectorConfig:
                 r.get("curve_secret", "TRAINDASH_CURVE_SECRET", "collector.curve_secret", None)
             ),
             curve_allow=_path(r.get("curve_allow", "TRAINDASH_CURVE_ALLOW", "collector.curve_allow", None)),
+            test_invalidate_file=_path(r.get("test_invalidate_file", "TRAINDASH_TEST_INVALIDATE_FILE", None, None)),
         )
 
 
