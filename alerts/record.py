@@ -4,6 +4,11 @@ A role="alerts" :class:`producer.MetricsLogger` carries them like any producer's
 Recording runs on its own thread: finding out whether a collector answers (a short query
 with a timeout) never happens on the caller's thread, and without a collector nothing is
 kept beyond a warning.
+
+Alerts and the alerts service's watermarks (``mark`` records) go through one queue and one
+logger, so the collector commits them in the order they were queued: a watermark is never
+stored before the alerts it covers. On start, spools an earlier alerts process left in
+``output_dir`` (its records not acknowledged when it stopped) are sent first.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from traindash.alerts.rules import Alert
 from traindash.config import Endpoints, ProducerConfig
 from traindash.producer import MetricsLogger
+from traindash.producer.replay import replay
 from traindash.query import QueryClient, QueryError
 from traindash.wire import RecordKind
 
@@ -25,6 +31,7 @@ log = logging.getLogger("traindash.alerts")
 
 PROBE_TIMEOUT = 0.5
 REPROBE_AFTER = 30.0
+ORPHAN_TIMEOUT = 5.0
 _START = object()
 
 
@@ -46,7 +53,7 @@ class AlertRecorder:
         self.require_collector = require_collector
         self.close_timeout = close_timeout
         self.recorded = 0
-        # items: (alert, channels, errors), _START, or None to stop
+        # items: (alert, channels, errors), (consumer, run_id, seq) marks, _START, or None to stop
         self._queue: queue.Queue[Any] = queue.Queue()
         self._logger: MetricsLogger | None = None
         self._next_probe = 0.0
@@ -57,6 +64,10 @@ class AlertRecorder:
     def record(self, alert: Alert, channels: list[str], errors: dict[str, str]) -> None:
         """Queue one alert with the channels it reached; returns at once."""
         self._queue.put((alert, channels, errors))
+
+    def mark(self, consumer: str, run_id: str, evaluated_seq: int) -> None:
+        """Queue a watermark: every alert of ``run_id``'s rows up to the seq is recorded."""
+        self._queue.put((consumer, run_id, evaluated_seq))
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until queued alerts are published and acknowledged by the collector."""
@@ -101,9 +112,23 @@ class AlertRecorder:
                 )
             return False
 
+    def _replay_orphans(self, cfg: ProducerConfig) -> None:
+        """Send what earlier alerts processes left unacknowledged in their spools."""
+        prefix = self.name.replace(".", "-")
+        for path in sorted(self.output_dir.glob(f"{prefix}-*.spool")):
+            try:
+                sent, acked, last = replay(path, cfg, ORPHAN_TIMEOUT)
+            except Exception:  # a damaged spool must not stop the alerts
+                log.exception("alerts: could not re-send %s", path)
+                continue
+            if sent and acked < last:
+                log.warning("alerts: %s not fully acknowledged (up to %d of %d)", path, acked, last)
+
     def _get_logger(self) -> MetricsLogger | None:
         if self._logger is None and self._reachable():
             cfg = ProducerConfig(endpoints=self.endpoints, close_timeout=self.close_timeout)
+            if self.require_collector:  # the alerts service: one recorder per output_dir
+                self._replay_orphans(cfg)
             self._logger = MetricsLogger(
                 self.name,
                 output_dir=str(self.output_dir),
@@ -123,6 +148,10 @@ class AlertRecorder:
                 lg = self._get_logger()
                 if lg is None or item is _START:
                     continue
+                if len(item) == 3 and isinstance(item[0], str):
+                    consumer, run_id, seq = item
+                    lg.log_event(RecordKind.MARK, consumer=consumer, run_id=run_id, evaluated_seq=seq)
+                    continue
                 alert, channels, errors = item
                 data: dict[str, Any] = dict(alert.data)
                 if errors:
@@ -137,7 +166,9 @@ class AlertRecorder:
                 )
                 if alert.run_id:
                     fields["run_id"] = alert.run_id
-                lg.log_event(RecordKind.ALERT, **fields)
+                if alert.key is not None:
+                    fields.update(alert_key=alert.key, row_seq=alert.row_seq)
+                lg.log_event(RecordKind.ALERT, ts=alert.ts or None, **fields)
                 self.recorded += 1
             except Exception:  # recording is best effort; it must never end this thread
                 log.exception("alerts: could not record an alert")

@@ -319,9 +319,9 @@ class MetricsLogger:
         elif not self.enable_async:
             self._sender.drain()
 
-    def log_event(self, kind: RecordKind, **fields: Any) -> None:
-        """Queue a run-level record (used for alerts and the run's end)."""
-        self._queue.append((OTHER, time.time(), kind, fields))
+    def log_event(self, kind: RecordKind, ts: float | None = None, **fields: Any) -> None:
+        """Queue a run-level record (used for alerts and the run's end); ``ts``: now by default."""
+        self._queue.append((OTHER, time.time() if ts is None else ts, kind, fields))
 
     # -- local statistics --------------------------------------------------------------
     def _sync(self) -> None:

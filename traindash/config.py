@@ -183,7 +183,9 @@ class CollectorConfig:
                 r.get("curve_secret", "TRAINDASH_CURVE_SECRET", "collector.curve_secret", None)
             ),
             curve_allow=_path(r.get("curve_allow", "TRAINDASH_CURVE_ALLOW", "collector.curve_allow", None)),
-            test_invalidate_file=_path(r.get("test_invalidate_file", "TRAINDASH_TEST_INVALIDATE_FILE", None, None)),
+            test_invalidate_file=_path(
+                r.get("test_invalidate_file", "TRAINDASH_TEST_INVALIDATE_FILE", None, None)
+            ),
         )
 
 
