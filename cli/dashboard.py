@@ -40,6 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--theme", choices=THEMES, help="cyberpunk, dark or light (default cyberpunk)")
     p.add_argument("--update-interval", type=int, metavar="MS", help="page update period (default 2000)")
     p.add_argument(
+        "--no-auth",
+        action="store_true",
+        default=None,
+        help="serve off loopback without a login (otherwise TRAINDASH_UI_PASSWORD is required there)",
+    )
+    p.add_argument(
         "--logs",
         default="training_logs",
         metavar="DIR",
@@ -52,6 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = UIConfig.resolve(flags(args), None, file_block(args))  # ConfigError: one line
+    from traindash.ui.auth import auth_options
+
+    auth_options(cfg)  # a missing or weak dashboard password: one line, before anything starts
     if port_in_use(cfg.host, cfg.port):
         raise UserError(f"port {cfg.port} is already in use; pass --port")
     ep = cfg.endpoints
@@ -81,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
                 "--update-interval",
                 str(cfg.update_interval),
                 *endpoint_flags(ep, "rows", "query"),
+                *(["--no-auth"] if cfg.no_auth else []),
             ),
         )
         children.wait_until("ui", lambda: http_ok(url), START_TIMEOUT)

@@ -267,6 +267,11 @@ class UIConfig:
     theme: str = "cyberpunk"
     update_interval: int = 2000
     db: Path = Path(DEFAULT_DB)
+    # Dashboard login (ui/auth.py): required off loopback unless no_auth; the password only
+    # from TRAINDASH_UI_PASSWORD, never a flag.
+    user: str = "traindash"
+    password: str | None = field(default=None, repr=False)
+    no_auth: bool = False
 
     @classmethod
     def resolve(
@@ -291,6 +296,9 @@ class UIConfig:
                 "update_interval", "TRAINDASH_UPDATE_INTERVAL", "update_interval_ms", 2000, int
             ),
             db=Path(r.get("db", "TRAINDASH_DB", "collector.db", DEFAULT_DB)),
+            user=r.get("user", "TRAINDASH_UI_USER", "ui_user", "traindash"),
+            password=r.env.get("TRAINDASH_UI_PASSWORD") or None,
+            no_auth=bool(r.flags.get("no_auth")),
         )
 
 
