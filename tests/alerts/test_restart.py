@@ -38,7 +38,7 @@ def config(tmp_path: Path, smtp: MailServer, **extra: Any) -> Path:
 def alerts_of(collector: CollectorProcess, run_id: str) -> list[dict]:
     return collector.query(
         "SELECT rule, message, alert_key, row_seq, channels FROM alerts "
-        f"WHERE run_id = {sql_literal(run_id)} ORDER BY seq"
+        f"WHERE run_id = {sql_literal(run_id)} ORDER BY ts, row_seq"
     ).to_pylist()
 
 
@@ -199,3 +199,84 @@ def test_the_same_history_evaluated_twice_raises_nothing_new(
     finally:
         for p in procs:
             p.kill()
+
+
+def test_rule_state_after_a_restart_is_rebuilt_from_sql(
+    collector: CollectorProcess, smtp: MailServer, slack: SlackStub, tmp_path: Path
+) -> None:
+    """Cooldowns and the best-so-far carry over a SIGKILL: a low profit inside the cooldown
+    stays quiet, and "no improvement" counts the episodes logged before the restart."""
+    thresholds = {**THRESHOLDS, "no_improvement_episodes": 4}
+    cfg = write_config(
+        tmp_path, smtp, thresholds=thresholds, rules=[], new_best_min_episodes=1000, cooldown_seconds=300
+    )
+    env = {"TRAINDASH_SLACK_WEBHOOK_URL": slack.url}
+    first = AlertsProcess(collector, cfg, tmp_path / "alerts1.log", **env)
+    second: AlertsProcess | None = None
+    lg = MetricsLogger("rebuild", output_dir=str(tmp_path / "t"), config=collector.producer_config())
+    try:
+        first.wait_ready()
+        for i, profit in enumerate([10.0, -60.0, 5.0], start=1):
+            lg.log_episode(i, profit)
+        assert lg.flush(10)
+        wait_for(lambda: len(alerts_of(collector, lg.run_id)) >= 2, 30, f"2 alerts\n{first.log()}")
+        wait_for(lambda: marked(collector, "traindash.alerts", lg.run_id), 30, "the watermark")
+        first.kill()
+        lg.log_episode(4, -70.0)  # low again, inside the 300 s cooldown of the first one
+        lg.log_episode(5, 1.0)  # the 4th episode since the best (episode 1)
+        assert lg.flush(10)
+        fifth = collector.scalar(f"SELECT max(seq) FROM episodes WHERE run_id = {sql_literal(lg.run_id)}")
+        second = AlertsProcess(collector, cfg, tmp_path / "alerts2.log", **env)
+        wait_for(lambda: marked(collector, "traindash.alerts", lg.run_id), 60, f"catch-up\n{second.log()}")
+        rows = wait_for(lambda: len(r := alerts_of(collector, lg.run_id)) >= 3 and r, 30, "the third alert")
+    finally:
+        for p in (first, second):
+            if p is not None:
+                p.kill()
+        lg.close(timeout=5)
+    assert [(r["rule"], r["row_seq"]) for r in rows][2:] == [("no_improvement", fifth)], rows
+    assert "best profit 10" in rows[2]["message"]
+    assert [r["rule"] for r in rows[:2]] == ["profit_low", "profit_low.recovered"]
+
+
+def test_a_collector_restart_while_alerts_runs_loses_and_repeats_nothing(
+    collector: CollectorProcess, smtp: MailServer, slack: SlackStub, tmp_path: Path
+) -> None:
+    cfg = config(tmp_path, smtp)
+    alerts = AlertsProcess(collector, cfg, tmp_path / "alerts.log", TRAINDASH_SLACK_WEBHOOK_URL=slack.url)
+    lg = MetricsLogger(
+        "colrestart", output_dir=str(tmp_path / "t"), config=collector.producer_config(resend_after=0.5)
+    )
+    try:
+        alerts.wait_ready()
+        lg.log_episode(1, -60.0)
+        assert lg.flush(10)
+        wait_for(lambda: alerts_of(collector, lg.run_id), 30, f"the first alert\n{alerts.log()}")
+        collector.kill()  # SIGKILL; the trainer keeps logging into its unacknowledged buffer
+        lg.log_model_metrics(loss=math.nan)
+        lg.log_model_metrics(loss=500.0)
+        lg.log_episode(2, 1.0)
+        collector.start()
+        assert lg.flush(30)
+        expected = [
+            "profit_low",
+            "nan_metric",
+            "nan_metric.recovered",
+            "loss_critical",
+            "profit_low.recovered",
+        ]
+        rows = wait_for(
+            lambda: len(r := alerts_of(collector, lg.run_id)) >= len(expected) and r,
+            60,
+            f"the alerts after the collector restart\n{alerts.log()}",
+        )
+        wait_for(lambda: marked(collector, "traindash.alerts", lg.run_id), 30, "the watermark")
+        wait_for(lambda: len(slack.requests) >= 5 and len(smtp.mails) >= 5, 30, "5 deliveries each")
+        assert alerts.proc.poll() is None
+    finally:
+        alerts.kill()
+        lg.close(timeout=5)
+    assert sorted(r["rule"] for r in rows) == sorted(expected)
+    texts, mails = deliveries(slack, smtp)
+    assert len(texts) == len(mails) == 5
+    assert all(n == 1 for n in [*texts.values(), *mails.values()])
