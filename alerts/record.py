@@ -53,7 +53,7 @@ class AlertRecorder:
         self.require_collector = require_collector
         self.close_timeout = close_timeout
         self.recorded = 0
-        # items: (alert, channels, errors), (consumer, run_id, seq) marks, _START, or None to stop
+        # items: (alert, channels, errors), (consumer, {run_id: seq}) marks, _START, or None to stop
         self._queue: queue.Queue[Any] = queue.Queue()
         self._logger: MetricsLogger | None = None
         self._next_probe = 0.0
@@ -65,9 +65,10 @@ class AlertRecorder:
         """Queue one alert with the channels it reached; returns at once."""
         self._queue.put((alert, channels, errors))
 
-    def mark(self, consumer: str, run_id: str, evaluated_seq: int) -> None:
-        """Queue a watermark: every alert of ``run_id``'s rows up to the seq is recorded."""
-        self._queue.put((consumer, run_id, evaluated_seq))
+    def mark(self, consumer: str, marks: dict[str, int]) -> None:
+        """Queue watermarks, one record for all: every alert of each run's rows up to its seq
+        is recorded (or queued here before this)."""
+        self._queue.put((consumer, dict(marks)))
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until queued alerts are published and acknowledged by the collector."""
@@ -148,9 +149,14 @@ class AlertRecorder:
                 lg = self._get_logger()
                 if lg is None or item is _START:
                     continue
-                if len(item) == 3 and isinstance(item[0], str):
-                    consumer, run_id, seq = item
-                    lg.log_event(RecordKind.MARK, consumer=consumer, run_id=run_id, evaluated_seq=seq)
+                if len(item) == 2:
+                    consumer, marks = item
+                    lg.log_event(
+                        RecordKind.MARK,
+                        consumer=consumer,
+                        run_ids=list(marks),
+                        evaluated_seqs=list(marks.values()),
+                    )
                     continue
                 alert, channels, errors = item
                 data: dict[str, Any] = dict(alert.data)

@@ -266,7 +266,7 @@ class AlertsService(GracefulExit):
             if track.evaluated is None:  # seen live, committed after the runs were read
                 track.start_at(0)
         if not self._since_us:
-            self.recorder.mark(self.config.consumer, "*", 0)
+            self.recorder.mark(self.config.consumer, {"*": 0})
         self.started = True
         behind = sum(1 for i in runs if i.trainer and i.acked_seq > (self.tracks[i.run_id].evaluated or 0))
         log.info(
@@ -449,10 +449,12 @@ class AlertsService(GracefulExit):
         if not self.started:
             return
         with self._lock:
+            moved: dict[str, int] = {}
             for track in self.tracks.values():
                 if track.ignored or track.evaluated is None:
                     continue
                 safe = track.safe_mark()
                 if safe > track.published:
-                    self.recorder.mark(self.config.consumer, track.run_id, safe)
-                    track.published = safe
+                    moved[track.run_id] = track.published = safe
+            if moved:
+                self.recorder.mark(self.config.consumer, moved)

@@ -134,8 +134,9 @@ class Store:
             for stream_id, section in work.sections:
                 if section.kind is RecordKind.END:
                     self._end_runs(stream_id, records(section))
-                elif section.kind is RecordKind.MARK:
-                    self._upsert_alert_marks(records(section))
+            self._upsert_alert_marks(
+                [r for _, s in work.sections if s.kind is RecordKind.MARK for r in records(s)]
+            )
             self._write_marks(work.marks, work.seen)
             if work.owners:
                 c.executemany(
@@ -225,23 +226,32 @@ class Store:
                 ],
             )
 
-    def _upsert_alert_marks(self, rows: Iterable[dict]) -> None:
-        """An alerts consumer's watermarks; a mark never moves back."""
-        values = [
-            [r["consumer"], r["run_id"], r["evaluated_seq"], _micros(r.get("ts"))]
-            for r in rows
-            if isinstance(r.get("consumer"), str)
-            and isinstance(r.get("run_id"), str)
-            and _int(r.get("evaluated_seq")) is not None
-        ]
-        if values:
-            self.con.executemany(
-                """INSERT INTO alert_marks VALUES (?, ?, ?, make_timestamp(?))
-                   ON CONFLICT (consumer, run_id) DO UPDATE SET
-                       evaluated_seq = greatest(alert_marks.evaluated_seq, excluded.evaluated_seq),
-                       updated_at = excluded.updated_at""",
-                values,
-            )
+    def _upsert_alert_marks(self, rows: list[dict]) -> None:
+        """Alerts consumers' watermarks (a ``mark`` record: consumer, run_ids, evaluated_seqs),
+        in one statement however many runs; a mark never moves back."""
+        values: list[tuple[str, str, int, int | None]] = []
+        for r in rows:
+            consumer, runs, seqs = r.get("consumer"), r.get("run_ids"), r.get("evaluated_seqs")
+            if isinstance(consumer, str) and isinstance(runs, list) and isinstance(seqs, list):
+                values += [
+                    (consumer, run, seq, _micros(r.get("ts")))
+                    for run, seq in zip(runs, seqs, strict=False)
+                    if isinstance(run, str) and _int(seq) is not None
+                ]
+        if not values:
+            return
+        consumers, runs, seqs, stamps = (list(col) for col in zip(*values, strict=True))
+        self.con.execute(
+            """INSERT INTO alert_marks
+               SELECT consumer, run_id, max(seq), make_timestamp(max(ts)) FROM (
+                   SELECT unnest($1::VARCHAR[]) AS consumer, unnest($2::VARCHAR[]) AS run_id,
+                          unnest($3::BIGINT[]) AS seq, unnest($4::BIGINT[]) AS ts)
+               GROUP BY consumer, run_id
+               ON CONFLICT (consumer, run_id) DO UPDATE SET
+                   evaluated_seq = greatest(alert_marks.evaluated_seq, excluded.evaluated_seq),
+                   updated_at = excluded.updated_at""",
+            [consumers, runs, seqs, stamps],
+        )
 
     def _write_marks(self, marks: dict[str, int], seen: dict[str, float]) -> None:
         runs = list(marks.keys() | seen.keys())

@@ -32,8 +32,8 @@ Query socket (DEALER/REQ -> collector ROUTER):
 
 Record kinds: ``run`` (start: experiment, name, host, pid, hyperparameters, tags,
 description), ``episode``, ``model`` (loss, q summary and values, gradients), ``end``
-(status, final metrics), ``alert`` and ``mark`` (an alerts consumer's watermark: consumer,
-run_id, evaluated_seq). Fields a reader does not know are kept, not dropped.
+(status, final metrics), ``alert`` and ``mark`` (an alerts consumer's watermarks: consumer,
+run_ids, evaluated_seqs). Fields a reader does not know are kept, not dropped.
 """
 
 from __future__ import annotations
