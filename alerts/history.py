@@ -18,7 +18,7 @@ from traindash.alerts.rules import Alert, RuleEngine
 from traindash.query import QueryClient, sql_literal
 from traindash.wire import RecordKind
 
-PAGE_ROWS = 5000
+PAGE_ROWS = 20_000
 STATUS_RULES = ("trainer_stalled", "trainer_lost", "trainer_recovered")
 # Events, not conditions: nothing to announce, nothing that recovers.
 EVENT_RULES = frozenset({"new_best", "training_complete", "training_crashed", *STATUS_RULES})

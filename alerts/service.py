@@ -30,7 +30,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from traindash import security, wire
-from traindash.alerts.channels import Dispatcher
+from traindash.alerts.channels import GAVE_UP, Dispatcher
 from traindash.alerts.config import AlertsConfig
 from traindash.alerts.follow import Row, RunTrack
 from traindash.alerts.history import (
@@ -65,7 +65,6 @@ MARK_INTERVAL = 1.0
 GAP_WAIT = 1.0
 # Latest values and custom-rule streaks are rebuilt from this many episodes before a mark.
 WARM_EPISODES = 20
-GAVE_UP = "gave up at shutdown"
 
 
 def section_rows(section: wire.Section) -> list[dict[str, Any]]:
@@ -242,7 +241,7 @@ class AlertsService(GracefulExit):
     def _start_up(self) -> None:
         """Where each run begins: its watermark; on a consumer's first start, its end."""
         assert self.history is not None
-        if not self.recorder.flush(5.0):  # earlier processes' unacknowledged alerts first
+        if not self.recorder.flush(2.0):  # earlier processes' unacknowledged alerts first
             raise QueryError("the collector did not acknowledge the alerts run yet")
         marks, self._since_us = self.history.marks()
         runs = self.history.runs()
@@ -343,7 +342,7 @@ class AlertsService(GracefulExit):
         start, target = track.evaluated, info.acked_seq
         log.info("alerts: reading back run %s, seq %d..%d", track.run_id, start + 1, target)
         ended = False
-        while track.evaluated < target:
+        while track.evaluated < target and not self.should_exit:
             rows, complete = self.history.rows(track.run_id, track.evaluated, target)
             for seq, kind, row in rows:
                 track.pending.setdefault(seq, (kind, row))  # a row also seen live: evaluated once
@@ -351,6 +350,8 @@ class AlertsService(GracefulExit):
                 ended = ended or item[0] is RecordKind.END
                 self._evaluate(track, seq, item)
             track.evaluated = max(track.evaluated, complete)
+        if track.evaluated < target:
+            return  # stopping: the watermark says where the next start goes on
         if info.ended_at is not None and info.status in ENDED and not ended and target > start:
             # The run's end has no row in a table: it is its last record, at the committed seq.
             end = {

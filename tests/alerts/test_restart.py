@@ -4,6 +4,7 @@ repeats nothing; a history evaluated again raises no alert twice."""
 from __future__ import annotations
 
 import math
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -60,8 +61,9 @@ def marked(collector: CollectorProcess, consumer: str, run_id: str) -> bool:
     )
 
 
-def test_alerts_sigkilled_miss_nothing_and_repeat_nothing(
-    stopped_collector: CollectorProcess, smtp: MailServer, slack: SlackStub, tmp_path: Path
+@pytest.mark.parametrize("stop", ["SIGKILL", "SIGTERM"])
+def test_alerts_stopped_miss_nothing_and_repeat_nothing(
+    stop: str, stopped_collector: CollectorProcess, smtp: MailServer, slack: SlackStub, tmp_path: Path
 ) -> None:
     collector = stopped_collector
     collector.extra_env.update(TRAINDASH_STALL_AFTER="2", TRAINDASH_LOST_AFTER="600")
@@ -82,7 +84,11 @@ def test_alerts_sigkilled_miss_nothing_and_repeat_nothing(
         )
         assert [r["rule"] for r in before] == ["profit_low", "profit_low.recovered"]
         wait_for(lambda: len(slack.requests) >= 2 and len(smtp.mails) >= 2, 30, "2 deliveries each")
-        first.kill()  # SIGKILL
+        if stop == "SIGKILL":
+            first.kill()
+        else:
+            first.proc.send_signal(signal.SIGTERM)
+            assert first.proc.wait(30) == 0, first.log()
 
         # While nobody watches: a NaN loss, a critical loss, a low profit, a stalled trainer.
         lg.log_model_metrics(loss=math.nan)
