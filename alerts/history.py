@@ -38,6 +38,7 @@ class RunInfo:
     last_seen_us: int | None
     ended_at: float | None
     final_metrics: dict[str, Any]
+    started_at: float | None = None
 
     @property
     def trainer(self) -> bool:
@@ -47,7 +48,7 @@ class RunInfo:
 _RUN_COLUMNS = (
     "run_id, coalesce(role, 'trainer') AS role, name, status, acked_seq, "
     "epoch_us(last_seen) AS last_seen_us, epoch_us(ended_at) / 1e6 AS ended_at, "
-    "CAST(final_metrics AS VARCHAR) AS final_metrics"
+    "CAST(final_metrics AS VARCHAR) AS final_metrics, epoch_us(started_at) / 1e6 AS started_at"
 )
 
 
@@ -65,6 +66,7 @@ def _run_info(row: dict[str, Any]) -> RunInfo:
         row["last_seen_us"],
         row["ended_at"],
         final if isinstance(final, dict) else {},
+        row["started_at"],
     )
 
 

@@ -63,6 +63,9 @@ RCVHWM = 100_000
 MARK_INTERVAL = 1.0
 # A run whose committed rows stay ahead of the live feed this long is read back from SQL.
 GAP_WAIT = 1.0
+# On a consumer's first start, runs that began this recently are still read from their start
+# (processes started together: trainers may log before the alerts process has looked).
+FIRST_START_GRACE = 60.0
 # Latest values and custom-rule streaks are rebuilt from this many episodes before a mark.
 WARM_EPISODES = 20
 
@@ -255,7 +258,7 @@ class AlertsService(GracefulExit):
                 continue
             if info.run_id in marks:
                 track.start_at(marks[info.run_id])
-            elif self.first_start:
+            elif self.first_start and (info.started_at or 0) < self.clock() - FIRST_START_GRACE:
                 track.start_at(info.acked_seq)
                 track.published = -1  # publish it, so the next start begins here too
             else:
