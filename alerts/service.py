@@ -30,17 +30,11 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from traindash import security, wire
+from traindash.alerts import liveness
 from traindash.alerts.channels import GAVE_UP, Dispatcher
 from traindash.alerts.config import AlertsConfig
 from traindash.alerts.follow import Row, RunTrack
-from traindash.alerts.history import (
-    ENDED,
-    History,
-    RunInfo,
-    alert_key,
-    clean_model_row,
-    status_marker,
-)
+from traindash.alerts.history import ENDED, History, RunInfo, alert_key, clean_model_row
 from traindash.alerts.record import AlertRecorder
 from traindash.alerts.rules import Alert, RuleEngine
 from traindash.alerts.system import build_channels
@@ -263,7 +257,9 @@ class AlertsService(GracefulExit):
                 track.published = -1  # publish it, so the next start begins here too
             else:
                 track.start_at(0)
-            self._seed_status(track, info, statuses.get(info.run_id, []))
+            stored = statuses.get(info.run_id, [])
+            old_stall = not stored and (info.last_seen_us or 0) < self._since_us
+            liveness.seed(self.engine, track, info, stored, self.first_start or old_stall)
         for track in self.tracks.values():
             if track.evaluated is None:  # seen live, committed after the runs were read
                 track.start_at(0)
@@ -276,26 +272,6 @@ class AlertsService(GracefulExit):
             "first start, following from now" if self.first_start else "resuming from the watermarks",
             behind,
         )
-
-    def _seed_status(self, track: RunTrack, info: RunInfo, alerts: list[dict[str, Any]]) -> None:
-        st = self.engine.state(info.run_id)
-        st.role, st.name = info.role, info.name
-        if self.first_start:
-            st.status = info.status or "running"  # a baseline: stalls from before are not news
-            return
-        track.recorded.update(a["alert_key"] for a in alerts)
-        if not alerts:
-            if (info.last_seen_us or 0) < self._since_us:  # stalled before this consumer began
-                st.status = info.status or "running"
-            return
-        marker = alerts[-1]["alert_key"].rsplit(":", 1)[-1]
-        current = [a for a in alerts if a["alert_key"].endswith(":" + marker)]
-        if any(a["rule"] == "trainer_recovered" for a in current):
-            return
-        for a in current:
-            st.announced[a["rule"]] = Alert(a["level"], a["rule"], a["title"], a["message"], info.run_id)
-        st.status = "lost" if "trainer_lost" in st.announced else "stalled"
-        track.stall_marker = marker
 
     def _watch(self, info: RunInfo) -> None:
         track = self._track(info.run_id)
@@ -403,19 +379,10 @@ class AlertsService(GracefulExit):
         return keyed
 
     def _status(self, track: RunTrack, info: RunInfo) -> None:
-        """Liveness from ``runs.status``; a run's end is its END row's, not the poll's."""
-        status = info.status
-        if status is None or status in ENDED:
-            return
         st = self.engine.state(info.run_id)
-        for alert in self.engine.on_status(info.run_id, status, self.clock(), role=info.role, name=info.name):
-            # A stall, the loss that may follow it and the recovery share the stall's marker.
-            if alert.rule == "trainer_stalled" or track.stall_marker is None:
-                track.stall_marker = status_marker(info.last_seen_us)
-            keyed = self._raise(track, alert, track.stall_marker, None)
-            if alert.rule == "trainer_recovered":
-                track.stall_marker = None
-            else:
+        for alert, marker in liveness.changes(self.engine, track, info, self.clock()):
+            keyed = self._raise(track, alert, marker, None)
+            if alert.rule != "trainer_recovered":
                 st.announced[alert.rule] = keyed
 
     def emit(self, alerts: list[Alert]) -> None:
