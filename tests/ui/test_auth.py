@@ -90,21 +90,23 @@ def test_off_loopback_dashboard_shows_nothing_without_a_login(
             final, html = body(url + path)
             assert final.startswith(url + "/login"), final
             assert trainer.run_id not in html and "secret-run" not in html
-        page.goto(url + "/")
+        page.goto(url + "/", timeout=60_000)
         page.wait_for_load_state("load")
         assert "/login" in page.url
         assert page.evaluate("() => !!(window.Bokeh && Bokeh.documents && Bokeh.documents.length)") is False
         assert trainer.run_id not in page.content()
         page.fill("input[name=username]", "traindash")
         page.fill("input[name=password]", "not the password!")
-        page.click("button[type=submit], input[type=submit]")
+        with page.expect_navigation(timeout=60_000):
+            page.click("button[type=submit], input[type=submit]")
         page.wait_for_load_state("load")
-        assert "/login" in page.url and trainer.run_id not in page.content()
+        assert "/login" in page.url and "error=" in page.url and trainer.run_id not in page.content()
         # the right login opens the same page, with the run's data
         page.fill("input[name=username]", "traindash")
         page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit], input[type=submit]")
-        page.wait_for_function(DOC_READY)
+        with page.expect_navigation(timeout=60_000):
+            page.click("button[type=submit], input[type=submit]")
+        page.wait_for_function(DOC_READY, timeout=90_000)
         wait_for(lambda: points(page, trainer.run_id) >= 20, 30, "the run's history after the login")
         assert PASSWORD not in children.log("ui")
     finally:
