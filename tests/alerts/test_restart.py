@@ -19,7 +19,9 @@ from tests.harness import ROOT, CollectorProcess, wait_for
 from traindash.producer import MetricsLogger
 from traindash.query import sql_literal
 
-pytestmark = pytest.mark.slow
+# Real processes on a shared 2-core box: generous deadlines, and room beyond the default timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+LIVENESS = ("Trainer stalled", "Trainer lost", "Trainer recovered")
 
 THRESHOLDS = {"no_improvement_episodes": 1000, "critical_loss_threshold": 100.0, "min_profit_warning": -50.0}
 
@@ -36,18 +38,24 @@ def config(tmp_path: Path, smtp: MailServer, **extra: Any) -> Path:
     )
 
 
-def alerts_of(collector: CollectorProcess, run_id: str) -> list[dict]:
+def alerts_of(collector: CollectorProcess, run_id: str, liveness: bool = False) -> list[dict]:
+    """The run's stored alerts; without liveness ones unless asked (a loaded machine can delay a
+    live trainer's heartbeats past the stall limit, which is not what these tests are about)."""
+    skip = "" if liveness else " AND rule NOT LIKE 'trainer_%'"
     return collector.query(
         "SELECT rule, message, alert_key, row_seq, channels FROM alerts "
-        f"WHERE run_id = {sql_literal(run_id)} ORDER BY ts, row_seq"
+        f"WHERE run_id = {sql_literal(run_id)}{skip} ORDER BY ts, row_seq"
     ).to_pylist()
 
 
 def deliveries(slack: SlackStub, smtp: MailServer) -> tuple[Counter, Counter]:
-    return Counter(slack.texts()), Counter(
-        m.message["Subject"] + " | " + m.message.get_payload(decode=True).decode().split("\n")[0]
-        for m in smtp.mails
-    )
+    """Texts sent to Slack and email, each with how often (liveness ones only for stalled-run)."""
+
+    def keep(text: str) -> bool:
+        return "stalled-run" in text or not any(word in text for word in LIVENESS)
+
+    mails = (m.message["Subject"] + " | " + m.message.get_payload(decode=True).decode() for m in smtp.mails)
+    return Counter(t for t in slack.texts() if keep(t)), Counter(m.split("\n")[0] for m in mails if keep(m))
 
 
 def marked(collector: CollectorProcess, consumer: str, run_id: str) -> bool:
@@ -80,10 +88,10 @@ def test_alerts_stopped_miss_nothing_and_repeat_nothing(
             lg.log_episode(i, profit)
         assert lg.flush(10)
         before = wait_for(
-            lambda: len(r := alerts_of(collector, lg.run_id)) >= 2 and r, 30, f"2 alerts\n{first.log()}"
+            lambda: len(r := alerts_of(collector, lg.run_id)) >= 2 and r, 60, f"2 alerts\n{first.log()}"
         )
         assert [r["rule"] for r in before] == ["profit_low", "profit_low.recovered"]
-        wait_for(lambda: len(slack.requests) >= 2 and len(smtp.mails) >= 2, 30, "2 deliveries each")
+        wait_for(lambda: len(slack.requests) >= 2 and len(smtp.mails) >= 2, 60, "2 deliveries each")
         if stop == "SIGKILL":
             first.kill()
         else:
@@ -110,7 +118,7 @@ def test_alerts_stopped_miss_nothing_and_repeat_nothing(
             30,
             "the trainer to be marked stalled",
         )
-        assert len(slack.requests) == 2 and len(smtp.mails) == 2
+        assert [sum(c.values()) for c in deliveries(slack, smtp)] == [2, 2]
 
         second = AlertsProcess(collector, cfg, tmp_path / "alerts2.log", **env)
         expected = [
@@ -127,10 +135,10 @@ def test_alerts_stopped_miss_nothing_and_repeat_nothing(
             f"the alerts missed while down\n{second.log()}",
         )
         (stall,) = wait_for(
-            lambda: alerts_of(collector, "stalled-run"), 30, f"the stall alert\n{second.log()}"
+            lambda: alerts_of(collector, "stalled-run", liveness=True), 60, f"the stall alert\n{second.log()}"
         )
-        wait_for(lambda: marked(collector, "traindash.alerts", lg.run_id), 30, "the watermark to catch up")
-        wait_for(lambda: len(slack.requests) >= 7 and len(smtp.mails) >= 7, 30, "7 deliveries each")
+        wait_for(lambda: marked(collector, "traindash.alerts", lg.run_id), 60, "the watermark to catch up")
+        wait_for(lambda: len(slack.requests) >= 7 and len(smtp.mails) >= 7, 60, "7 deliveries each")
     finally:
         for p in (first, second):
             if p is not None:
@@ -186,7 +194,7 @@ def test_the_same_history_evaluated_twice_raises_nothing_new(
             "training_complete",
         }, first
         wait_for(
-            lambda: len(slack.requests) >= len(first) and len(smtp.mails) >= len(first), 30, "deliveries"
+            lambda: len(slack.requests) >= len(first) and len(smtp.mails) >= len(first), 60, "deliveries"
         )
         sent = (len(slack.requests), len(smtp.mails))
         live.proc.terminate()
@@ -225,8 +233,8 @@ def test_rule_state_after_a_restart_is_rebuilt_from_sql(
         for i, profit in enumerate([10.0, -60.0, 5.0], start=1):
             lg.log_episode(i, profit)
         assert lg.flush(10)
-        wait_for(lambda: len(alerts_of(collector, lg.run_id)) >= 2, 30, f"2 alerts\n{first.log()}")
-        wait_for(lambda: marked(collector, "traindash.alerts", lg.run_id), 30, "the watermark")
+        wait_for(lambda: len(alerts_of(collector, lg.run_id)) >= 2, 60, f"2 alerts\n{first.log()}")
+        wait_for(lambda: marked(collector, "traindash.alerts", lg.run_id), 60, "the watermark")
         first.kill()
         lg.log_episode(4, -70.0)  # low again, inside the 300 s cooldown of the first one
         lg.log_episode(5, 1.0)  # the 4th episode since the best (episode 1)
@@ -234,7 +242,7 @@ def test_rule_state_after_a_restart_is_rebuilt_from_sql(
         fifth = collector.scalar(f"SELECT max(seq) FROM episodes WHERE run_id = {sql_literal(lg.run_id)}")
         second = AlertsProcess(collector, cfg, tmp_path / "alerts2.log", **env)
         wait_for(lambda: marked(collector, "traindash.alerts", lg.run_id), 60, f"catch-up\n{second.log()}")
-        rows = wait_for(lambda: len(r := alerts_of(collector, lg.run_id)) >= 3 and r, 30, "the third alert")
+        rows = wait_for(lambda: len(r := alerts_of(collector, lg.run_id)) >= 3 and r, 60, "the third alert")
     finally:
         for p in (first, second):
             if p is not None:
@@ -257,7 +265,7 @@ def test_a_collector_restart_while_alerts_runs_loses_and_repeats_nothing(
         alerts.wait_ready()
         lg.log_episode(1, -60.0)
         assert lg.flush(10)
-        wait_for(lambda: alerts_of(collector, lg.run_id), 30, f"the first alert\n{alerts.log()}")
+        wait_for(lambda: alerts_of(collector, lg.run_id), 60, f"the first alert\n{alerts.log()}")
         collector.kill()  # SIGKILL; the trainer keeps logging into its unacknowledged buffer
         lg.log_model_metrics(loss=math.nan)
         lg.log_model_metrics(loss=500.0)
@@ -276,8 +284,8 @@ def test_a_collector_restart_while_alerts_runs_loses_and_repeats_nothing(
             60,
             f"the alerts after the collector restart\n{alerts.log()}",
         )
-        wait_for(lambda: marked(collector, "traindash.alerts", lg.run_id), 30, "the watermark")
-        wait_for(lambda: len(slack.requests) >= 5 and len(smtp.mails) >= 5, 30, "5 deliveries each")
+        wait_for(lambda: marked(collector, "traindash.alerts", lg.run_id), 60, "the watermark")
+        wait_for(lambda: len(slack.requests) >= 5 and len(smtp.mails) >= 5, 60, "5 deliveries each")
         assert alerts.proc.poll() is None
     finally:
         alerts.kill()
