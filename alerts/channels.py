@@ -40,6 +40,7 @@ _sdk_log.addHandler(logging.NullHandler())
 _sdk_log.propagate = False
 
 OnDone = Callable[[Alert, list[str], dict[str, str]], None]
+GAVE_UP = "gave up at shutdown"  # how an error ends when the dispatcher stopped before a channel
 
 
 class DeliveryError(Exception):
@@ -256,7 +257,7 @@ class Dispatcher:
                 left = [(token, list(p.waiting)) for token, p in self._pending.items()]
             for token, names in left:
                 for name in names:
-                    self._finish(token, name, "gave up at shutdown")
+                    self._finish(token, name, GAVE_UP)
         for t in self._threads:
             t.join(max(0.1, timeout / 4))
         return done
@@ -287,7 +288,7 @@ class Dispatcher:
         error = "not attempted"
         for attempt in range(1, self.max_attempts + 1):
             if self._abort.is_set():
-                return f"{error}; gave up at shutdown"
+                return f"{error}; {GAVE_UP}"
             try:
                 channel.send(alerts)
                 if attempt > 1:

@@ -138,6 +138,10 @@ class AlertsConfig:
     dashboard_url: str = "http://127.0.0.1:8050"
     run_id: str | None = None
     record: bool = True
+    # The alerts process's name for its watermarks (alert_marks.consumer), and whether a
+    # consumer with none evaluates every stored row rather than starting from now.
+    consumer: str = "traindash.alerts"
+    from_start: bool = False
     endpoints: Endpoints = field(default_factory=Endpoints)
     output_dir: Path = Path("training_logs")
 
@@ -174,6 +178,8 @@ class AlertsConfig:
             dashboard_url=str(block.get("dashboard_url") or dashboard_url or defaults.dashboard_url),
             run_id=block.get("run_id"),
             record=bool(block.get("record", True)),
+            consumer=str(block.get("consumer") or defaults.consumer),
+            from_start=bool(block.get("from_start", False)),
             endpoints=endpoints or Endpoints.resolve(None, env, None),
             output_dir=output_dir or Path(block.get("output_dir") or defaults.output_dir),
         )
@@ -192,8 +198,10 @@ class AlertsConfig:
         url = r.get(
             "dashboard_url", "TRAINDASH_DASHBOARD_URL", "alerts.dashboard_url", f"http://127.0.0.1:{port}"
         )
+        block = dict(file_block.get("alerts") or {})
+        block.update({k: flags[k] for k in ("consumer", "from_start") if flags and flags.get(k)})
         return cls.from_mapping(
-            file_block.get("alerts") or {},
+            block,
             env,
             endpoints=Endpoints.resolve(flags, env, file_block),
             dashboard_url=url,

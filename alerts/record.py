@@ -4,6 +4,11 @@ A role="alerts" :class:`traindash.producer.MetricsLogger` carries them like any 
 Recording runs on its own thread: finding out whether a collector answers (a short query
 with a timeout) never happens on the caller's thread, and without a collector nothing is
 kept beyond a warning.
+
+Alerts and the alerts service's watermarks (``mark`` records) go through one queue and one
+logger, so the collector commits them in the order they were queued: a watermark is never
+stored before the alerts it covers. On start, spools an earlier alerts process left in
+``output_dir`` (its records not acknowledged when it stopped) are sent first.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from traindash.alerts.rules import Alert
 from traindash.config import Endpoints, ProducerConfig
 from traindash.producer import MetricsLogger
+from traindash.producer.replay import replay
 from traindash.query import collector_answers
 from traindash.wire import RecordKind
 
@@ -25,6 +31,7 @@ log = logging.getLogger("traindash.alerts")
 
 PROBE_TIMEOUT = 0.5
 REPROBE_AFTER = 30.0
+ORPHAN_TIMEOUT = 5.0
 _START = object()
 
 
@@ -46,7 +53,7 @@ class AlertRecorder:
         self.require_collector = require_collector
         self.close_timeout = close_timeout
         self.recorded = 0
-        # items: (alert, channels, errors), _START, or None to stop
+        # items: (alert, channels, errors), (consumer, {run_id: seq}) marks, _START, or None to stop
         self._queue: queue.Queue[Any] = queue.Queue()
         self._logger: MetricsLogger | None = None
         self._next_probe = 0.0
@@ -57,6 +64,11 @@ class AlertRecorder:
     def record(self, alert: Alert, channels: list[str], errors: dict[str, str]) -> None:
         """Queue one alert with the channels it reached; returns at once."""
         self._queue.put((alert, channels, errors))
+
+    def mark(self, consumer: str, marks: dict[str, int]) -> None:
+        """Queue watermarks, one record for all: every alert of each run's rows up to its seq
+        is recorded (or queued here before this)."""
+        self._queue.put((consumer, dict(marks)))
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until queued alerts are published and acknowledged by the collector."""
@@ -98,9 +110,23 @@ class AlertRecorder:
             )
         return False
 
+    def _replay_orphans(self, cfg: ProducerConfig) -> None:
+        """Send what earlier alerts processes left unacknowledged in their spools."""
+        prefix = self.name.replace(".", "-")
+        for path in sorted(self.output_dir.glob(f"{prefix}-*.spool")):
+            try:
+                sent, acked, last = replay(path, cfg, ORPHAN_TIMEOUT)
+            except Exception:  # a damaged spool must not stop the alerts
+                log.exception("alerts: could not re-send %s", path)
+                continue
+            if sent and acked < last:
+                log.warning("alerts: %s not fully acknowledged (up to %d of %d)", path, acked, last)
+
     def _get_logger(self) -> MetricsLogger | None:
         if self._logger is None and self._reachable():
             cfg = ProducerConfig(endpoints=self.endpoints, close_timeout=self.close_timeout)
+            if self.require_collector:  # the alerts service: one recorder per output_dir
+                self._replay_orphans(cfg)
             self._logger = MetricsLogger(
                 self.name,
                 output_dir=str(self.output_dir),
@@ -120,6 +146,15 @@ class AlertRecorder:
                 lg = self._get_logger()
                 if lg is None or item is _START:
                     continue
+                if len(item) == 2:
+                    consumer, marks = item
+                    lg.log_event(
+                        RecordKind.MARK,
+                        consumer=consumer,
+                        run_ids=list(marks),
+                        evaluated_seqs=list(marks.values()),
+                    )
+                    continue
                 alert, channels, errors = item
                 data: dict[str, Any] = dict(alert.data)
                 if errors:
@@ -134,7 +169,9 @@ class AlertRecorder:
                 )
                 if alert.run_id:
                     fields["run_id"] = alert.run_id
-                lg.log_event(RecordKind.ALERT, **fields)
+                if alert.key is not None:
+                    fields.update(alert_key=alert.key, row_seq=alert.row_seq)
+                lg.log_event(RecordKind.ALERT, ts=alert.ts or None, **fields)
                 self.recorded += 1
             except Exception:  # recording is best effort; it must never end this thread
                 log.exception("alerts: could not record an alert")

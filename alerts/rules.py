@@ -38,6 +38,9 @@ class Alert:
     run_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
     ts: float = 0.0
+    # Set by the alerts service: (run, rule, the row that fired it) as text, and that row's seq.
+    key: str | None = None
+    row_seq: int | None = None
 
 
 class Throttle:

@@ -1,17 +1,26 @@
 """The alerts service: committed rows in, rules applied per run, alerts out to Slack/email.
 
-It subscribes to the collector's rows socket (run, episode, model and end sections), polls
-``runs.status`` through the query socket for stalled/lost trainers, hands alerts to the
-:class:`~traindash.alerts.channels.Dispatcher` (worker threads) and publishes each one, with the
-channels it reached, through a role="alerts" MetricsLogger. Runs with role "alerts" are
-ignored. Shutdown is a flag (SIGTERM/SIGINT) the loop checks; a second signal skips the
-drain.
+It subscribes to every committed row on the collector's rows socket and evaluates each
+trainer run's rows in seq order (:mod:`alerts.follow`), polls ``runs`` through the query
+socket for stalled/lost trainers and for runs it has fallen behind on, hands alerts to the
+:class:`~alerts.channels.Dispatcher` (worker threads) and records each delivered one, with
+the channels it reached, through a role="alerts" MetricsLogger.
+
+Nothing is lost across restarts (see docs/alerts.md, "Restarts"): every alert has a key
+(run, rule, the row that fired it) and is recorded after it is delivered; per run, a
+watermark says up to which seq every alert is recorded. On start, and whenever a run's
+committed rows (``runs.acked_seq``) stay ahead of what arrived live (a dropped message,
+a collector restart), the rows after the watermark are read back through the query socket
+and evaluated in order, from rule state rebuilt from SQL (:mod:`alerts.history`); an alert
+whose key is already stored is not raised again. Shutdown is a flag (SIGTERM/SIGINT) the
+loop checks; a second signal skips the drain.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,28 +29,39 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from traindash import reports, security, wire
-from traindash.alerts.channels import Dispatcher
+from traindash import security, wire
+from traindash.alerts import liveness
+from traindash.alerts.channels import GAVE_UP, Dispatcher
 from traindash.alerts.config import AlertsConfig
+from traindash.alerts.follow import Row, RunTrack
+from traindash.alerts.history import ENDED, History, RunInfo, alert_key, clean_model_row
 from traindash.alerts.record import AlertRecorder
 from traindash.alerts.rules import Alert, RuleEngine
 from traindash.alerts.system import build_channels
-from traindash.query import QueryClient, QueryError, sql_literal
+from traindash.query import QueryClient, QueryError
 from traindash.shutdown import GracefulExit
 from traindash.wire import RecordKind
 
 log = logging.getLogger("traindash.alerts")
 
+__all__ = ["AlertsService", "clean_model_row", "section_rows"]
+
 POLL_MS = 100
 MAX_MESSAGES_PER_TICK = 1000
 CONNECT_WAIT = 5.0
 # Process managers (honcho, systemd) allow a few seconds after SIGTERM: deliver what is
-# queued within that, and leave unacknowledged alert records in the spool.
+# queued within that; what is not delivered is not recorded, and the next start retries it.
 DRAIN_TIMEOUT = 3.0
 RECORD_CLOSE_TIMEOUT = 1.0
 RCVHWM = 100_000
-_Q_SUMMARY = ("q_mean", "q_std", "q_min", "q_max")
-_SUBSCRIBE = (RecordKind.RUN, RecordKind.EPISODE, RecordKind.MODEL, RecordKind.END)
+MARK_INTERVAL = 1.0
+# A run whose committed rows stay ahead of the live feed this long is read back from SQL.
+GAP_WAIT = 1.0
+# On a consumer's first start, runs that began this recently are still read from their start
+# (processes started together: trainers may log before the alerts process has looked).
+FIRST_START_GRACE = 60.0
+# Latest values and custom-rule streaks are rebuilt from this many episodes before a mark.
+WARM_EPISODES = 20
 
 
 def section_rows(section: wire.Section) -> list[dict[str, Any]]:
@@ -50,19 +70,6 @@ def section_rows(section: wire.Section) -> list[dict[str, Any]]:
         k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in section.cols.items() if k != "extra"
     }
     return [{k: v[i] for k, v in cols.items()} for i in range(len(section))]
-
-
-def clean_model_row(row: dict[str, Any]) -> dict[str, Any]:
-    """Drop what the wire fills with NaN for "not logged": the Q summary when no Q-values
-    were logged, gradient stats when no gradients were (a NaN gradient looks the same)."""
-    if row.get("q_values") is None:
-        for k in _Q_SUMMARY:
-            row.pop(k, None)
-    for k in ("grad_mean", "grad_std"):
-        v = row.get(k)
-        if isinstance(v, float) and math.isnan(v):
-            row.pop(k)
-    return row
 
 
 class AlertsService(GracefulExit):
@@ -80,7 +87,7 @@ class AlertsService(GracefulExit):
         self.channels = build_channels(config) if config.enabled else []
         self.dispatcher = Dispatcher(
             self.channels,
-            self.recorder.record,
+            self._delivered,
             storm_threshold=config.storm_threshold,
             batch_window=config.batch_window,
             max_attempts=config.max_attempts,
@@ -89,8 +96,15 @@ class AlertsService(GracefulExit):
         self.should_exit = False
         self.force_exit = False
         self.raised = 0
-        self._statuses_seeded = False
+        self.tracks: dict[str, RunTrack] = {}
+        self.sent: set[str] = set()  # keys raised by this process
+        self.history: History | None = None
+        self.started = False  # the start-up read of marks and runs is done
+        self.first_start = False  # this consumer has no watermarks: follow from now
+        self._lock = threading.Lock()  # inflight counts and the recorder's queue order
         self._query_warned = False
+        self._since_us = 0  # when this consumer first started (its "*" watermark)
+        self._warm = max([WARM_EPISODES, *(r.for_episodes for r in config.rules)])
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
@@ -100,15 +114,16 @@ class AlertsService(GracefulExit):
         security.secure_client(sub)  # CURVE keys from TRAINDASH_CURVE_* when configured
         # Rule evaluation keeps up with normal traffic; a deep queue rides out bursts.
         sub.setsockopt(zmq.RCVHWM, RCVHWM)
-        for kind in _SUBSCRIBE:
-            sub.setsockopt(zmq.SUBSCRIBE, wire.rows_topic(kind))
-        client = QueryClient(self.config.endpoints.query, timeout=2.0, ctx=ctx)
+        # Every kind: each seq of a run must arrive for its rows to be evaluated in order.
+        sub.setsockopt(zmq.SUBSCRIBE, wire.rows_topic())
+        client = QueryClient(self.config.endpoints.query, timeout=3.0, ctx=ctx)
+        self.history = History(client, self.config.consumer)
         try:
             self._connect(sub)
             self.recorder.start_run()
             channels = ", ".join(c.name for c in self.channels) or "none (alerts are only recorded)"
             log.info("alerts: following %s; channels: %s", self.config.endpoints.rows, channels)
-            next_poll = 0.0
+            next_poll = next_mark = 0.0
             while not self.should_exit:
                 if sub.poll(POLL_MS):
                     for _ in range(MAX_MESSAGES_PER_TICK):
@@ -117,14 +132,19 @@ class AlertsService(GracefulExit):
                         except zmq.Again:
                             break
                         self.handle_frames(frames)
-                if time.monotonic() >= next_poll:
-                    next_poll = time.monotonic() + self.config.status_poll_interval
-                    self.poll_status(client)
+                now = time.monotonic()
+                if now >= next_poll:
+                    next_poll = now + self.config.status_poll_interval
+                    self.poll()
+                if now >= next_mark:
+                    next_mark = now + MARK_INTERVAL
+                    self.publish_marks()
         finally:
             sub.close(0)
+            self._drain()
+            self.publish_marks()
             client.close()
             ctx.term()
-            self._drain()
             self.recorder.close()
             log.info("alerts: stopped after raising %d alerts", self.raised)
 
@@ -135,7 +155,7 @@ class AlertsService(GracefulExit):
             if self.dispatcher.flush(0.2):
                 break
         if not self.dispatcher.close(0.5):
-            log.warning("alerts: gave up delivering some alerts at shutdown")
+            log.warning("alerts: gave up delivering some alerts at shutdown; the next start retries them")
 
     def _connect(self, sub: zmq.Socket) -> None:
         """Connect and wait (bounded) for the handshake, so rows published next are not missed."""
@@ -154,7 +174,7 @@ class AlertsService(GracefulExit):
             sub.disable_monitor()
             monitor.close(0)
 
-    # -- inputs (also driven directly by tests) --------------------------------------------------
+    # -- the live feed ---------------------------------------------------------------------------
     def handle_frames(self, frames: list[bytes]) -> None:
         try:
             msg = wire.decode(frames)
@@ -165,62 +185,206 @@ class AlertsService(GracefulExit):
             self.handle_rows(msg.run_id, msg.section)
 
     def handle_rows(self, run_id: str, section: wire.Section) -> None:
-        kind = section.kind
-        engine = self.engine
+        track = self._track(run_id)
+        if track.ignored:
+            return
         for row in section_rows(section):
-            now = self.clock()
-            if kind is RecordKind.RUN:
-                alerts = engine.on_run(run_id, row, now)
-            elif kind is RecordKind.EPISODE:
-                alerts = engine.on_episode(run_id, row, now)
-            elif kind is RecordKind.MODEL:
-                alerts = engine.on_model(run_id, clean_model_row(row), now)
-            elif kind is RecordKind.END:
-                if run_id not in engine.runs:
-                    self._learn_role(run_id)
-                alerts = engine.on_end(run_id, row, now)
-            else:
-                continue
-            self.emit(alerts)
+            track.add(int(row["seq"]), (section.kind, row))
+        if self.started:
+            self._advance(track)
 
-    def poll_status(self, client: QueryClient) -> None:
-        """Feed ``runs.status`` to the liveness rules (the first poll only sets a baseline)."""
+    def _track(self, run_id: str) -> RunTrack:
+        track = self.tracks.get(run_id)
+        if track is None:
+            track = self.tracks[run_id] = RunTrack(run_id)
+            if self.started:  # a run that began after the start-up: from its first row
+                track.start_at(0)
+        return track
+
+    def _advance(self, track: RunTrack) -> None:
+        """Evaluate what follows ``evaluated`` without a hole; fill a hole that grew too big."""
+        if track.evaluated is None:
+            return
         try:
-            table = client.query(
-                f"SELECT run_id, status, {reports.role()} AS role, name FROM runs WHERE status IS NOT NULL"
-            )
+            if not track.ready and not self._make_ready(track):
+                return
+            for seq, row in track.take_contiguous():
+                self._evaluate(track, seq, row)
+            if track.full:
+                self._catch_up_from_sql(track)
         except QueryError as exc:
-            if not self._query_warned:
-                self._query_warned = True
-                log.warning("alerts: cannot read runs.status: %s", exc)
+            self._warn_query(exc)
+
+    # -- reading back ----------------------------------------------------------------------------
+    def poll(self) -> None:
+        """Start up (once), then per run: liveness, and whether the live feed fell behind."""
+        assert self.history is not None
+        try:
+            if not self.started:
+                self._start_up()
+            infos = self.history.runs()
+            for info in infos:
+                self._watch(info)
+        except QueryError as exc:
+            self._warn_query(exc)
             return
         self._query_warned = False
-        now = self.clock()
-        for row in table.to_pylist():
-            run_id, status, role, name = row["run_id"], row["status"], row["role"], row["name"]
-            if not self._statuses_seeded:
-                st = self.engine.state(run_id)
-                st.role, st.status = role, status
-                st.name = st.name or name
-                st.ended = status in reports.ENDED_STATUSES
-                continue
-            self.emit(self.engine.on_status(run_id, status, now, role=role, name=name))
-        self._statuses_seeded = True
 
-    def _learn_role(self, run_id: str) -> None:
-        try:
-            with QueryClient(self.config.endpoints.query, timeout=1.0) as client:
-                table = client.query(
-                    f"SELECT {reports.role()} AS role, name, coalesce(objective, 'profit') "
-                    f"FROM runs WHERE run_id = {sql_literal(run_id)}"
-                )
-        except QueryError:
+    def _warn_query(self, exc: Exception) -> None:
+        if not self._query_warned:
+            self._query_warned = True
+            log.warning("alerts: cannot read from the collector (%s); will retry", exc)
+
+    def _start_up(self) -> None:
+        """Where each run begins: its watermark; on a consumer's first start, its end."""
+        assert self.history is not None
+        if not self.recorder.flush(2.0):  # earlier processes' unacknowledged alerts first
+            raise QueryError("the collector did not acknowledge the alerts run yet")
+        marks, self._since_us = self.history.marks()
+        runs = self.history.runs()
+        statuses = self.history.status_alerts()
+        self.first_start = not marks and not self._since_us and not self.config.from_start
+        for info in runs:
+            track = self._track(info.run_id)
+            if not info.trainer:
+                track.ignored = True
+                track.pending.clear()
+                continue
+            if info.run_id in marks:
+                track.start_at(marks[info.run_id])
+            elif self.first_start and (info.started_at or 0) < self.clock() - FIRST_START_GRACE:
+                track.start_at(info.acked_seq)
+                track.published = -1  # publish it, so the next start begins here too
+            else:
+                track.start_at(0)
+            stored = statuses.get(info.run_id, [])
+            old_stall = not stored and (info.last_seen_us or 0) < self._since_us
+            liveness.seed(self.engine, track, info, stored, self.first_start or old_stall)
+        for track in self.tracks.values():
+            if track.evaluated is None:  # seen live, committed after the runs were read
+                track.start_at(0)
+        if not self._since_us:
+            self.recorder.mark(self.config.consumer, {"*": 0})
+        self.started = True
+        behind = sum(1 for i in runs if i.trainer and i.acked_seq > (self.tracks[i.run_id].evaluated or 0))
+        log.info(
+            "alerts: %s; %d run(s) to read back",
+            "first start, following from now" if self.first_start else "resuming from the watermarks",
+            behind,
+        )
+
+    def _watch(self, info: RunInfo) -> None:
+        track = self._track(info.run_id)
+        if track.ignored:
             return
-        if table.num_rows:
-            st = self.engine.state(run_id)
-            st.role = table.column(0)[0].as_py()
-            st.name = st.name or table.column(1)[0].as_py()
-            st.objective = table.column(2)[0].as_py()
+        if not info.trainer:
+            track.ignored = True
+            track.pending.clear()
+            return
+        if track.evaluated is None:
+            track.start_at(0)
+        assert track.evaluated is not None
+        self._status(track, info)
+        if info.acked_seq <= track.evaluated:
+            track.behind = None
+            return
+        now = time.monotonic()
+        if not track.ready or (track.behind is not None and now - track.behind[1] >= GAP_WAIT):
+            self._catch_up(track, info)
+        elif track.behind is None or track.evaluated >= track.behind[0]:
+            track.behind = (info.acked_seq, now)
+
+    def _make_ready(self, track: RunTrack) -> bool:
+        assert self.history is not None and track.evaluated is not None
+        info = self.history.run(track.run_id)
+        if info is None:
+            return False
+        if not info.trainer:
+            track.ignored = True
+            track.pending.clear()
+            return False
+        self.history.rebuild(self.engine, info, track.evaluated, self._warm)
+        track.recorded.update(self.history.recorded_keys(track.run_id, track.evaluated))
+        track.ready = True
+        return True
+
+    def _catch_up_from_sql(self, track: RunTrack) -> None:
+        assert self.history is not None
+        info = self.history.run(track.run_id)
+        if info is not None:
+            self._catch_up(track, info)
+
+    def _catch_up(self, track: RunTrack, info: RunInfo) -> None:
+        """Evaluate, in seq order, every committed row after ``evaluated`` (SQL and live merged)."""
+        assert self.history is not None and track.evaluated is not None
+        if not track.ready and not self._make_ready(track):
+            return
+        start, target = track.evaluated, info.acked_seq
+        log.info("alerts: reading back run %s, seq %d..%d", track.run_id, start + 1, target)
+        ended = False
+        while track.evaluated < target and not self.should_exit:
+            rows, complete = self.history.rows(track.run_id, track.evaluated, target)
+            for seq, kind, row in rows:
+                track.pending.setdefault(seq, (kind, row))  # a row also seen live: evaluated once
+            for seq, item in track.take_through(complete):
+                ended = ended or item[0] is RecordKind.END
+                self._evaluate(track, seq, item)
+            track.evaluated = max(track.evaluated, complete)
+        if track.evaluated < target:
+            return  # stopping: the watermark says where the next start goes on
+        if info.ended_at is not None and info.status in ENDED and not ended and target > start:
+            # The run's end has no row in a table: it is its last record, at the committed seq.
+            end = {
+                "seq": target,
+                "ts": info.ended_at,
+                "status": info.status,
+                "final_metrics": info.final_metrics,
+            }
+            self._evaluate(track, target, (RecordKind.END, end))
+        track.behind = None
+        for seq, item in track.take_contiguous():
+            self._evaluate(track, seq, item)
+
+    # -- evaluating ------------------------------------------------------------------------------
+    def _evaluate(self, track: RunTrack, seq: int, item: Row) -> None:
+        kind, row = item
+        run_id, engine = track.run_id, self.engine
+        ts = row.get("ts")
+        now = float(ts) if isinstance(ts, (int, float)) else self.clock()  # replays decide alike
+        if kind is RecordKind.EPISODE:
+            alerts = engine.on_episode(run_id, row, now)
+        elif kind is RecordKind.MODEL:
+            alerts = engine.on_model(run_id, clean_model_row(row), now)
+        elif kind is RecordKind.RUN:
+            alerts = engine.on_run(run_id, row, now)
+        elif kind is RecordKind.END:
+            alerts = engine.on_end(run_id, row, now)
+        else:
+            alerts = []
+        for alert in alerts:
+            self._raise(track, alert, str(seq), seq)
+        assert track.evaluated is not None
+        track.evaluated = max(track.evaluated, seq)
+
+    def _raise(self, track: RunTrack, alert: Alert, marker: str, row_seq: int | None) -> Alert:
+        keyed = dataclasses.replace(alert, key=alert_key(track.run_id, alert.rule, marker), row_seq=row_seq)
+        assert keyed.key is not None
+        if keyed.key in track.recorded or keyed.key in self.sent:
+            log.debug("alerts: %s was sent before", keyed.key)
+            return keyed
+        self.sent.add(keyed.key)
+        if row_seq is not None:
+            with self._lock:
+                track.inflight[row_seq] += 1
+        self.emit([keyed])
+        return keyed
+
+    def _status(self, track: RunTrack, info: RunInfo) -> None:
+        st = self.engine.state(info.run_id)
+        for alert, marker in liveness.changes(self.engine, track, info, self.clock()):
+            keyed = self._raise(track, alert, marker, None)
+            if alert.rule != "trainer_recovered":
+                st.announced[alert.rule] = keyed
 
     def emit(self, alerts: list[Alert]) -> None:
         for alert in alerts:
@@ -228,3 +392,41 @@ class AlertsService(GracefulExit):
             log.info("alerts: %s %s for %s: %s", alert.level, alert.rule, alert.run_id, alert.message)
             if self.config.enabled:
                 self.dispatcher.submit(alert)
+            else:
+                self._settled(alert)
+
+    # -- recording and watermarks ------------------------------------------------------------------
+    def _delivered(self, alert: Alert, reached: list[str], errors: dict[str, str]) -> None:
+        """Called by a channel worker once every channel is done with ``alert``."""
+        if any(e.endswith(GAVE_UP) for e in errors.values()):
+            return  # not recorded: its watermark stays behind it and the next start retries it
+        with self._lock:
+            self.recorder.record(alert, reached, errors)
+            self._settled(alert, locked=True)
+
+    def _settled(self, alert: Alert, locked: bool = False) -> None:
+        track = self.tracks.get(alert.run_id or "")
+        if track is None or alert.row_seq is None:
+            return
+        if not locked:
+            with self._lock:
+                self._settled(alert, locked=True)
+            return
+        track.inflight[alert.row_seq] -= 1
+        if track.inflight[alert.row_seq] <= 0:
+            del track.inflight[alert.row_seq]
+
+    def publish_marks(self) -> None:
+        """Queue each run's watermark where it moved (after the alerts it covers)."""
+        if not self.started:
+            return
+        with self._lock:
+            moved: dict[str, int] = {}
+            for track in self.tracks.values():
+                if track.ignored or track.evaluated is None:
+                    continue
+                safe = track.safe_mark()
+                if safe > track.published:
+                    moved[track.run_id] = track.published = safe
+            if moved:
+                self.recorder.mark(self.config.consumer, moved)

@@ -17,6 +17,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="dashboard base URL for run links (default http://127.0.0.1:8050; env TRAINDASH_DASHBOARD_URL)",
     )
+    p.add_argument(
+        "--consumer",
+        metavar="NAME",
+        help="name this process keeps its watermarks under (default traindash.alerts)",
+    )
+    p.add_argument(
+        "--from-start",
+        action="store_true",
+        default=None,
+        help="with no watermarks yet, evaluate every stored row (alerts already sent are not repeated)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -38,6 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--theme", choices=THEMES, help="cyberpunk, dark or light (default cyberpunk)")
     p.add_argument("--update-interval", type=int, metavar="MS", help="page update period (default 2000)")
     p.add_argument(
+        "--no-auth",
+        action="store_true",
+        default=None,
+        help="serve off loopback without a login (otherwise TRAINDASH_UI_PASSWORD is required there)",
+    )
+    p.add_argument(
         "--logs",
         default="training_logs",
         metavar="DIR",
@@ -50,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = UIConfig.resolve(flags(args), None, file_block(args))  # ConfigError: one line
+    from traindash.ui.auth import auth_options
+
+    auth_options(cfg)  # a missing or weak dashboard password: one line, before anything starts
     if port_in_use(cfg.host, cfg.port):
         raise UserError(f"port {cfg.port} is already in use; pass --port")
     ep = cfg.endpoints
@@ -62,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        start_dashboard(children, ep, cfg.db, cfg.host, cfg.port, cfg.theme, cfg.update_interval)
+        start_dashboard(
+            children, ep, cfg.db, cfg.host, cfg.port, cfg.theme, cfg.update_interval, no_auth=cfg.no_auth
+        )
         url = f"http://{cfg.host}:{cfg.port}/"
         if args.alerts and "alerts" in COMMANDS:
             children.start("alerts", traindash("alerts", *endpoint_flags(ep), "--dashboard-url", url))

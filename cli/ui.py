@@ -24,6 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="how often each page applies new rows, in ms (default 2000)",
     )
     p.add_argument("--show", action="store_true", default=None, help="open a browser tab")
+    p.add_argument(
+        "--no-auth",
+        action="store_true",
+        default=None,
+        help="serve off loopback without a login (otherwise TRAINDASH_UI_PASSWORD is required there)",
+    )
     add_endpoints(p, "rows", "query")
     add_db(p)
     add_config(p)

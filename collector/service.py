@@ -15,6 +15,7 @@ from collections import Counter
 import zmq
 
 from traindash import security, wire
+from traindash.collector.owners import Owners
 from traindash.collector.queryserver import QueryServer
 from traindash.collector.sequencer import Sequencer
 from traindash.collector.store import Store, StoreError, Work
@@ -37,6 +38,14 @@ def _sender(frames: list) -> str:
         return str(frames[0].get("Peer-Address"))
     except (AttributeError, IndexError, zmq.ZMQError):
         return "?"
+
+
+def _user_id(frames: list) -> str:
+    """The CURVE public key (Z85) the authenticator admitted the sender with."""
+    try:
+        return str(frames[0].get("User-Id"))
+    except (AttributeError, IndexError, zmq.ZMQError):
+        return ""
 
 
 class CollectorError(RuntimeError):
@@ -117,6 +126,8 @@ class Collector(GracefulExit):
             raise
         self.rejects.update(self.store.reject_counts())
         self.seq = Sequencer(self.store.marks())
+        # Under CURVE a run belongs to the key that opened it (see collector/owners.py).
+        self.owners = Owners(self.store.owners()) if self.auth is not None else None
         self.work = Work()
         self.ack_due: set[str] = set()
 
@@ -197,6 +208,15 @@ class Collector(GracefulExit):
             self._reject(exc.reason, str(exc), _sender(frames))
             return
         now = time.time()
+        if self.owners is not None and isinstance(msg, (wire.Batch, wire.Heartbeat)):
+            key = _user_id(frames)
+            if not self.owners.admit(msg.run_id, key):
+                self._reject(
+                    "foreign-run", f"run {msg.run_id!r} belongs to another key", f"{key} at {_sender(frames)}"
+                )
+                return
+            if (claim := self.owners.unsaved(msg.run_id)) is not None:
+                self.work.owners[msg.run_id] = claim
         if isinstance(msg, wire.Batch):
             sections = self.seq.offer(msg)
             for section in sections:
@@ -221,7 +241,8 @@ class Collector(GracefulExit):
         if now - self._last_reject_log >= REJECT_LOG_INTERVAL:
             self._last_reject_log = now
             log.warning(
-                "rejected a malformed message from %s (%s); rejects so far: %s",
+                "rejected a %s message from %s (%s); rejects so far: %s",
+                "foreign-run" if reason == "foreign-run" else "malformed",
                 sender,
                 detail,
                 dict(self.rejects),
@@ -231,6 +252,10 @@ class Collector(GracefulExit):
         work, self.work = self.work, Work()
         if work:
             try:
+                hook = self.config.test_invalidate_file
+                if hook is not None and hook.exists():  # test-only: act as a fatal DuckDB error
+                    hook.unlink()
+                    raise StoreError("commit failed: database invalidated (test hook)")
                 self.store.commit(work)
             except StoreError as exc:
                 # Nothing is acknowledged; producers keep their records and re-send them.
@@ -249,6 +274,8 @@ class Collector(GracefulExit):
                 return
             self.backoff = COMMIT_BACKOFF_FIRST
             self.seq.commit()
+            if self.owners is not None:
+                self.owners.committed(list(work.owners))
             self.committed_rows += work.rows
         acks, self.ack_due = self.ack_due, set()
         for run_id in acks:
@@ -296,6 +323,7 @@ class Collector(GracefulExit):
                 self.store.cursor(),
                 self.config.query_timeout,
                 self.config.query_max_rows,
+                self.config.curve_secret,  # never plaintext after a reopen
             )
             self.queries.start()
         except Exception as exc:

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from traindash import reports
 from traindash.collector.migrations import MigrationError, upgrade_file
-from traindash.collector.tables import CORE_COLUMNS, TABLE_OF_KIND, records, section_table, to_json
+from traindash.collector.tables import ALERTS, CORE_COLUMNS, TABLE_OF_KIND, records, section_table, to_json
 from traindash.wire import RecordKind, Section
 
 log = logging.getLogger("traindash.collector.store")
@@ -36,6 +36,7 @@ class Work:
     sections: list[tuple[str, Section]] = field(default_factory=list)
     marks: dict[str, int] = field(default_factory=dict)
     seen: dict[str, float] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)  # runs claimed by a CURVE key
     rows: int = 0
 
     def __bool__(self) -> bool:
@@ -105,6 +106,12 @@ class Store:
         self.known = set(marks)
         return marks
 
+    def owners(self) -> dict[str, str]:
+        """Runs bound to the CURVE public key that opened them."""
+        return dict(
+            self.con.execute("SELECT run_id, owner_key FROM runs WHERE owner_key IS NOT NULL").fetchall()
+        )
+
     def commit(self, work: Work) -> None:
         """Write ``work`` in one transaction; on failure nothing is kept."""
         c = self.con
@@ -118,7 +125,15 @@ class Store:
             for stream_id, section in work.sections:
                 if section.kind is RecordKind.END:
                     self._end_runs(stream_id, records(section))
+            self._upsert_alert_marks(
+                [r for _, s in work.sections if s.kind is RecordKind.MARK for r in records(s)]
+            )
             self._write_marks(work.marks, work.seen)
+            if work.owners:
+                c.executemany(
+                    "UPDATE runs SET owner_key = ? WHERE run_id = ? AND owner_key IS NULL",
+                    [[key, run] for run, key in work.owners.items()],
+                )
             c.execute("COMMIT")
         except Exception as exc:
             try:
@@ -147,8 +162,15 @@ class Store:
         for (table, _schema), parts in groups.items():
             arrow = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
             self.con.register("_incoming", arrow)
+            where = ""
+            if table == ALERTS and "alert_key" in arrow.column_names:
+                # At most one row per alert key: a replayed or re-sent alert is dropped.
+                where = """ AS i WHERE i.alert_key IS NULL OR NOT EXISTS
+                    (SELECT 1 FROM alerts a WHERE a.alert_key = i.alert_key)
+                    QUALIFY i.alert_key IS NULL
+                        OR row_number() OVER (PARTITION BY i.alert_key ORDER BY i.seq) = 1"""
             try:
-                self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
+                self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming{where}")
             finally:
                 self.con.unregister("_incoming")
 
@@ -195,6 +217,33 @@ class Store:
                     stream_id,
                 ],
             )
+
+    def _upsert_alert_marks(self, rows: list[dict]) -> None:
+        """Alerts consumers' watermarks (a ``mark`` record: consumer, run_ids, evaluated_seqs),
+        in one statement however many runs; a mark never moves back."""
+        values: list[tuple[str, str, int, int | None]] = []
+        for r in rows:
+            consumer, runs, seqs = r.get("consumer"), r.get("run_ids"), r.get("evaluated_seqs")
+            if isinstance(consumer, str) and isinstance(runs, list) and isinstance(seqs, list):
+                values += [
+                    (consumer, run, seq, _micros(r.get("ts")))
+                    for run, seq in zip(runs, seqs, strict=False)
+                    if isinstance(run, str) and _int(seq) is not None
+                ]
+        if not values:
+            return
+        consumers, runs, seqs, stamps = (list(col) for col in zip(*values, strict=True))
+        self.con.execute(
+            """INSERT INTO alert_marks
+               SELECT consumer, run_id, max(seq), make_timestamp(max(ts)) FROM (
+                   SELECT unnest($1::VARCHAR[]) AS consumer, unnest($2::VARCHAR[]) AS run_id,
+                          unnest($3::BIGINT[]) AS seq, unnest($4::BIGINT[]) AS ts)
+               GROUP BY consumer, run_id
+               ON CONFLICT (consumer, run_id) DO UPDATE SET
+                   evaluated_seq = greatest(alert_marks.evaluated_seq, excluded.evaluated_seq),
+                   updated_at = excluded.updated_at""",
+            [consumers, runs, seqs, stamps],
+        )
 
     def _write_marks(self, marks: dict[str, int], seen: dict[str, float]) -> None:
         runs = list(marks.keys() | seen.keys())

@@ -80,6 +80,8 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "channels": "VARCHAR[]",
         "source": "VARCHAR",
         "seq": "BIGINT",
+        "alert_key": "VARCHAR",
+        "row_seq": "BIGINT",
     },
     SCALARS: {
         "run_id": "VARCHAR",

@@ -134,6 +134,9 @@ class CollectorConfig:
     memory_limit: str = "1GB"
     curve_secret: Path | None = None
     curve_allow: Path | None = None
+    # Test-only (TRAINDASH_TEST_INVALIDATE_FILE): when this file exists at a commit, the
+    # collector deletes it and acts as if DuckDB had invalidated the database (it reopens).
+    test_invalidate_file: Path | None = None
 
     @classmethod
     def resolve(
@@ -180,6 +183,9 @@ class CollectorConfig:
                 r.get("curve_secret", "TRAINDASH_CURVE_SECRET", "collector.curve_secret", None)
             ),
             curve_allow=_path(r.get("curve_allow", "TRAINDASH_CURVE_ALLOW", "collector.curve_allow", None)),
+            test_invalidate_file=_path(
+                r.get("test_invalidate_file", "TRAINDASH_TEST_INVALIDATE_FILE", None, None)
+            ),
         )
 
 
@@ -261,6 +267,11 @@ class UIConfig:
     theme: str = "cyberpunk"
     update_interval: int = 2000
     db: Path = Path(DEFAULT_DB)
+    # Dashboard login (ui/auth.py): required off loopback unless no_auth; the password only
+    # from TRAINDASH_UI_PASSWORD, never a flag.
+    user: str = "traindash"
+    password: str | None = field(default=None, repr=False)
+    no_auth: bool = False
 
     @classmethod
     def resolve(
@@ -285,6 +296,9 @@ class UIConfig:
                 "update_interval", "TRAINDASH_UPDATE_INTERVAL", "update_interval_ms", 2000, int
             ),
             db=Path(r.get("db", "TRAINDASH_DB", "collector.db", DEFAULT_DB)),
+            user=r.get("user", "TRAINDASH_UI_USER", "ui_user", "traindash"),
+            password=r.env.get("TRAINDASH_UI_PASSWORD") or None,
+            no_auth=bool(r.flags.get("no_auth")),
         )
 
 

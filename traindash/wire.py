@@ -36,8 +36,9 @@ Query socket (DEALER/REQ -> collector ROUTER):
 Record kinds: ``run`` (start: experiment, name, host, pid, hyperparameters, tags,
 description, objective), ``episode``, ``model`` (loss, q summary and values, gradients),
 ``scalars`` (named values at a step, one record per ``log()`` call), ``summary`` (a
-TensorBoard histogram or text at a step), ``end`` (status, final metrics) and ``alert``.
-Fields a reader does not know are kept, not dropped.
+TensorBoard histogram or text at a step), ``end`` (status, final metrics), ``alert`` and
+``mark`` (an alerts consumer's watermarks: consumer, run_ids, evaluated_seqs). Fields a
+reader does not know are kept, not dropped.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class RecordKind(str, Enum):
     ALERT = "alert"
     SCALARS = "scalars"
     SUMMARY = "summary"
+    MARK = "mark"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import panel as pn
 from tornado.web import RequestHandler
 
 from traindash.config import UIConfig
+from traindash.ui.auth import auth_options, local_url
 from traindash.ui.context import AppContext
 from traindash.ui.feed import RowsFeed
 from traindash.ui.pages.compare import compare_page
@@ -57,14 +58,13 @@ def _warm_up(base: str, timeout: float = 60.0) -> None:
 
 def serve(config: UIConfig, show: bool = False) -> None:
     """Run the ui server until interrupted (blocks)."""
+    auth = auth_options(config)  # ConfigError before anything starts
     feed = RowsFeed(config.endpoints.rows)
     feed.start()
     ctx = AppContext(config, feed)
     pn.extension(raw_css=[f"body {{ margin: 0; background: {get_theme(config.theme).page_bg}; }}"])
     pages = build_pages(ctx)
-    threading.Thread(
-        target=_warm_up, args=(f"http://127.0.0.1:{config.port}",), daemon=True, name="traindash-warmup"
-    ).start()
+    threading.Thread(target=_warm_up, args=(local_url(config),), daemon=True, name="traindash-warmup").start()
     try:
         pn.serve(
             pages,
@@ -81,6 +81,7 @@ def serve(config: UIConfig, show: bool = False) -> None:
             unused_session_lifetime=5000,
             print_url=True,
             extra_patterns=[("/healthz", HealthHandler, {"ctx": ctx})],
+            **auth,
         )
     finally:
         feed.stop()

@@ -194,13 +194,14 @@ def start_dashboard(
     theme: str,
     update_interval: int,
     timeout: float = START_TIMEOUT,
+    no_auth: bool = False,
 ) -> bool:
     """A collector writing ``db`` unless one answers on ``endpoints``, then the ui server on
     ``host:port``; returns whether it started the collector. Waits until each is ready."""
     started = not collector_answers(endpoints.query)
     if started:
         start_collector(children, endpoints, db, timeout=timeout)
-    start_ui(children, endpoints, host, port, theme, update_interval, timeout=timeout)
+    start_ui(children, endpoints, host, port, theme, update_interval, timeout=timeout, no_auth=no_auth)
     return started
 
 
@@ -213,6 +214,7 @@ def start_ui(
     update_interval: int,
     cwd: Path | None = None,
     timeout: float = START_TIMEOUT,
+    no_auth: bool = False,
 ) -> str:
     """Start a ``traindash ui`` child on ``host:port`` and wait until it answers; its URL."""
     ui = traindash(
@@ -226,6 +228,7 @@ def start_ui(
         "--update-interval",
         str(update_interval),
         *endpoint_flags(endpoints, "rows", "query"),
+        *(["--no-auth"] if no_auth else []),
     )
     url = f"http://{host}:{port}/"
     children.start("ui", ui, cwd=cwd)
