@@ -18,11 +18,13 @@ from traindash.wire import RecordKind, Section
 EPISODES = "episodes"
 MODEL_METRICS = "model_metrics"
 ALERTS = "alerts"
+SYSTEM = "system"
 
 TABLE_OF_KIND = {
     RecordKind.EPISODE: EPISODES,
     RecordKind.MODEL: MODEL_METRICS,
     RecordKind.ALERT: ALERTS,
+    RecordKind.SYSTEM: SYSTEM,
 }
 
 # Column -> DuckDB type, in table order. Custom numeric fields become extra DOUBLE columns.
@@ -68,6 +70,39 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "channels": "VARCHAR[]",
         "source": "VARCHAR",
         "seq": "BIGINT",
+    },
+    # One row per sample for the process and its host (gpu_index NULL), one per GPU; see
+    # docs/system.md. Created by migration 3.
+    SYSTEM: {
+        "run_id": "VARCHAR",
+        "seq": "BIGINT",
+        "ts": "TIMESTAMP",
+        "host": "VARCHAR",
+        "pid": "BIGINT",
+        "gpu_index": "BIGINT",
+        "gpu_uuid": "VARCHAR",
+        "gpu_name": "VARCHAR",
+        "cpu_percent": "DOUBLE",
+        "rss_bytes": "BIGINT",
+        "host_cpu_percent": "DOUBLE",
+        "host_mem_used_bytes": "BIGINT",
+        "host_mem_total_bytes": "BIGINT",
+        "host_mem_percent": "DOUBLE",
+        "load_1m": "DOUBLE",
+        "load_5m": "DOUBLE",
+        "load_15m": "DOUBLE",
+        "disk_read_bytes_per_s": "DOUBLE",
+        "disk_write_bytes_per_s": "DOUBLE",
+        "net_recv_bytes_per_s": "DOUBLE",
+        "net_sent_bytes_per_s": "DOUBLE",
+        "gpu_util_percent": "DOUBLE",
+        "gpu_mem_used_bytes": "BIGINT",
+        "gpu_mem_total_bytes": "BIGINT",
+        "gpu_power_w": "DOUBLE",
+        "gpu_temp_c": "DOUBLE",
+        "gpu_sm_clock_mhz": "DOUBLE",
+        "gpu_proc_mem_bytes": "BIGINT",
+        "extra": "JSON",
     },
 }
 

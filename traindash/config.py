@@ -95,6 +95,19 @@ def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
 
+OFF = ("", "0", "off", "false", "no", "none")
+
+
+def interval(value: Any) -> float:
+    """Seconds between samples; 0 (also ``off``, ``false``, ``none``, JSON false) is off."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in OFF):
+        return 0.0
+    seconds = float(value)
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ValueError(value)
+    return seconds
+
+
 @dataclass(frozen=True)
 class Endpoints:
     """Where the collector's three sockets are."""
@@ -204,6 +217,8 @@ class ProducerConfig:
     # through shared memory (see producer/shipper.py).
     sender: str = "thread"
     curve: CurveClient | None = None
+    # Seconds between system-metrics samples (CPU, memory, GPUs; producer/system.py); 0 is off.
+    system_interval: float = 10.0
 
     @classmethod
     def resolve(
@@ -248,6 +263,13 @@ class ProducerConfig:
             ),
             sender=sender,
             curve=curve_client(env),
+            system_interval=r.get(
+                "system_interval",
+                "TRAINDASH_SYSTEM_INTERVAL",
+                "metrics_logging.system_metrics_interval",
+                cls.system_interval,
+                interval,
+            ),
         )
 
 

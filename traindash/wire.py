@@ -33,6 +33,9 @@ Query socket (DEALER/REQ -> collector ROUTER):
 Record kinds: ``run`` (start: experiment, name, host, pid, hyperparameters, tags,
 description), ``episode``, ``model`` (loss, q summary and values, gradients), ``end``
 (status, final metrics) and ``alert``. Fields a reader does not know are kept, not dropped.
+
+A ``system`` record is one row of a CPU/memory/GPU sample (host, pid, gpu_index, gpu_uuid
+and figures with their units in their names; see docs/system.md).
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ class RecordKind(str, Enum):
     MODEL = "model"
     END = "end"
     ALERT = "alert"
+    SYSTEM = "system"
 
 
 @dataclass(frozen=True)
