@@ -11,8 +11,8 @@ from traindash.config import CollectorConfig
 from traindash.errors import UserError
 from traindash.query import run_sql, sql_literal
 
-HELP = "export episodes (or model_metrics, runs, alerts) as JSON lines, CSV or Parquet"
-TABLES = ("episodes", "model_metrics", "runs", "alerts")
+HELP = "export episodes (or model_metrics, runs, alerts, system) as JSON lines, CSV or Parquet"
+TABLES = ("episodes", "model_metrics", "runs", "alerts", "system")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

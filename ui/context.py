@@ -20,6 +20,7 @@ from traindash.query import QueryClient, QueryError
 from traindash.ui.feed import RowsFeed
 from traindash.ui.history import History, alerts_sql, fetch_history, fetch_window, runs_sql
 from traindash.ui.render import css, nav_html
+from traindash.ui.system import add_gpu_util
 from traindash.ui.themes import Theme, get_theme
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class AppContext:
         """Runs (with rates) and the newest alerts, for the trainer table and alert feed."""
         with self.client() as client:
             runs = client.query(runs_sql(), timeout=TABLE_TIMEOUT).to_pylist()
+            add_gpu_util(client, runs, TABLE_TIMEOUT)
             try:
                 alerts = client.query(alerts_sql([]), timeout=TABLE_TIMEOUT).to_pylist()
             except QueryError:

@@ -27,6 +27,7 @@ from traindash.ui.series import (
     episode_rows,
     model_rows,
 )
+from traindash.ui.system import SystemSection
 from traindash.ui.themes import Theme
 from traindash.wire import RecordKind
 
@@ -137,6 +138,7 @@ class LiveSession:
         self.trainers = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
         self.alerts = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
         self.message = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
+        self.system = SystemSection(ctx, theme)
         self.callback: Any = None
         self.loaded = False
         self._prefetch: dict[str, Future] | None = None
@@ -172,6 +174,7 @@ class LiveSession:
             self.message,
             self.kpis,
             self.grid,
+            pn.Column(self.system.panel, sizing_mode="stretch_width", styles=section),
             pn.Row(
                 pn.Column(
                     pn.pane.HTML(h.format("Trainers"), stylesheets=[css(t)]),
@@ -224,6 +227,7 @@ class LiveSession:
         }
         sources = [v.sources for v in self.views.values()]
         figs = live_figures(self.theme, sources)
+        self.system.rebuild([(s.run_id, s.label, s.color) for s in sources])
         for view in self.views.values():
             # js_on_change("streaming") fires in the browser after each stream() lands.
             view.sources.episodes.js_on_change("streaming", lag_probe(view.sources.episodes, self.lag))
@@ -312,6 +316,7 @@ class LiveSession:
 
     # -- updating (periodic callback, on the document's thread) -------------------------
     def tick(self) -> None:
+        self.system.tick()
         if not self.loaded:
             if self._prefetch is not None and all(f.done() for f in self._prefetch.values()):
                 self.load(self._generation)
@@ -326,6 +331,9 @@ class LiveSession:
         refresh = False
         for rows in items:
             kind = rows.section.kind
+            if kind is RecordKind.SYSTEM:
+                self.system.on_rows(rows.run_id, rows.section.cols)
+                continue
             if kind in (RecordKind.RUN, RecordKind.END, RecordKind.ALERT):
                 refresh = True
                 continue
