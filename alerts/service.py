@@ -41,7 +41,7 @@ DRAIN_TIMEOUT = 3.0
 RECORD_CLOSE_TIMEOUT = 1.0
 RCVHWM = 100_000
 _Q_SUMMARY = ("q_mean", "q_std", "q_min", "q_max")
-_SUBSCRIBE = (RecordKind.RUN, RecordKind.EPISODE, RecordKind.MODEL, RecordKind.END)
+_SUBSCRIBE = (RecordKind.RUN, RecordKind.EPISODE, RecordKind.MODEL, RecordKind.END, RecordKind.SYSTEM)
 
 
 def section_rows(section: wire.Section) -> list[dict[str, Any]]:
@@ -175,6 +175,8 @@ class AlertsService(GracefulExit):
                 alerts = engine.on_episode(run_id, row, now)
             elif kind is RecordKind.MODEL:
                 alerts = engine.on_model(run_id, clean_model_row(row), now)
+            elif kind is RecordKind.SYSTEM:
+                alerts = engine.on_system(run_id, row, now)
             elif kind is RecordKind.END:
                 if run_id not in engine.runs:
                     self._learn_role(run_id)
