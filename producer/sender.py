@@ -267,7 +267,10 @@ class Sender(threading.Thread):
                 self.system = SystemSampler(self.pid, self.host)
                 self.system_due = now + min(interval, FIRST_SAMPLE_AFTER)
                 return
-            self.system_due = max(self.system_due + interval, now)
+            # A fixed rate; a sample later than a whole interval starts the schedule again.
+            self.system_due += interval
+            if self.system_due <= now:
+                self.system_due = now + interval
             for row in self.system.sample():
                 self.queue.append((SYSTEM, row.pop("ts"), row))
         except Exception:  # never let a sampler bug stop the sender
