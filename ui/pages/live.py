@@ -173,8 +173,14 @@ class LiveSession:
             pn.Row(self.picker, sizing_mode="stretch_width"),
             self.message,
             self.kpis,
-            self.grid,
-            pn.Column(self.system.panel, sizing_mode="stretch_width", styles=section),
+            # dynamic: a tab's plots are drawn only while it is shown (each plot costs every
+            # layout pass of the page)
+            pn.Tabs(
+                ("Training", self.grid),
+                ("System", pn.Column(self.system.panel, sizing_mode="stretch_width", styles=section)),
+                dynamic=True,
+                sizing_mode="stretch_width",
+            ),
             pn.Row(
                 pn.Column(
                     pn.pane.HTML(h.format("Trainers"), stylesheets=[css(t)]),
