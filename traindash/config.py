@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,9 @@ class Resolver:
         self.env = environ() if env is None else env
         self.block = file_block or {}
 
-    def get(self, flag: str, env: str | None, dotted: str | None, default: Any, kind: type = str) -> Any:
+    def get(
+        self, flag: str, env: str | None, dotted: str | None, default: Any, kind: Callable[[Any], Any] = str
+    ) -> Any:
         value = self.flags.get(flag)
         source = f"--{flag.replace('_', '-')}"
         if value is None and env and env in self.env:

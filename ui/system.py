@@ -68,7 +68,7 @@ def add_gpu_util(client: QueryClient, runs: list[dict[str, Any]], timeout: float
         run["gpu_util_percent"] = util.get(run["run_id"])
 
 
-def split(cols: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[int, dict[str, np.ndarray]]]:
+def split(cols: Mapping[str, Any]) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
     """System rows (a streamed section or fetched history) as the process source's columns
     and each GPU's: rows without a ``gpu_index`` are the process and host rows."""
     n = len(cols["seq"])
@@ -87,10 +87,10 @@ def split(cols: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[int, dic
     t = col("t") if "t" in cols else col("ts", 1e3)
     gpu = col("gpu_index")
     proc = np.isnan(gpu)
-    process = {"seq": seq[proc], "t": t[proc]}
+    process: dict[str, Any] = {"seq": seq[proc], "t": t[proc]}
     for name in PROCESS_COLUMNS[2:]:
         process[name] = col(name)[proc]
-    gpus: dict[int, dict[str, np.ndarray]] = {}
+    gpus: dict[int, dict[str, Any]] = {}
     for index in np.unique(gpu[~proc]):
         at = gpu == index
         gpus[int(index)] = {"seq": seq[at], "t": t[at]} | {name: col(name)[at] for name in GPU_COLUMNS[2:]}
@@ -175,7 +175,7 @@ class SystemSection:
                     label_text_font_size="10px",
                     border_line_alpha=0,
                     spacing=0,
-                    padding=4,
+                    padding=4,  # type: ignore[arg-type]
                 )
             )
         self.grid.objects = [pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in self.figs.values()]
