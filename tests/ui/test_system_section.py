@@ -49,7 +49,7 @@ def test_system_section_shows_cpu_and_rss_lines_of_a_live_trainer(
         wait_for(lambda: _samples(collector, run_id) >= 2, 30, "samples to be committed")
         open_page(page, f"{ui_server.url}/?run={run_id}")
         assert not any(name.startswith("system:") for name in named(page))  # drawn when shown
-        page.get_by_role("tab", name="System").click()
+        page.locator(".bk-tab", has_text="System").first.click()
         wait_for(lambda: "system:cpu" in named(page), 30, "the system plots")
         models = named(page)
         assert {f"system:{key}" for key in SYSTEM_PLOTS} <= models.keys()
