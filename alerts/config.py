@@ -38,15 +38,30 @@ PRESETS: dict[str, dict[str, float]] = {
         "min_profit_warning": -1000.0,
     },
 }
+# The system-metrics rules' thresholds of each preset (issue 16). Kept apart so the guide's
+# AlertThresholds dicts stay exactly what the guide prints; a preset name brings both.
+SYSTEM_PRESETS: dict[str, dict[str, float]] = {
+    "conservative": {"gpu_idle_percent": 10.0, "gpu_idle_minutes": 5.0, "host_memory_percent": 90.0},
+    "moderate": {"gpu_idle_percent": 5.0, "gpu_idle_minutes": 10.0, "host_memory_percent": 95.0},
+    "aggressive": {"gpu_idle_percent": 2.0, "gpu_idle_minutes": 20.0, "host_memory_percent": 98.0},
+}
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The guide's three thresholds (MODERATE by default)."""
+    """The guide's three thresholds and the system rules' (MODERATE by default).
+
+    ``gpu_idle``: a running run's GPU under ``gpu_idle_percent`` utilisation for
+    ``gpu_idle_minutes``; ``host_memory_high``: its host's memory above
+    ``host_memory_percent``. A value of 0 (or less) turns that rule off.
+    """
 
     no_improvement_episodes: int = 100
     critical_loss_threshold: float = 1000.0
     min_profit_warning: float = -500.0
+    gpu_idle_percent: float = 5.0
+    gpu_idle_minutes: float = 10.0
+    host_memory_percent: float = 95.0
 
     @classmethod
     def from_value(cls, value: Any) -> Thresholds:
@@ -55,7 +70,7 @@ class Thresholds:
         if isinstance(value, str):
             if value.lower() not in PRESETS:
                 raise ConfigError(f"alerts thresholds preset {value!r} is not one of {', '.join(PRESETS)}")
-            value = PRESETS[value.lower()]
+            value = {**SYSTEM_PRESETS[value.lower()], **PRESETS[value.lower()]}
         if not isinstance(value, Mapping):
             raise ConfigError("alerts 'thresholds' must be an object or a preset name")
         base = cls()
@@ -68,6 +83,9 @@ class Thresholds:
                     value.get("critical_loss_threshold", base.critical_loss_threshold)
                 ),
                 min_profit_warning=float(value.get("min_profit_warning", base.min_profit_warning)),
+                gpu_idle_percent=float(value.get("gpu_idle_percent", base.gpu_idle_percent)),
+                gpu_idle_minutes=float(value.get("gpu_idle_minutes", base.gpu_idle_minutes)),
+                host_memory_percent=float(value.get("host_memory_percent", base.host_memory_percent)),
             )
         except (TypeError, ValueError):
             raise ConfigError(f"alerts 'thresholds' has a non-numeric value: {dict(value)!r}") from None

@@ -4,8 +4,8 @@ No I/O here. :class:`RuleEngine` keeps per-run state for the alerts service; the
 in-process ``check_training_health`` uses :func:`health_alerts`. Rule names (the ``rule``
 column of the ``alerts`` table): ``no_improvement``, ``loss_critical``, ``profit_low``,
 ``nan_metric``, ``training_complete``, ``training_crashed``, ``new_best``,
-``trainer_stalled``, ``trainer_lost``, ``trainer_recovered``, ``custom:<name>``, and
-``<rule>.recovered`` when a condition clears.
+``trainer_stalled``, ``trainer_lost``, ``trainer_recovered``, ``gpu_idle``,
+``host_memory_high``, ``custom:<name>``, and ``<rule>.recovered`` when a condition clears.
 """
 
 from __future__ import annotations
@@ -131,6 +131,58 @@ def stale_alert(
     )
 
 
+# -- the system-metrics conditions (issue 16) ---------------------------------------------------
+@dataclass
+class GpuState:
+    """What the GPU idle rule remembers about one GPU of a run."""
+
+    index: int
+    util: float | None = None
+    own: bool = False  # the run's process holds memory on it
+    idle_since: float | None = None  # start of the current spell under the threshold
+
+
+def idle_since(since: float | None, util: float | None, ts: float, threshold: float) -> float | None:
+    """When a GPU's spell of utilisation under ``threshold`` began (None while it is busy).
+
+    A sample NVML could not read neither starts nor ends a spell.
+    """
+    if util is None or not math.isfinite(util):
+        return since
+    if util < threshold:
+        return ts if since is None else since
+    return None
+
+
+def idle_gpus(gpus: Iterable[GpuState], ts: float, seconds: float) -> list[GpuState]:
+    """The run's GPUs idle for at least ``seconds``: those its process uses, or, when it
+    holds memory on none (or NVML cannot tell), every GPU of its host."""
+    gpus = list(gpus)
+    used = [g for g in gpus if g.own] or gpus
+    return [g for g in used if g.idle_since is not None and ts - g.idle_since >= seconds]
+
+
+def gpu_idle_alert(
+    idle: Iterable[GpuState], threshold: float, minutes: float, where: str
+) -> tuple[str, str, str, str]:
+    shown = ", ".join(f"GPU {g.index} at {_fmt(g.util)}%" for g in idle)
+    return (
+        "gpu_idle",
+        WARNING,
+        "GPU idle",
+        f"GPU utilisation under {_fmt(threshold)}% for {_fmt(minutes)} min for {where} ({shown})",
+    )
+
+
+def host_memory_alert(percent: float, limit: float, host: str, where: str) -> tuple[str, str, str, str]:
+    return (
+        "host_memory_high",
+        WARNING,
+        "Host memory high",
+        f"Memory of host {host} is {_fmt(percent)}% used, above {_fmt(limit)}%, for {where}",
+    )
+
+
 def health_alerts(
     latest: Mapping[str, Any],
     history: list[Mapping[str, Any]],
@@ -179,6 +231,7 @@ class RunState:
     announced: dict[str, Alert] = field(default_factory=dict)
     streaks: dict[str, int] = field(default_factory=dict)
     ended: bool = False
+    gpus: dict[str, GpuState] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -293,6 +346,53 @@ class RuleEngine:
         st.nonfinite["model"] = nonfinite(row)
         self._nan(run_id, st, now, out)
         self._loss(run_id, st, now, out, row)
+        return out
+
+    def on_system(self, run_id: str, row: Mapping[str, Any], now: float) -> list[Alert]:
+        """A ``system`` row: the host memory rule (process/host rows) or GPU idle (GPU rows).
+
+        Both hold only while the run is running; time is the sample's ``ts``.
+        """
+        st = self.state(run_id)
+        if self.ignored(run_id) or st.status != "running":
+            return []
+        out: list[Alert] = []
+        t = self.thresholds
+        where = _label(run_id, st.name)
+        ts = _num(row, "ts")
+        ts = now if ts is None else ts
+        index = _num(row, "gpu_index")
+        if index is None:
+            percent = _num(row, "host_mem_percent")
+            if percent is not None and t.host_memory_percent > 0:
+                host = str(row.get("host") or "?")
+                self._condition(
+                    run_id,
+                    st,
+                    now,
+                    out,
+                    percent > t.host_memory_percent,
+                    host_memory_alert(percent, t.host_memory_percent, host, where),
+                    {"host": host, "host_mem_percent": percent},
+                )
+            return out
+        if t.gpu_idle_minutes <= 0 or t.gpu_idle_percent <= 0:
+            return out
+        key = str(row.get("gpu_uuid") or int(index))
+        gpu = st.gpus.setdefault(key, GpuState(int(index)))
+        gpu.util = _num(row, "gpu_util_percent")
+        gpu.own = (_num(row, "gpu_proc_mem_bytes") or 0) > 0
+        gpu.idle_since = idle_since(gpu.idle_since, gpu.util, ts, t.gpu_idle_percent)
+        idle = idle_gpus(st.gpus.values(), ts, t.gpu_idle_minutes * 60)
+        self._condition(
+            run_id,
+            st,
+            now,
+            out,
+            bool(idle),
+            gpu_idle_alert(idle, t.gpu_idle_percent, t.gpu_idle_minutes, where),
+            {"gpus": [{"index": g.index, "util": g.util} for g in idle]},
+        )
         return out
 
     def on_end(self, run_id: str, row: Mapping[str, Any], now: float) -> list[Alert]:

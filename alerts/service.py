@@ -359,6 +359,8 @@ class AlertsService(GracefulExit):
             alerts = engine.on_run(run_id, row, now)
         elif kind is RecordKind.END:
             alerts = engine.on_end(run_id, row, now)
+        elif kind is RecordKind.SYSTEM:
+            alerts = engine.on_system(run_id, row, now)
         else:
             alerts = []
         for alert in alerts:

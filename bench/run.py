@@ -34,6 +34,7 @@ MODULES = (
     "query_api",
     "scalars",
     "gym_recorder",
+    "system_sampler",
 )
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+from traindash.config import interval
+
 HELP = "start simulated RL trading trainers (separate processes) that log to the collector"
 
 
@@ -26,6 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--interval", type=float, default=0.2, metavar="S", help="seconds between episodes (default 0.2)"
     )
     p.add_argument("--experiment", default="demo", help="experiment name (default demo)")
+    p.add_argument(
+        "--system-interval",
+        type=interval,
+        metavar="S",
+        help="seconds between CPU/memory/GPU samples of each trainer; 0 or off: none "
+        "(default 10; env TRAINDASH_SYSTEM_INTERVAL)",
+    )
     p.add_argument("--index", type=int, default=None, help=argparse.SUPPRESS)
 
 
@@ -35,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     if args.index is not None:
         from traindash.cli.demo_trainer import run_trainer
 
-        run_id = run_trainer(args.index, args.episodes, args.interval, args.experiment)
+        run_id = run_trainer(
+            args.index, args.episodes, args.interval, args.experiment, system_interval=args.system_interval
+        )
         print(f"trainer {args.index}: run {run_id} done", flush=True)
         return 0
     base = [
@@ -50,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         "--experiment",
         args.experiment,
     ]
+    if args.system_interval is not None:
+        base += ["--system-interval", str(args.system_interval)]
     procs = [subprocess.Popen(base + ["--index", str(i)]) for i in range(args.trainers)]
     print(f"started {args.trainers} demo trainers (experiment {args.experiment!r})", flush=True)
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from traindash.producer.logger import MetricsLogger
+from traindash.producer.logger import FROM_CONFIG, MetricsLogger
 
 
 @dataclass
@@ -78,8 +78,12 @@ def run_trainer(
     experiment: str = "demo",
     seed: int | None = None,
     model_every: int = 5,
+    system_interval: float | None = None,
 ) -> str:
-    """One simulated trainer; ``episodes=0`` runs until interrupted. Returns the run_id."""
+    """One simulated trainer; ``episodes=0`` runs until interrupted. Returns the run_id.
+
+    ``system_interval``: seconds between system-metrics samples (0: none; None: the config's).
+    """
     agent = DemoAgent(seed=index if seed is None else seed, episodes=episodes)
     hyper = {
         "learning_rate": agent.lr0,
@@ -94,6 +98,7 @@ def run_trainer(
         hyperparameters=hyper,
         tags=["demo", "dqn"],
         description=f"simulated DQN trading agent #{index}",
+        system_metrics_interval=FROM_CONFIG if system_interval is None else system_interval,
     )
     try:
         n = 0

@@ -12,7 +12,7 @@ from traindash.errors import UserError
 from traindash.query import run_sql
 from traindash.reports import EXPORT_TABLES, export_sql, runs_by_id_sql
 
-HELP = "export episodes (or model_metrics, runs, alerts) as JSON lines, CSV or Parquet"
+HELP = "export episodes (or model_metrics, runs, alerts, scalars, system) as JSON lines, CSV or Parquet"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -295,7 +295,7 @@ class Store:
                 ).fetchall()
             ]
             if ids and action == "delete":
-                for table in ("episodes", "model_metrics", "alerts", "scalars", "summaries"):
+                for table in ("episodes", "model_metrics", "alerts", "scalars", "summaries", "system"):
                     c.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest($1::VARCHAR[]))", [ids])
             if ids:
                 c.execute(

@@ -20,6 +20,7 @@ MODEL_METRICS = "model_metrics"
 ALERTS = "alerts"
 SCALARS = "scalars"
 SUMMARIES = "summaries"
+SYSTEM = "system"
 
 TABLE_OF_KIND = {
     RecordKind.EPISODE: EPISODES,
@@ -27,6 +28,7 @@ TABLE_OF_KIND = {
     RecordKind.ALERT: ALERTS,
     RecordKind.SCALARS: SCALARS,
     RecordKind.SUMMARY: SUMMARIES,
+    RecordKind.SYSTEM: SYSTEM,
 }
 
 # Column -> DuckDB type, in table order. Custom numeric fields become extra DOUBLE columns.
@@ -105,6 +107,39 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "max": "DOUBLE",
         "mean": "DOUBLE",
         "std": "DOUBLE",
+        "extra": "JSON",
+    },
+    # One row per sample for the process and its host (gpu_index NULL), one per GPU; see
+    # docs/system.md. Created by migration 3.
+    SYSTEM: {
+        "run_id": "VARCHAR",
+        "seq": "BIGINT",
+        "ts": "TIMESTAMP",
+        "host": "VARCHAR",
+        "pid": "BIGINT",
+        "gpu_index": "BIGINT",
+        "gpu_uuid": "VARCHAR",
+        "gpu_name": "VARCHAR",
+        "cpu_percent": "DOUBLE",
+        "rss_bytes": "BIGINT",
+        "host_cpu_percent": "DOUBLE",
+        "host_mem_used_bytes": "BIGINT",
+        "host_mem_total_bytes": "BIGINT",
+        "host_mem_percent": "DOUBLE",
+        "load_1m": "DOUBLE",
+        "load_5m": "DOUBLE",
+        "load_15m": "DOUBLE",
+        "disk_read_bytes_per_s": "DOUBLE",
+        "disk_write_bytes_per_s": "DOUBLE",
+        "net_recv_bytes_per_s": "DOUBLE",
+        "net_sent_bytes_per_s": "DOUBLE",
+        "gpu_util_percent": "DOUBLE",
+        "gpu_mem_used_bytes": "BIGINT",
+        "gpu_mem_total_bytes": "BIGINT",
+        "gpu_power_w": "DOUBLE",
+        "gpu_temp_c": "DOUBLE",
+        "gpu_sm_clock_mhz": "DOUBLE",
+        "gpu_proc_mem_bytes": "BIGINT",
         "extra": "JSON",
     },
 }

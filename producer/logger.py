@@ -12,6 +12,8 @@ import uuid
 import weakref
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import replace
+from enum import Enum
 from pathlib import Path
 from typing import Any, cast
 
@@ -42,6 +44,15 @@ SUMMARY_KEYS = (
     "max_drawdown",
     "training_time",
 )
+
+
+class _FromConfig(Enum):
+    """The default of ``system_metrics_interval``: whatever the config says."""
+
+    FROM_CONFIG = "from config"
+
+
+FROM_CONFIG = _FromConfig.FROM_CONFIG
 
 _open_loggers: weakref.WeakSet[MetricsLogger] = weakref.WeakSet()
 
@@ -92,6 +103,11 @@ class MetricsLogger:
             best episode, leaderboard, new-best alerts): ``"profit"`` (the guide's
             default), ``"episode_return"`` for runs recorded from environments, or any
             custom column. Higher is better, except for ``drawdown`` and ``loss``.
+        system_metrics_interval: seconds between samples of this process's CPU and memory,
+            its host's and its NVIDIA GPUs' (the ``system`` table; docs/system.md), taken off
+            the training thread by the sender. By default ``config.system_interval`` (10 s;
+            ``TRAINDASH_SYSTEM_INTERVAL``) for trainers and off for other roles; 0, None or
+            False switch it off.
     """
 
     def __new__(
@@ -124,6 +140,7 @@ class MetricsLogger:
         config: tdconfig.ProducerConfig | None = None,
         sender: str | None = None,
         objective: str = "profit",
+        system_metrics_interval: float | None | _FromConfig = FROM_CONFIG,
     ) -> None:
         if not isinstance(experiment_name, str) or not experiment_name:
             raise ValueError("experiment_name must be a non-empty string")
@@ -139,7 +156,9 @@ class MetricsLogger:
         self.buffer_size = buffer_size
         self.auto_save_interval = auto_save_interval
         self.enable_async = enable_async
-        self.config = config or tdconfig.ProducerConfig.resolve()
+        self.config = _with_system_interval(
+            config or tdconfig.ProducerConfig.resolve(), system_metrics_interval, role
+        )
         self.run_id = run_id or new_run_id(experiment_name)
         self.host = socket.gethostname()
         self.pid = os.getpid()
@@ -425,6 +444,24 @@ class MetricsLogger:
 
     def __repr__(self) -> str:
         return f"MetricsLogger(experiment_name={self.experiment_name!r}, run_id={self.run_id!r})"
+
+
+def _with_system_interval(
+    config: tdconfig.ProducerConfig, interval: float | None | _FromConfig, role: str
+) -> tdconfig.ProducerConfig:
+    if interval is FROM_CONFIG:
+        if role == "trainer":
+            return config
+        interval = 0.0
+    if interval is True:
+        interval = config.system_interval or tdconfig.ProducerConfig.system_interval
+    try:
+        seconds = tdconfig.interval(interval or 0.0)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"system_metrics_interval must be seconds >= 0 (0, None or False: off), not {interval!r}"
+        ) from None
+    return config if seconds == config.system_interval else replace(config, system_interval=seconds)
 
 
 def _mapping(value: Any, name: str, kwargs: dict[str, Any]) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ EPISODE = 0
 MODEL = 1
 OTHER = 2
 SCALARS = 3  # (SCALARS, ts, step, {name: value}) from MetricsLogger.log
+SYSTEM = 4  # (SYSTEM, ts, row): one row of a system-metrics sample (producer/system.py)
 
 EPISODE_FIELDS = (
     "episode",
@@ -285,6 +286,20 @@ def _other_section(row: tuple, seq: int) -> Section:
     return Section(kind, cols)
 
 
+def _system_section(rows: list[tuple], seqs: np.ndarray) -> Section:
+    """System rows with the same fields: numbers as float64 columns, tags as values."""
+    cols: dict[str, Any] = {"seq": seqs, "ts": _floats([r[1] for r in rows])}
+    for key in rows[0][2]:
+        values = [r[2][key] for r in rows]
+        if not NAME_RE.match(key) or key in ("seq", "ts", "run_id", "extra"):
+            continue
+        if all(isinstance(v, _NUMERIC) and not isinstance(v, bool) for v in values):
+            cols[key] = _floats(values)
+        else:
+            cols[key] = [plain(v) for v in values]
+    return Section(RecordKind.SYSTEM, cols)
+
+
 def _record_section(records: list[bytes], seqs: np.ndarray) -> Section:
     block = np.frombuffer(b"".join(records), RECORD_DTYPE)
     cols: dict[str, Any] = {"seq": seqs}
@@ -341,6 +356,8 @@ def _fields(row: tuple) -> tuple[RecordKind, dict[str, Any]]:
             fields["q_values"] = plain(_as_floats(row[5]))
         fields.update(model_fields(row))
         return RecordKind.MODEL, fields
+    if code == SYSTEM:
+        return RecordKind.SYSTEM, dict(row[2])
     return row[2], dict(row[3])
 
 
@@ -375,6 +392,8 @@ def _pack(rows: list[tuple], seq_of: np.ndarray) -> list[Section]:
             key = (MODEL, tuple(fields), row[5] is not None, "mean" in grads, "std" in grads)
         elif code == SCALARS:
             key = (SCALARS, tuple(row[3]))
+        elif code == SYSTEM:
+            key = (SYSTEM, tuple(row[2]))
         else:
             key = (OTHER, i)
         groups.setdefault(key, []).append(i)
@@ -387,6 +406,8 @@ def _pack(rows: list[tuple], seq_of: np.ndarray) -> list[Section]:
             sections.append(_model_section([rows[i] for i in idx], seqs, [model_extra[i] for i in idx]))
         elif key[0] == SCALARS:
             sections.append(_scalars_section([rows[i] for i in idx], seqs))
+        elif key[0] == SYSTEM:
+            sections.append(_system_section([rows[i] for i in idx], seqs))
         else:
             sections.append(_other_section(rows[idx[0]], int(seqs[0])))
     return sections

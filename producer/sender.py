@@ -21,9 +21,10 @@ import zmq
 
 from traindash import security, wire
 from traindash.config import ProducerConfig
-from traindash.producer.packing import pack
+from traindash.producer.packing import SYSTEM, pack
 from traindash.producer.spool import Spool, read_bodies, save_last_seq, spool_path
 from traindash.producer.stats import RunStats
+from traindash.producer.system import SystemSampler
 
 log = logging.getLogger("traindash.producer")
 
@@ -36,6 +37,8 @@ SNDHWM = 1000
 # Acks are cumulative, so a batch asks for one only this often (or when something waits
 # on it): each ack read is a GIL hand-off that a CPU-bound training thread pays for.
 ACK_EVERY = 0.25
+# The first system-metrics sample comes this soon (its rates need a baseline reading first).
+FIRST_SAMPLE_AFTER = 1.0
 
 
 _EVENTS = int(zmq.EVENTS)
@@ -113,6 +116,8 @@ class Sender(threading.Thread):
         self.failures = 0
         self._warned: set[str] = set()
         self.on_packed: Callable[[], None] | None = None
+        self.system: SystemSampler | None = None  # made on this thread: NVML may take a while
+        self.system_due = 0.0
         self._load_spool()
 
     # -- called from any thread -------------------------------------------------------
@@ -195,6 +200,8 @@ class Sender(threading.Thread):
             self._warn_once("sender", "traindash sender stopped on an error", exc_info=True)
         finally:
             self._finish()
+            if self.system is not None:
+                self.system.close()
             pub.close()
             sub.close()
             ctx.term()
@@ -207,6 +214,7 @@ class Sender(threading.Thread):
             self._idle(wait)
             now = time.monotonic()
             self._read_acks(sub, now)
+            self._sample_system(now)
             self.drain()
             # All the Python work of a wake-up comes first, and the sends last: each send
             # releases the GIL, and whatever runs after it is time a CPU-bound training
@@ -247,6 +255,27 @@ class Sender(threading.Thread):
                 pub.send_multipart(frames)
             if done:
                 return
+
+    def _sample_system(self, now: float) -> None:
+        """Queue a system-metrics sample of the training process when one is due."""
+        interval = self.config.system_interval
+        if interval <= 0 or now < self.system_due or self.stop_deadline is not None:
+            return
+        try:
+            if self.system is None:
+                # The first reading is a baseline; the first sample follows within a second.
+                self.system = SystemSampler(self.pid, self.host)
+                self.system_due = now + min(interval, FIRST_SAMPLE_AFTER)
+                return
+            # A fixed rate; a sample later than a whole interval starts the schedule again.
+            self.system_due += interval
+            if self.system_due <= now:
+                self.system_due = now + interval
+            for row in self.system.sample():
+                self.queue.append((SYSTEM, row.pop("ts"), row))
+        except Exception:  # never let a sampler bug stop the sender
+            self.system_due = now + interval
+            self._warn_once("system", "traindash: system metrics sampling failed", exc_info=True)
 
     def _idle(self, timeout: float) -> None:
         """Between wake-ups: sleep until woken or ``timeout``."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,9 @@ class Resolver:
         self.env = environ() if env is None else env
         self.block = file_block or {}
 
-    def get(self, flag: str, env: str | None, dotted: str | None, default: Any, kind: type = str) -> Any:
+    def get(
+        self, flag: str, env: str | None, dotted: str | None, default: Any, kind: Callable[[Any], Any] = str
+    ) -> Any:
         value = self.flags.get(flag)
         source = f"--{flag.replace('_', '-')}"
         if value is None and env and env in self.env:
@@ -93,6 +95,19 @@ class Resolver:
 
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
+
+
+OFF = ("", "0", "off", "false", "no", "none")
+
+
+def interval(value: Any) -> float:
+    """Seconds between samples; 0 (also ``off``, ``false``, ``none``, JSON false) is off."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in OFF):
+        return 0.0
+    seconds = float(value)
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ValueError(value)
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -210,6 +225,8 @@ class ProducerConfig:
     # through shared memory (see producer/shipper_client.py and producer/shipper.py).
     sender: str = "thread"
     curve: CurveClient | None = None
+    # Seconds between system-metrics samples (CPU, memory, GPUs; producer/system.py); 0 is off.
+    system_interval: float = 10.0
 
     @classmethod
     def resolve(
@@ -254,6 +271,13 @@ class ProducerConfig:
             ),
             sender=sender,
             curve=curve_client(env),
+            system_interval=r.get(
+                "system_interval",
+                "TRAINDASH_SYSTEM_INTERVAL",
+                "metrics_logging.system_metrics_interval",
+                cls.system_interval,
+                interval,
+            ),
         )
 
 

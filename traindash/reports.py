@@ -35,7 +35,7 @@ KEY_COLUMNS = frozenset({"run_id", "seq", "ts", "episode", "extra"})
 SETTING_COLUMNS = frozenset({"epsilon", "learning_rate"})
 # The trainer table's rate: episodes in this many seconds before the newest episode.
 RATE_WINDOW_S = 10
-EXPORT_TABLES = ("episodes", "model_metrics", "runs", "alerts")
+EXPORT_TABLES = ("episodes", "model_metrics", "runs", "alerts", "scalars", "summaries", "system")
 
 
 def sql_literal(value: str) -> str:

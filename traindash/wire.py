@@ -39,6 +39,9 @@ description, objective), ``episode``, ``model`` (loss, q summary and values, gra
 TensorBoard histogram or text at a step), ``end`` (status, final metrics), ``alert`` and
 ``mark`` (an alerts consumer's watermarks: consumer, run_ids, evaluated_seqs). Fields a
 reader does not know are kept, not dropped.
+
+A ``system`` record is one row of a CPU/memory/GPU sample (host, pid, gpu_index, gpu_uuid
+and figures with their units in their names; see docs/system.md).
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ class RecordKind(str, Enum):
     SCALARS = "scalars"
     SUMMARY = "summary"
     MARK = "mark"
+    SYSTEM = "system"
 
 
 @dataclass(frozen=True)

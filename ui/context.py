@@ -21,6 +21,7 @@ from traindash.reports import trainer_table_sql
 from traindash.ui.feed import RowsFeed
 from traindash.ui.history import History, alerts_sql, fetch_history, fetch_window
 from traindash.ui.render import css, nav_html
+from traindash.ui.system import add_gpu_util
 from traindash.ui.themes import Theme, get_theme
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class AppContext:
         """Runs (with rates) and the newest alerts, for the trainer table and alert feed."""
         with self.client() as client:
             runs = client.query(trainer_table_sql(), timeout=TABLE_TIMEOUT).to_pylist()
+            add_gpu_util(client, runs, TABLE_TIMEOUT)
             try:
                 alerts = client.query(alerts_sql([]), timeout=TABLE_TIMEOUT).to_pylist()
             except QueryError:

@@ -93,9 +93,16 @@ def ago(ts: float | None, now: float | None = None) -> str:
     return f"{secs / 3600:.1f} h ago"
 
 
+def gpu_cell(value: Any) -> str:
+    """The trainer table's GPU column: '87%', or blank without GPU samples."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return ""
+    return f"{value:.0f}%"
+
+
 def trainers_html(runs: Sequence[dict[str, Any]], now: float | None = None) -> str:
     """The trainer table: one row per run with host, pid, state, episodes/s, environment
-    steps/s (SPS, from the episodes' env steps), episodes and last seen."""
+    steps/s (SPS, from the episodes' env steps), episodes, GPU utilisation and last seen."""
     rows, classes = [], []
     for r in runs:
         status = r.get("status") or ""
@@ -110,12 +117,13 @@ def trainers_html(runs: Sequence[dict[str, Any]], now: float | None = None) -> s
                 f"{rate:.1f}",
                 "—" if r.get("sps") is None else f"{r['sps']:,.0f}",
                 r.get("episodes"),
+                gpu_cell(r.get("gpu_util_percent")),
                 ago(r.get("last_seen"), now),
             ]
         )
-        classes.append(["", "", "", level, "", "", "", ""])
+        classes.append(["", "", "", level, "", "", "", "gpu", ""])
     return table_html(
-        ["run", "host", "pid", "state", "episodes/s", "SPS", "episodes", "last seen"],
+        ["run", "host", "pid", "state", "episodes/s", "SPS", "episodes", "GPU", "last seen"],
         rows,
         "no trainer has connected yet",
         classes,

@@ -25,13 +25,16 @@ def exact_counts(c: CollectorProcess, episodes: int, model_every: int = 5) -> li
         "(SELECT count(DISTINCT seq) FROM episodes e WHERE e.run_id = r.run_id) AS d, "
         "(SELECT count(DISTINCT episode) FROM episodes e WHERE e.run_id = r.run_id) AS eps, "
         "(SELECT count(*) FROM model_metrics m WHERE m.run_id = r.run_id) AS m, "
-        "(SELECT count(DISTINCT seq) FROM model_metrics m WHERE m.run_id = r.run_id) AS md "
+        "(SELECT count(DISTINCT seq) FROM model_metrics m WHERE m.run_id = r.run_id) AS md, "
+        "(SELECT count(*) FROM system s WHERE s.run_id = r.run_id) AS s, "
+        "(SELECT count(DISTINCT seq) FROM system s WHERE s.run_id = r.run_id) AS sd "
         "FROM runs r WHERE r.role = 'trainer'"
     ).to_pylist()
     for r in rows:
         assert r["n"] == r["d"] == r["eps"] == episodes, r
         assert r["m"] == r["md"] == episodes // model_every, r
-        assert r["acked_seq"] == episodes + episodes // model_every + 2, r
+        assert r["s"] == r["sd"], r  # system samples, like every record, once each
+        assert r["acked_seq"] == episodes + episodes // model_every + r["s"] + 2, r
         assert r["status"] == "finished", r
     return rows
 

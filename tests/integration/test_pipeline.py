@@ -58,7 +58,8 @@ def test_many_trainer_processes_every_row_exactly_once(collector: CollectorProce
     for r in runs:
         total = collector.scalar(
             f"SELECT (SELECT count(*) FROM episodes WHERE run_id = '{r['run_id']}') + "
-            f"(SELECT count(*) FROM model_metrics WHERE run_id = '{r['run_id']}')"
+            f"(SELECT count(*) FROM model_metrics WHERE run_id = '{r['run_id']}') + "
+            f"(SELECT count(*) FROM system WHERE run_id = '{r['run_id']}')"
         )
         assert r["acked_seq"] == total + 2  # plus the run's start and end records
         assert r["host"] and r["pid"] > 0 and r["started_at"] is not None

@@ -40,6 +40,7 @@ from traindash.ui.series import (
     episode_rows,
     model_rows,
 )
+from traindash.ui.system import SystemSection
 from traindash.ui.themes import Theme
 from traindash.wire import RecordKind
 
@@ -156,6 +157,7 @@ class LiveSession:
         self.trainers = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
         self.alerts = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
         self.message = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
+        self.system = SystemSection(ctx, theme)
         self.callback: Any = None
         self.loaded = False
         self._prefetch: dict[str, Future] | None = None
@@ -192,7 +194,14 @@ class LiveSession:
             self.message,
             self.kpis,
             pn.Row(pn.pane.HTML(h.format("x axis"), stylesheets=[css(t)]), self.axis),
-            self.grid,
+            # dynamic: a tab's plots are drawn only while it is shown (each plot costs every
+            # layout pass of the page)
+            pn.Tabs(
+                ("Training", self.grid),
+                ("System", pn.Column(self.system.panel, sizing_mode="stretch_width", styles=section)),
+                dynamic=True,
+                sizing_mode="stretch_width",
+            ),
             pn.pane.HTML(h.format("Scalars"), stylesheets=[css(t)]),
             self.scalars.grid,
             pn.Row(
@@ -253,6 +262,7 @@ class LiveSession:
         self.scalars.reset(sources)
         if self.axis.value != "episode":
             set_episode_axis(figs, EPISODE_AXES[self.axis.value], self.axis.value)
+        self.system.rebuild([(s.run_id, s.label, s.color) for s in sources])
         for view in self.views.values():
             # js_on_change("streaming") fires in the browser after each stream() lands.
             view.sources.episodes.js_on_change("streaming", lag_probe(view.sources.episodes, self.lag))
@@ -342,6 +352,7 @@ class LiveSession:
 
     # -- updating (periodic callback, on the document's thread) -------------------------
     def tick(self) -> None:
+        self.system.tick()
         if not self.loaded:
             if self._prefetch is not None and all(f.done() for f in self._prefetch.values()):
                 self.load(self._generation)
@@ -356,6 +367,9 @@ class LiveSession:
         refresh = False
         for rows in items:
             kind = rows.section.kind
+            if kind is RecordKind.SYSTEM:
+                self.system.on_rows(rows.run_id, rows.section.cols)
+                continue
             if kind in (RecordKind.RUN, RecordKind.END, RecordKind.ALERT):
                 refresh = True
                 continue

@@ -24,7 +24,8 @@ def sql_page(ctx: AppContext) -> pn.Column:
     on_destroy(client.close)
     style = [css(theme)]
     box = pn.widgets.TextAreaInput(
-        name="Read-only SQL (one SELECT; tables: runs, episodes, model_metrics, alerts, view leaderboard)",
+        name="Read-only SQL (one SELECT; tables: runs, episodes, model_metrics, alerts, system, "
+        "view leaderboard)",
         value=DEFAULT_SQL,
         height=120,
         sizing_mode="stretch_width",
