@@ -180,6 +180,10 @@ class LiveSession:
                 ("System", pn.Column(self.system.panel, sizing_mode="stretch_width", styles=section)),
                 dynamic=True,
                 sizing_mode="stretch_width",
+                stylesheets=[
+                    f".bk-tab {{ color: {t.muted}; }} .bk-tab.bk-active {{ color: {t.accent}; "
+                    f"background: {t.card_bg}; border-color: {t.grid}; }}"
+                ],
             ),
             pn.Row(
                 pn.Column(
