@@ -153,7 +153,7 @@ def run(quick: bool = False) -> list[dict]:
     from tests.harness import CollectorProcess, free_endpoints
 
     rows = cpu_per_sample(100 if quick else 400)
-    rounds, episodes = (4, 300) if quick else (10, 600)
+    rounds, episodes = (4, 300) if quick else (8, 500)
     with tempfile.TemporaryDirectory(prefix="bench-system-") as tmp_name:
         tmp = Path(tmp_name)
         collector = CollectorProcess(

@@ -201,6 +201,10 @@ class LiveSession:
                 ("System", pn.Column(self.system.panel, sizing_mode="stretch_width", styles=section)),
                 dynamic=True,
                 sizing_mode="stretch_width",
+                stylesheets=[
+                    f".bk-tab {{ color: {t.muted}; }} .bk-tab.bk-active {{ color: {t.accent}; "
+                    f"background: {t.card_bg}; border-color: {t.grid}; }}"
+                ],
             ),
             pn.pane.HTML(h.format("Scalars"), stylesheets=[css(t)]),
             self.scalars.grid,
