@@ -88,7 +88,7 @@ class AlertRecorder:
         if now < self._next_probe:
             return False
         try:
-            with QueryClient(self.endpoints.query, timeout=PROBE_TIMEOUT) as client:
+            with QueryClient(self.endpoints.query, timeout=PROBE_TIMEOUT, lane="service") as client:
                 client.query("SELECT 1")
             return True
         except (QueryError, OSError):

@@ -102,7 +102,7 @@ class AlertsService(GracefulExit):
         sub.setsockopt(zmq.RCVHWM, RCVHWM)
         for kind in _SUBSCRIBE:
             sub.setsockopt(zmq.SUBSCRIBE, wire.rows_topic(kind))
-        client = QueryClient(self.config.endpoints.query, timeout=2.0, ctx=ctx)
+        client = QueryClient(self.config.endpoints.query, timeout=2.0, ctx=ctx, lane="service")
         try:
             self._connect(sub)
             self.recorder.start_run()
@@ -210,7 +210,7 @@ class AlertsService(GracefulExit):
 
     def _learn_role(self, run_id: str) -> None:
         try:
-            with QueryClient(self.config.endpoints.query, timeout=1.0) as client:
+            with QueryClient(self.config.endpoints.query, timeout=1.0, lane="service") as client:
                 table = client.query(
                     f"SELECT coalesce(role, 'trainer') AS role, name FROM runs "
                     f"WHERE run_id = {sql_literal(run_id)}"

@@ -87,7 +87,9 @@ def _micros(ts: float | None) -> int | None:
 class Store:
     """The collector's DuckDB file."""
 
-    def __init__(self, path: Path, memory_limit: str = "1GB") -> None:
+    def __init__(
+        self, path: Path, memory_limit: str = "1GB", readers: int = 0, reader_memory_limit: str = ""
+    ) -> None:
         if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit):
             raise StoreError(f"memory limit {memory_limit!r} is not like '512MB' or '2GB'")
         self.path = path
@@ -107,6 +109,11 @@ class Store:
         # it, and on no query being able to change settings back.
         self.con.execute(f"SET memory_limit = '{memory_limit}'")
         self.con.execute("SET enable_external_access = false")
+        # The query workers' cursors; a cursor's own settings can only be made before the lock.
+        self.readers = [self.con.cursor() for _ in range(readers)]
+        if reader_memory_limit:
+            for cursor in self.readers:
+                cursor.execute(f"SET operator_memory_limit = '{reader_memory_limit}'")
         self.con.execute("SET lock_configuration = true")
         self.columns = {t: self._columns(t) for t in CORE_COLUMNS}
         self.known: set[str] = set()

@@ -24,7 +24,7 @@ STOP_TIMEOUT = 10.0
 def collector_answers(query_endpoint: str, timeout: float = 0.5) -> bool:
     """True when a collector answers a trivial query on ``query_endpoint``."""
     try:
-        with QueryClient(query_endpoint, timeout=timeout) as client:
+        with QueryClient(query_endpoint, timeout=timeout, lane="service") as client:
             client.query("SELECT 1")
         return True
     except CollectorUnavailable:

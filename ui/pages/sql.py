@@ -29,7 +29,7 @@ def to_csv(table: pa.Table) -> str:
 
 def sql_page(ctx: AppContext) -> pn.Column:
     theme = ctx.session_theme()
-    client = ctx.client()
+    client = ctx.client(lane="console")
     on_destroy(client.close)
     style = [css(theme)]
     box = pn.widgets.TextAreaInput(
