@@ -8,7 +8,8 @@ DuckDB cursor, so readers do not wait behind each other), and stops what nobody 
   ``query_timeout`` has passed, which the client cancelled, or whose client disconnected
   (a socket monitor reports the connection's file descriptor) is interrupted
   (``cursor.interrupt()``) or withdrawn from its queue;
-* while the collector's RSS is past its bound, the queries that grew it are interrupted.
+* queries that hold too much of DuckDB's memory, or grew the RSS past its bound, are
+  interrupted by the memory guard (:mod:`traindash.collector.querymemory`).
 
 Clients that send a request ``id`` get a ``progress`` message at once (queued behind N, or
 started), so a client that gives up can say "busy" rather than "no collector". Everything
@@ -19,29 +20,23 @@ Results travel as an Arrow IPC stream. See docs/queries.md.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 
 import duckdb
 import pyarrow as pa
 import zmq
 
 from traindash import security, wire
+from traindash.collector.querymemory import QUERY_SHARE, MemoryGuard, memory_bound, mib, rss
 from traindash.collector.queryqueue import CONSOLE, SERVICE, Job, QueueFull, Scheduler
-from traindash.collector.queryrun import QueryRefused, ResultTooLarge, check_sql, classify, run_query
-from traindash.collector.querystats import (
-    ANSWERED,
-    CUT_OFF,
-    FAILED,
-    INTERRUPTED,
-    REFUSED,
-    WITHDRAWN,
-    QueryStats,
-)
+from traindash.collector.querystats import REFUSED, WITHDRAWN, QueryStats
+from traindash.collector.queryworker import CUT_MESSAGES, Outcome, Worker
 from traindash.config import CollectorConfig, parse_size
 
 log = logging.getLogger("traindash.collector.query")
@@ -50,91 +45,22 @@ TICK_MS = 20  # deadline and memory checks while queries run or wait
 IDLE_MS = 100
 MANAGE_TIMEOUT = 30.0
 RECV_BURST = 200
-# A query is blamed for the RSS past the bound only if RSS grew this much since it started.
-MEMORY_GROWTH_SLACK = 32 * 1024 * 1024
-BASE_HEADROOM = 512 * 1024 * 1024
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-# Why the server stopped a query -> the sentence its client reads.
-CUT_MESSAGES = {
-    "client-timeout": "query cancelled after {limit:g} s: your client's timeout passed",
-    "query-timeout": "query cancelled after {limit:g} s (the collector's query_timeout)",
-    "cancelled": "query cancelled by your client",
-    "disconnected": "query cancelled: your client disconnected",
-    "memory": "query cancelled: the collector's memory passed its bound ({bound})",
-    "shutdown": "query cancelled: the collector is shutting down",
-}
-
-
-def per_query_memory(config: CollectorConfig) -> str:
-    """DuckDB's ``operator_memory_limit`` for each query cursor."""
-    if config.query_memory_limit:
-        return config.query_memory_limit
-    return f"{parse_size(config.memory_limit) // (2 * config.query_workers)}B"
-
-
-def memory_bound(config: CollectorConfig) -> int:
-    """RSS in bytes past which queries are interrupted: DuckDB's memory_limit, about three
-    copies of a full result per worker (the Arrow stream, its growth, the reply), 512 MiB."""
-    if config.memory_bound:
-        return parse_size(config.memory_bound)
-    results = 3 * config.query_workers * config.query_max_bytes
-    return parse_size(config.memory_limit) + results + BASE_HEADROOM
-
-
-def rss() -> int:
-    """This process's resident memory in bytes (0 where /proc is not there)."""
-    try:
-        with open("/proc/self/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:,.0f} MiB"
-
-
-class Worker(threading.Thread):
-    """Runs one query at a time on its own DuckDB cursor; hands answers to the router."""
-
-    def __init__(self, index: int, cursor: duckdb.DuckDBPyConnection, server: QueryServer) -> None:
-        super().__init__(name=f"traindash-query-{index}", daemon=True)
-        self.cursor = cursor
-        self.server = server
-        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self.current: Job | None = None
-        self._lock = threading.Lock()
-
-    def interrupt(self, job: Job, reason: str) -> bool:
-        """Stop ``job`` if it still runs here; the first reason given is kept."""
-        with self._lock:
-            if self.current is not job or job.cut is not None:
-                return False
-            job.cut = reason
-            self.cursor.interrupt()
-            return True
-
-    def run(self) -> None:
-        while (job := self.jobs.get()) is not None:
-            with self._lock:
-                self.current = job
-            outcome = self.server.execute(self.cursor, job)
-            with self._lock:
-                self.current = None
-            self.server.done.put((self, job, *outcome))
-            self.server.wake_up()
+# After a commit ran out of DuckDB memory: how long no query starts, how long to wait for
+# the interrupted ones to stop.
+HOLD_S = 0.5
+YIELD_WAIT_S = 2.0
 
 
 class QueryServer(threading.Thread):
     """Answers the query socket until ``stop()``; see the module docstring."""
 
     def __init__(
-        self, ctx: zmq.Context, config: CollectorConfig, cursors: list[duckdb.DuckDBPyConnection]
+        self,
+        ctx: zmq.Context,
+        config: CollectorConfig,
+        cursor: Callable[[], duckdb.DuckDBPyConnection],
     ) -> None:
         super().__init__(name="traindash-query", daemon=True)
-        if len(cursors) < config.query_workers:
-            raise ValueError(f"{config.query_workers} query workers need as many cursors")
         self.ctx = ctx
         self.config = config
         self.timeout = config.query_timeout
@@ -156,7 +82,15 @@ class QueryServer(threading.Thread):
         self._wake_r, self._wake_w = socket.socketpair()
         for end in (self._wake_r, self._wake_w):
             end.setblocking(False)
-        self.workers = [Worker(i, c, self) for i, c in enumerate(cursors[: config.query_workers])]
+        probe = cursor()
+        self.duckdb_memory_limit = probe.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        limit = parse_size(self.duckdb_memory_limit)
+        self.guard = MemoryGuard(probe, limit, self.bound, self._running)
+        bounds = {"bound": mib(self.bound), "memory_limit": mib(limit), "share": f"{QUERY_SHARE:.0%}"}
+        self.workers = [
+            Worker(i, cursor(), self.max_bytes, bounds, self._worker_done)
+            for i in range(config.query_workers)
+        ]
         self.idle = list(self.workers)
         self.sched = Scheduler(config.query_workers, config.query_reserved)
         self.stats = QueryStats()
@@ -165,18 +99,36 @@ class QueryServer(threading.Thread):
         self._fd_clients: dict[int, set[bytes]] = {}
         self.monitor: zmq.Socket | None = None
         self._stop_flag = threading.Event()
-        self.duckdb_memory_limit = cursors[0].sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        self._hold_until = 0.0
         # Writes (archive/delete) go to the collector's writer loop, which owns the store.
         self.manage_requests: queue.Queue[tuple[wire.Manage, Future]] = queue.Queue()
         self._manage_waiting: list[tuple[Future, list[bytes], wire.Manage, float]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
-    def wake_up(self) -> None:
-        """Called by workers: the router has answers to send."""
+    def _running(self) -> list[tuple[Job, Callable[[str], bool]]]:
+        """For the memory guard: the running jobs, each with a way to interrupt it."""
+        return [(j, partial(w.interrupt, j)) for w in self.workers if (j := w.current) is not None]
+
+    def _worker_done(self, worker: Worker, job: Job, outcome: Outcome) -> None:
+        """On a worker's thread: hand the answer to the router thread and wake it."""
+        self.done.put((worker, job, *outcome))
         try:
             self._wake_w.send(b"x")
         except OSError:
             pass  # full (the router is due to wake anyway) or closed (shutting down)
+
+    def yield_memory(self) -> None:
+        """Called by the writer when a commit ran out of DuckDB memory, before it retries:
+        interrupt the running queries (console ones, or all when none of those runs), hold
+        new ones back for a moment and wait until the interrupted ones have stopped."""
+        self._hold_until = time.monotonic() + HOLD_S
+        busy = [(w, j) for w in self.workers if (j := w.current) is not None]
+        victims = [(w, j) for w, j in busy if j.lane == CONSOLE] or busy
+        for worker, job in victims:
+            worker.interrupt(job, "ingest-first")
+        deadline = time.monotonic() + YIELD_WAIT_S
+        while time.monotonic() < deadline and any(w.current is j for w, j in victims):
+            time.sleep(0.005)
 
     def stop(self) -> None:
         self._stop_flag.set()
@@ -187,19 +139,20 @@ class QueryServer(threading.Thread):
 
     def run(self) -> None:
         log.info(
-            "query server: %d workers (%d kept for the service lane), DuckDB memory_limit %s, "
-            "per query %s, result cap %s rows / %s, memory bound %s",
+            "query server: %d workers (%d kept for the service lane), DuckDB memory_limit %s "
+            "(queries may hold %.0f%%), result cap %s rows / %s, memory bound %s",
             len(self.workers),
             self.config.query_reserved,
             self.duckdb_memory_limit,
-            self.workers[0].cursor.sql("SELECT current_setting('operator_memory_limit')").fetchall()[0][0],
+            100 * QUERY_SHARE,
             f"{self.max_rows:,}",
-            _mib(self.max_bytes),
-            _mib(self.bound),
+            mib(self.max_bytes),
+            mib(self.bound),
         )
         self.monitor = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         for worker in self.workers:
             worker.start()
+        self.guard.start()
         poller = zmq.Poller()
         for sock in (self.sock, self.monitor, self._wake_r):
             poller.register(sock, zmq.POLLIN)
@@ -233,6 +186,7 @@ class QueryServer(threading.Thread):
         for job in self.sched.drain():
             self.stats.record(job, WITHDRAWN, "shutdown")
         self.stop()
+        self.guard.stopping.set()
         for worker in self.workers:
             worker.jobs.put(None)
         for worker in self.workers:
@@ -240,6 +194,7 @@ class QueryServer(threading.Thread):
                 worker.join(timeout=5)
             if not worker.is_alive():
                 worker.cursor.close()
+        self.guard.join(timeout=1)
         if self.monitor is not None:
             self.sock.disable_monitor()
             self.monitor.close(0)
@@ -338,6 +293,8 @@ class QueryServer(threading.Thread):
 
     # -- running ---------------------------------------------------------------------------
     def _dispatch(self) -> None:
+        if time.monotonic() < self._hold_until:
+            return
         while self.idle:
             job = self.sched.next()
             if job is None:
@@ -349,35 +306,6 @@ class QueryServer(threading.Thread):
             worker.jobs.put(job)
             if job.rid is not None:
                 self._send(job.envelope, wire.Progress(job.rid, 0, True))
-
-    def execute(self, cursor: duckdb.DuckDBPyConnection, job: Job) -> tuple[str, str, wire.Message]:
-        """On a worker: ``(outcome, reason, reply)`` for one job."""
-        try:
-            if job.cut is None:
-                check_sql(cursor, job.sql, self.max_bytes)
-                answer = run_query(cursor, job.sql, job.max_rows, self.max_bytes)
-                reply = wire.Result(memoryview(answer.arrow), answer.truncated, job.rid)
-                return (CUT_OFF, "row-cap", reply) if answer.truncated else (ANSWERED, "", reply)
-        except QueryRefused as exc:
-            return REFUSED, exc.reason, wire.Error(str(exc), job.rid)
-        except ResultTooLarge as exc:
-            return CUT_OFF, "byte-cap", wire.Error(str(exc), job.rid)
-        except Exception as exc:  # a query must never end the server
-            reason, message = classify(exc)
-            if job.cut is None and reason == "memory-limit":
-                return CUT_OFF, reason, wire.Error(message, job.rid)
-            if job.cut is None and reason == "error":
-                if not isinstance(exc, duckdb.Error):
-                    log.exception("query failed")
-                    message = f"internal error: {type(exc).__name__}"
-                return FAILED, reason, wire.Error(message, job.rid)
-        reason = job.cut or "interrupted"
-        text = CUT_MESSAGES.get(reason, "query interrupted")
-        return (
-            INTERRUPTED,
-            reason,
-            wire.Error(text.format(limit=job.limit_s, bound=_mib(self.bound)), job.rid),
-        )
 
     def _finish(self) -> None:
         while True:
@@ -400,18 +328,6 @@ class QueryServer(threading.Thread):
         for job in list(self.sched.running):
             if now >= job.deadline:
                 self._where[job].interrupt(job, "client-timeout" if job.by_client else "query-timeout")
-        if self.sched.running:
-            current = rss()
-            if current > self.bound:
-                self._relieve(current)
-
-    def _relieve(self, current: int) -> None:
-        """Interrupt the queries that grew the RSS past the bound, console ones first."""
-        grew = [j for j in self.sched.running if current - j.rss_at_start > MEMORY_GROWTH_SLACK]
-        victims = [j for j in grew if j.lane == CONSOLE] or [j for j in grew if j.lane == SERVICE]
-        for job in victims:
-            if self._where[job].interrupt(job, "memory"):
-                log.warning("collector RSS %s is past its bound %s", _mib(current), _mib(self.bound))
 
     def _manage_replies(self) -> None:
         waiting, self._manage_waiting = self._manage_waiting, []

@@ -15,7 +15,7 @@ from collections import Counter
 import zmq
 
 from traindash import security, wire
-from traindash.collector.queryserver import QueryServer, per_query_memory
+from traindash.collector.queryserver import QueryServer
 from traindash.collector.sequencer import Sequencer
 from traindash.collector.store import Store, StoreError, Work
 from traindash.config import CollectorConfig, ConfigError
@@ -92,11 +92,12 @@ class Collector(GracefulExit):
             self.rows.setsockopt(zmq.LINGER, 500)
             _bind(self.rows, config.endpoints.rows, "rows")
             try:
-                self.store = self._open_store()
+                self.store = Store(config.db, config.memory_limit)
             except StoreError as exc:
                 raise CollectorError(str(exc)) from None
             try:
-                self.queries = QueryServer(self.ctx, config, self.store.readers)
+                self.queries = QueryServer(self.ctx, config, self.store.cursor)
+                self.store.on_memory_pressure = self.queries.yield_memory
             except zmq.ZMQError as exc:
                 self.store.close()
                 if exc.errno == errno.EADDRINUSE:
@@ -112,10 +113,6 @@ class Collector(GracefulExit):
         self.seq = Sequencer(self.store.marks())
         self.work = Work()
         self.ack_due: set[str] = set()
-
-    def _open_store(self) -> Store:
-        c = self.config
-        return Store(c.db, c.memory_limit, c.query_workers, per_query_memory(c))
 
     def _socket(self, kind: int) -> zmq.Socket:
         sock = self.ctx.socket(kind)
@@ -285,9 +282,10 @@ class Collector(GracefulExit):
             self.queries.stop()
             self.queries.join(timeout=5)
             self.store.con.close()
-            self.store = self._open_store()
+            self.store = Store(self.config.db, self.config.memory_limit)
             self.seq = Sequencer(self.store.marks())
-            self.queries = QueryServer(self.ctx, self.config, self.store.readers)
+            self.queries = QueryServer(self.ctx, self.config, self.store.cursor)
+            self.store.on_memory_pressure = self.queries.yield_memory
             self.queries.start()
         except Exception as exc:
             log.error("could not reopen the database: %s", exc)

@@ -147,12 +147,11 @@ class CollectorConfig:
     lost_after: float = 30.0
     memory_limit: str = "1GB"
     # Query workers (docs/queries.md): how many, how many only the service lane may use,
-    # a single result's byte cap, DuckDB's per-query memory ("" = memory_limit / (2 x
-    # workers)) and the RSS past which queries are interrupted ("" = derived, see there).
+    # a single result's byte cap, and the RSS past which queries are interrupted ("" =
+    # derived from the others, see there).
     query_workers: int = 4
     query_reserved: int = 1
     query_max_bytes: int = 64 * 1024 * 1024
-    query_memory_limit: str = ""
     memory_bound: str = ""
     curve_secret: Path | None = None
     curve_allow: Path | None = None
@@ -223,9 +222,6 @@ def _query_settings(r: Resolver) -> dict[str, Any]:
             c.query_max_bytes,
             int,
         ),
-        "query_memory_limit": r.get(
-            "query_memory_limit", "TRAINDASH_QUERY_MEMORY_LIMIT", "collector.query_memory_limit", ""
-        ),
         "memory_bound": r.get("memory_bound", "TRAINDASH_MEMORY_BOUND", "collector.memory_bound", ""),
     }
     if not 0 <= out["query_reserved"] < out["query_workers"]:
@@ -235,9 +231,8 @@ def _query_settings(r: Resolver) -> dict[str, Any]:
         )
     if out["query_max_bytes"] < 1024:
         raise ConfigError(f"query_max_bytes {out['query_max_bytes']} is below 1024")
-    for key in ("query_memory_limit", "memory_bound"):
-        if out[key]:
-            parse_size(out[key])
+    if out["memory_bound"]:
+        parse_size(out["memory_bound"])
     return out
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from traindash.collector.queryqueue import Job, QueueFull, Scheduler
 from traindash.collector.queryrun import QueryRefused, check_sql, run_query
-from traindash.collector.queryserver import memory_bound, per_query_memory
+from traindash.collector.querymemory import memory_bound
 from traindash.config import CollectorConfig, ConfigError, parse_size
 
 
@@ -124,7 +124,6 @@ def test_sizes_and_bounds() -> None:
     with pytest.raises(ConfigError):
         parse_size("lots")
     cfg = CollectorConfig(memory_limit="1GB", query_workers=4, query_max_bytes=64 * 2**20)
-    assert per_query_memory(cfg) == "125000000B"
     assert memory_bound(cfg) == 10**9 + 12 * 64 * 2**20 + 512 * 2**20
     assert memory_bound(CollectorConfig(memory_bound="3GB")) == 3 * 10**9
     with pytest.raises(ConfigError, match="query_reserved"):

@@ -222,6 +222,7 @@ def test_memory_bombs_stay_within_the_bound_and_ingest_goes_on(
         print(f"\n{sql[:60]!r}: {outcome[:150]}")
     print(f"\ncollector peak RSS {peak[0] / 2**20:,.0f} MiB; bound {bound / 2**20:,.0f} MiB")
     assert c.proc.poll() is None
+    print("".join(line + "\n" for line in c.log().splitlines() if " ERROR " in line or "reopen" in line))
     assert peak[0] <= bound
     for sql in BOMBS[:3]:
         assert "refused here" in outcomes[sql]
