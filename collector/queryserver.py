@@ -35,6 +35,7 @@ import zmq
 from traindash import security, wire
 from traindash.collector.querymemory import QUERY_SHARE, MemoryGuard, memory_bound, mib, rss
 from traindash.collector.queryqueue import CONSOLE, SERVICE, Job, QueueFull, Scheduler
+from traindash.collector.queryrun import run_query
 from traindash.collector.querystats import REFUSED, WITHDRAWN, QueryStats
 from traindash.collector.queryworker import CUT_MESSAGES, Outcome, Worker
 from traindash.config import CollectorConfig, parse_size
@@ -149,6 +150,12 @@ class QueryServer(threading.Thread):
             mib(self.max_bytes),
             mib(self.bound),
         )
+        # The first Arrow result of a process costs about half a second (pyarrow's set-up):
+        # pay it here, not in the first client's timeout.
+        try:
+            run_query(self.workers[0].cursor, "SELECT 1", 1, self.max_bytes)
+        except Exception as exc:
+            log.warning("query server warm-up failed: %s", exc)
         self.monitor = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         for worker in self.workers:
             worker.start()

@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from traindash.config import Endpoints, ProducerConfig
-from traindash.query import CollectorUnavailable, QueryClient, QueryError
+from traindash.query import CollectorBusy, CollectorUnavailable, QueryClient, QueryError, QueryTimeout
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,7 +127,7 @@ class CollectorProcess:
         try:
             self.query("SELECT 1", timeout=0.5)
             return True
-        except CollectorUnavailable:
+        except (CollectorUnavailable, CollectorBusy, QueryTimeout):
             return False
 
     def query(self, sql: str, timeout: float = 10.0) -> pa.Table:
