@@ -49,6 +49,7 @@ RECV_BURST = 200
 # After a commit ran out of DuckDB memory: how long no query starts, how long to wait for
 # the interrupted ones to stop.
 HOLD_S = 0.5
+STOP_TIMEOUT = 4.0  # for the workers to finish at shutdown (the collector waits 5 s)
 YIELD_WAIT_S = 2.0
 
 
@@ -196,12 +197,14 @@ class QueryServer(threading.Thread):
         self.guard.stopping.set()
         for worker in self.workers:
             worker.jobs.put(None)
+        deadline = time.monotonic() + STOP_TIMEOUT
         for worker in self.workers:
             if worker.is_alive():
-                worker.join(timeout=5)
+                worker.join(timeout=max(0.0, deadline - time.monotonic()))
             if not worker.is_alive():
                 worker.cursor.close()
-        self.guard.join(timeout=1)
+        if self.guard.is_alive():
+            self.guard.join(timeout=1)
         if self.monitor is not None:
             self.sock.disable_monitor()
             self.monitor.close(0)
