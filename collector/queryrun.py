@@ -131,7 +131,7 @@ def _constant(node: dict) -> Any:
     text = literal.get("text")
     if literal.get("kind") in ("INTEGER", "BIGINT", "HUGEINT", "UBIGINT", "SMALLINT", "TINYINT"):
         try:
-            return int(text)
+            return int(str(text))
         except (TypeError, ValueError):
             return None
     return text

@@ -11,6 +11,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -88,7 +89,7 @@ class QueryStats:
 
     def table(self) -> pa.Table:
         """One row per (lane, outcome, reason), answered queries first."""
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"lane": lane, "outcome": ANSWERED, "reason": "", "count": n}
             for lane, n in sorted(self.answered.items())
         ]

@@ -65,9 +65,10 @@ class Worker(threading.Thread):
     def interrupt(self, job: Job, reason: str) -> bool:
         """Stop ``job`` if it still runs here; the first reason given is kept."""
         with self._lock:
-            if self.current is not job or job.cut is not None:
+            running = self.current
+            if job.cut is not None or running is not job:
                 return False
-            job.cut = reason
+            running.cut = reason
             self.cursor.interrupt()
             return True
 
