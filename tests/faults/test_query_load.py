@@ -91,6 +91,8 @@ def test_hostile_queries_from_one_client_do_not_stall_another(collector: Collect
         after_cli = timed(other, "SELECT count(*) FROM runs")
         wait_for(lambda: idle(watch), 20, "the hostile queries to be stopped")
         after = counts(watch)
+        with pytest.raises(QueryError, match="repeat.. is refused here"):
+            other.query(HOSTILE[1])  # refused before it runs, whatever the machine's speed
     print(
         f"\ntrivial query while four hostile ones were piled: {piled:.3f} s (console), "
         f"{service:.3f} s (service lane); right after four given-up queries: {after_cli:.3f} s"
@@ -103,7 +105,6 @@ def test_hostile_queries_from_one_client_do_not_stall_another(collector: Collect
     assert not_answered(before, after_pile) == len(HOSTILE)
     assert after_pile.get(("withdrawn", "client-timeout"), 0) >= 1
     assert not_answered(after_pile, after) == len(HOSTILE)
-    assert after.get(("refused", "oversized-value"), 0) == 1
     log = collector.log()
     assert "query interrupted (client-timeout)" in log or "query interrupted (cancelled)" in log
     assert "query refused (oversized-value)" in log
