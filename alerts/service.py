@@ -116,7 +116,7 @@ class AlertsService(GracefulExit):
         sub.setsockopt(zmq.RCVHWM, RCVHWM)
         # Every kind: each seq of a run must arrive for its rows to be evaluated in order.
         sub.setsockopt(zmq.SUBSCRIBE, wire.rows_topic())
-        client = QueryClient(self.config.endpoints.query, timeout=3.0, ctx=ctx)
+        client = QueryClient(self.config.endpoints.query, timeout=3.0, ctx=ctx, lane="service")
         self.history = History(client, self.config.consumer)
         try:
             self._connect(sub)

@@ -35,6 +35,7 @@ MODULES = (
     "scalars",
     "gym_recorder",
     "system_sampler",
+    "query_load",
 )
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 

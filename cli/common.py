@@ -54,7 +54,8 @@ def add_read_options(
         type=float,
         default=timeout,
         metavar="S",
-        help=f"how long to wait for a collector before opening the file (default {timeout:g})",
+        help=f"how long to wait for the collector's answer; the query is cancelled then "
+        f"(with no collector answering, the file is opened instead; default {timeout:g})",
     )
     add_db(p)
     add_endpoints(p, "query")

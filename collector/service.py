@@ -105,14 +105,8 @@ class Collector(GracefulExit):
             except StoreError as exc:
                 raise CollectorError(str(exc)) from None
             try:
-                self.queries = QueryServer(
-                    self.ctx,
-                    config.endpoints.query,
-                    self.store.cursor(),
-                    config.query_timeout,
-                    config.query_max_rows,
-                    config.curve_secret,
-                )
+                self.queries = QueryServer(self.ctx, config, self.store.cursor)
+                self.store.on_memory_pressure = self.queries.yield_memory
             except zmq.ZMQError as exc:
                 self.store.close()
                 if exc.errno == errno.EADDRINUSE:
@@ -317,14 +311,8 @@ class Collector(GracefulExit):
             self.store.con.close()
             self.store = Store(self.config.db, self.config.memory_limit)
             self.seq = Sequencer(self.store.marks())
-            self.queries = QueryServer(
-                self.ctx,
-                self.config.endpoints.query,
-                self.store.cursor(),
-                self.config.query_timeout,
-                self.config.query_max_rows,
-                self.config.curve_secret,  # never plaintext after a reopen
-            )
+            self.queries = QueryServer(self.ctx, self.config, self.store.cursor)
+            self.store.on_memory_pressure = self.queries.yield_memory
             self.queries.start()
         except Exception as exc:
             log.error("could not reopen the database: %s", exc)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +87,9 @@ class Store:
         self.con.execute("SET lock_configuration = true")
         self.columns = {t: self._columns(t) for t in CORE_COLUMNS}
         self.known: set[str] = set()
+        # Called when a commit ran out of DuckDB memory, before its one retry: the query
+        # server interrupts the queries that hold it, so ingest comes first.
+        self.on_memory_pressure: Callable[[], None] | None = None
 
     def _create_views(self) -> None:
         # Views are derived, not versioned: made anew on every open, after the migrations.
@@ -114,8 +117,19 @@ class Store:
 
     def commit(self, work: Work) -> None:
         """Write ``work`` in one transaction; on failure nothing is kept."""
+        try:
+            self._commit_once(work)
+        except StoreError as exc:
+            if self.on_memory_pressure is None or not _out_of_memory(exc):
+                raise
+            log.warning("%s; queries yield DuckDB's memory and the commit is tried again", exc)
+            self.on_memory_pressure()
+            self._commit_once(work)
+
+    def _commit_once(self, work: Work) -> None:
         c = self.con
         added: dict[str, dict[str, str]] = {}
+        committing = False
         try:
             c.execute("BEGIN TRANSACTION")
             for stream_id, section in work.sections:
@@ -134,16 +148,35 @@ class Store:
                     "UPDATE runs SET owner_key = ? WHERE run_id = ? AND owner_key IS NULL",
                     [[key, run] for run, key in work.owners.items()],
                 )
+            committing = True
             c.execute("COMMIT")
         except Exception as exc:
             try:
                 c.execute("ROLLBACK")
             except duckdb.Error:
                 pass
+            if committing and self._landed(work.marks):
+                # DuckDB can report a failed COMMIT (out of memory) that still took effect:
+                # the marks prove it, and treating it as failed would store re-sent rows twice.
+                log.warning("COMMIT reported %r, but the transaction took effect", str(exc)[:120])
+                return
             for table, cols in added.items():
                 for key in cols:
                     self.columns[table].pop(key, None)
             raise StoreError(f"commit failed: {str(exc).splitlines()[0]}") from exc
+
+    def _landed(self, marks: dict[str, int]) -> bool:
+        if not marks:
+            return False
+        try:
+            stored = dict(
+                self.con.execute(
+                    "SELECT run_id, acked_seq FROM runs WHERE run_id IN (SELECT unnest(?))", [list(marks)]
+                ).fetchall()
+            )
+        except duckdb.Error:
+            return False
+        return all(stored.get(run_id) == mark for run_id, mark in marks.items())
 
     def _insert_all(self, sections: list[tuple[str, Section]], added: dict[str, dict[str, str]]) -> None:
         """One INSERT per table and column set: DuckDB's cost is per statement, not per row."""
@@ -343,6 +376,13 @@ class Store:
         except duckdb.Error as exc:
             log.warning("checkpoint on close failed: %s", exc)
         self.con.close()
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(
+        m in text for m in ("out of memory", "could not allocate", "failed to allocate", "failed to pin")
+    )
 
 
 def _str(value: object) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from traindash.config import Endpoints, ProducerConfig
-from traindash.query import QueryClient, QueryError, collector_answers
+from traindash.query import CollectorBusy, CollectorUnavailable, QueryClient, QueryError, QueryTimeout
 from traindash.ui.processes import free_endpoints, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +87,11 @@ class CollectorProcess:
     def answers(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"collector exited with {self.proc.returncode}:\n{self.log()}")
-        return collector_answers(self.endpoints.query)
+        try:
+            self.query("SELECT 1", timeout=0.5)
+            return True
+        except (CollectorUnavailable, CollectorBusy, QueryTimeout):
+            return False
 
     def query(self, sql: str, timeout: float = 10.0) -> pa.Table:
         with QueryClient(self.endpoints.query, timeout=timeout) as client:

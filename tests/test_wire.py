@@ -139,3 +139,33 @@ def test_batch_ack_flag_round_trips_and_defaults_to_true() -> None:
     with pytest.raises(wire.WireError) as err:
         wire.decode([wire.TOPIC_BATCH, msgpack.packb(body, use_bin_type=True)])
     assert err.value.reason == "bad-field"
+
+
+def test_query_lanes_progress_cancel_and_stats_round_trip() -> None:
+    for msg in (
+        wire.Query("SELECT 1", 10, 7, "service", 2.5),
+        wire.Progress(7, 3, False),
+        wire.Cancel(7),
+        wire.Stats("server", 8),
+        wire.Error("no", 7),
+        wire.Result(b"arrow", True, 7),
+        wire.Manage("archive", ("a",), 9),
+    ):
+        assert wire.decode(wire.encode(msg)) == msg
+    bad = msgpack.packb({"v": 1, "k": "query", "sql": "x", "max_rows": 1, "id": 1, "lane": "vip"})
+    with pytest.raises(WireError, match="lane"):
+        wire.decode([b"query", bad])
+
+
+def test_a_query_from_an_older_client_and_to_an_older_collector() -> None:
+    # An older client sends neither id, lane nor timeout: the defaults apply.
+    old = msgpack.packb({"v": 1, "k": "query", "sql": "SELECT 1", "max_rows": 5})
+    assert wire.decode([b"query", old]) == wire.Query("SELECT 1", 5)
+    # Without an id nothing new goes on the wire, so an older collector reads it as before.
+    assert msgpack.unpackb(wire.encode(wire.Query("SELECT 1", 5))[1]) == {
+        "v": 1,
+        "k": "query",
+        "sql": "SELECT 1",
+        "max_rows": 5,
+    }
+    assert "id" not in msgpack.unpackb(wire.encode(wire.Result(b"x"))[1])

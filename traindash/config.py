@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +111,19 @@ def interval(value: Any) -> float:
     return seconds
 
 
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_SIZE_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size such as ``'512MB'`` or ``'1.5 GiB'``, with DuckDB's units (GB = 10^9)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)?\s*", text, re.IGNORECASE)
+    unit = (match.group(2) or "").upper() if match else "?"
+    if match is None or unit not in _SIZE_UNITS:
+        raise ConfigError(f"size {text!r} is not like '512MB' or '2GB'")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
 @dataclass(frozen=True)
 class Endpoints:
     """Where the collector's three sockets are."""
@@ -147,6 +161,13 @@ class CollectorConfig:
     stall_after: float = 5.0
     lost_after: float = 30.0
     memory_limit: str = "1GB"
+    # Query workers (docs/queries.md): how many, how many only the service lane may use,
+    # a single result's byte cap, and the RSS past which queries are interrupted ("" =
+    # derived from the others, see there).
+    query_workers: int = 4
+    query_reserved: int = 1
+    query_max_bytes: int = 64 * 1024 * 1024
+    memory_bound: str = ""
     curve_secret: Path | None = None
     curve_allow: Path | None = None
     # Test-only (TRAINDASH_TEST_INVALIDATE_FILE): when this file exists at a commit, the
@@ -194,6 +215,7 @@ class CollectorConfig:
             memory_limit=r.get(
                 "memory_limit", "TRAINDASH_MEMORY_LIMIT", "collector.memory_limit", cls.memory_limit
             ),
+            **_query_settings(r),
             curve_secret=_path(
                 r.get("curve_secret", "TRAINDASH_CURVE_SECRET", "collector.curve_secret", None)
             ),
@@ -202,6 +224,37 @@ class CollectorConfig:
                 r.get("test_invalidate_file", "TRAINDASH_TEST_INVALIDATE_FILE", None, None)
             ),
         )
+
+
+def _query_settings(r: Resolver) -> dict[str, Any]:
+    """The query workers' settings, checked (see docs/queries.md)."""
+    c = CollectorConfig
+    out = {
+        "query_workers": r.get(
+            "query_workers", "TRAINDASH_QUERY_WORKERS", "collector.query_workers", c.query_workers, int
+        ),
+        "query_reserved": r.get(
+            "query_reserved", "TRAINDASH_QUERY_RESERVED", "collector.query_reserved", c.query_reserved, int
+        ),
+        "query_max_bytes": r.get(
+            "query_max_bytes",
+            "TRAINDASH_QUERY_MAX_BYTES",
+            "collector.query_max_bytes",
+            c.query_max_bytes,
+            int,
+        ),
+        "memory_bound": r.get("memory_bound", "TRAINDASH_MEMORY_BOUND", "collector.memory_bound", ""),
+    }
+    if not 0 <= out["query_reserved"] < out["query_workers"]:
+        raise ConfigError(
+            f"query_reserved ({out['query_reserved']}) must be at least 0 and below "
+            f"query_workers ({out['query_workers']}), so console queries get a worker"
+        )
+    if out["query_max_bytes"] < 1024:
+        raise ConfigError(f"query_max_bytes {out['query_max_bytes']} is below 1024")
+    if out["memory_bound"]:
+        parse_size(out["memory_bound"])
+    return out
 
 
 SENDERS = ("thread", "process")

@@ -6,6 +6,8 @@ through the collector; only when no collector answers is the file opened, read-o
 
 from __future__ import annotations
 
+import itertools
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ DEFAULT_TIMEOUT = 2.0
 # collector caps it); the producer-facing limits on message size do not apply here.
 REPLY_LIMITS = wire.Limits(max_bin_len=2**32 - 1)
 FILE_BATCH_ROWS = 1_000_000
+CANCEL_LINGER_MS = 200
 
 
 class QueryError(RuntimeError):
@@ -30,6 +33,17 @@ class QueryError(RuntimeError):
 
 class CollectorUnavailable(QueryError):
     """No collector answered on the query endpoint in time."""
+
+
+class CollectorBusy(QueryError):
+    """A collector answered, but the query waited in its queue until the client gave up."""
+
+
+class QueryTimeout(QueryError):
+    """The query started but did not finish before the client gave up; it was cancelled."""
+
+
+LANES = wire.LANES
 
 
 def arrow_reader(con: Any, sql: str, batch_size: int = 10_000) -> pa.RecordBatchReader:
@@ -69,7 +83,7 @@ def read_capped(con: Any, sql: str, max_rows: int, batch_size: int = 10_000) -> 
 def collector_answers(query_endpoint: str, timeout: float = 0.5) -> bool:
     """True when a collector answers a trivial query on ``query_endpoint`` within ``timeout``."""
     try:
-        with QueryClient(query_endpoint, timeout=timeout) as client:
+        with QueryClient(query_endpoint, timeout=timeout, lane="service") as client:
             client.query("SELECT 1")
         return True
     except CollectorUnavailable:
@@ -79,16 +93,30 @@ def collector_answers(query_endpoint: str, timeout: float = 0.5) -> bool:
 
 
 class QueryClient:
-    """Sends read-only SQL to a collector and returns Arrow tables."""
+    """Sends read-only SQL to a collector and returns Arrow tables.
+
+    ``lane`` is ``"console"`` for people's queries (the default) or ``"service"`` for the
+    dashboard's and alerts' own, which keep a worker of their own (docs/queries.md). Each
+    request carries the client's timeout, so the collector stops a query nobody waits for;
+    a client that gives up also sends a cancel.
+    """
 
     def __init__(
-        self, endpoint: str, timeout: float = DEFAULT_TIMEOUT, ctx: zmq.Context | None = None
+        self,
+        endpoint: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        ctx: zmq.Context | None = None,
+        lane: str = "console",
     ) -> None:
+        if lane not in LANES:
+            raise ValueError(f"lane {lane!r} is not one of {', '.join(LANES)}")
         self.endpoint = endpoint
         self.timeout = timeout
+        self.lane = lane
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.Context()
         self._sock: zmq.Socket | None = None
+        self._ids = itertools.count(1)
         self.last_truncated = False
 
     def _socket(self) -> zmq.Socket:
@@ -108,33 +136,82 @@ class QueryClient:
         return self._sock
 
     def query(self, sql: str, max_rows: int = 1_000_000, timeout: float | None = None) -> pa.Table:
-        msg = self.request(wire.Query(sql, max_rows), timeout)
+        wait = self.timeout if timeout is None else timeout
+        msg = self.request(wire.Query(sql, max_rows, next(self._ids), self.lane, wait), wait)
         self.last_truncated = msg.truncated
+        return pa.ipc.open_stream(msg.arrow).read_all()
+
+    def stats(self, what: str = "counters", timeout: float | None = None) -> pa.Table:
+        """The collector's query counters (``counters``) or its query settings and load
+        (``server``)."""
+        msg = self.request(wire.Stats(what, next(self._ids)), timeout)
         return pa.ipc.open_stream(msg.arrow).read_all()
 
     def request(self, message: wire.Message, timeout: float | None = None) -> wire.Result:
         """Send one request on the query socket and return the collector's result."""
         sock = self._socket()
+        rid = getattr(message, "id", None)
+        if isinstance(message, wire.Manage) and rid is None:
+            message = wire.Manage(message.action, message.run_ids, next(self._ids))
+            rid = message.id
         sock.send_multipart(wire.encode(message))
         wait = self.timeout if timeout is None else timeout
-        if not sock.poll(int(wait * 1000)):
-            # A reply that arrives later would be read as the answer to the next query.
-            sock.close(0)
-            self._sock = None
-            raise CollectorUnavailable(f"no collector answered at {self.endpoint} within {wait:g} s")
+        deadline = time.monotonic() + wait
+        progress: wire.Progress | None = None
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sock.poll(max(1, int(left * 1000))):
+                raise self._gave_up(rid, progress, wait)
+            try:
+                msg = wire.decode(sock.recv_multipart(), REPLY_LIMITS)
+            except wire.WireError as exc:
+                raise QueryError(f"malformed reply from the collector: {exc}") from None
+            if isinstance(msg, wire.Progress):
+                if msg.id == rid:
+                    progress = msg
+                continue
+            if rid is not None and getattr(msg, "id", rid) not in (rid, None):
+                continue  # the late answer to a request this client gave up on
+            if isinstance(msg, wire.Error):
+                raise QueryError(msg.message)
+            if not isinstance(msg, wire.Result):
+                raise QueryError("unexpected reply from the collector")
+            return msg
+
+    def _gave_up(self, rid: int | None, progress: wire.Progress | None, wait: float) -> QueryError:
+        """The error for a request not answered in ``wait`` seconds; cancels it if it can."""
+        if progress is None or rid is None or self._sock is None:
+            # Nobody there, or an older collector: a reply that arrives later would be read
+            # as the answer to the next query, so this socket goes.
+            self.close_socket()
+            return CollectorUnavailable(f"no collector answered at {self.endpoint} within {wait:g} s")
         try:
-            msg = wire.decode(sock.recv_multipart(), REPLY_LIMITS)
-        except wire.WireError as exc:
-            raise QueryError(f"malformed reply from the collector: {exc}") from None
-        if isinstance(msg, wire.Error):
-            raise QueryError(msg.message)
-        if not isinstance(msg, wire.Result):
-            raise QueryError("unexpected reply from the collector")
-        return msg
+            self._sock.send_multipart(wire.encode(wire.Cancel(rid)), zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self.close_socket()
+        if not progress.started:
+            ahead = progress.ahead
+            queued = (
+                f"{ahead} quer{'y' if ahead == 1 else 'ies'} ahead of yours" if ahead else "no free worker"
+            )
+            return CollectorBusy(
+                f"the collector at {self.endpoint} is busy: {queued}; yours did not start within "
+                f"{wait:g} s and was withdrawn. Try again, or allow longer (--timeout)"
+            )
+        return QueryTimeout(
+            f"the query ran longer than {wait:g} s and was cancelled (the collector at "
+            f"{self.endpoint} is answering); narrow it, or allow longer (--timeout)"
+        )
+
+    def close_socket(self) -> None:
+        if self._sock is not None:
+            self._sock.close(0)
+            self._sock = None
 
     def close(self) -> None:
         if self._sock is not None:
-            self._sock.close(0)
+            # Let a cancel just sent leave before the socket goes.
+            self._sock.close(linger=CANCEL_LINGER_MS)
             self._sock = None
         if self._own_ctx:
             self.ctx.term()

@@ -27,11 +27,27 @@ Rows socket (collector PUB -> ui, alerts, producers):
 
 Query socket (DEALER/REQ -> collector ROUTER):
 
-``query``  ``{v, k, sql, max_rows}``; answered by ``result`` ``{v, k, arrow, truncated}``
-           (``arrow``: an Arrow IPC stream) or ``error`` ``{v, k, message}``.
-``manage`` ``{v, k, action, runs}``: ``archive`` or ``delete`` finished runs (the only
+``query``  ``{v, k, sql, max_rows[, id, lane, timeout]}``; answered by ``result``
+           ``{v, k, arrow, truncated[, id]}`` (``arrow``: an Arrow IPC stream) or ``error``
+           ``{v, k, message[, id]}``. ``id`` (the client's request number) marks a client
+           that knows ``progress`` and ``cancel``; ``lane`` is ``console`` (default) or
+           ``service`` (the dashboard's and alerts' own queries, which keep a worker a
+           console query cannot take); ``timeout`` (seconds) is how long the client waits:
+           the collector interrupts the query once it has passed.
+``progress`` ``{v, k, id, ahead, started}``: sent at once to a client that gave an ``id``,
+           then again when a queued query starts; ``ahead`` is how many queries wait before
+           it. A client that timed out can tell "busy" from "nobody there".
+``cancel`` ``{v, k, id}``: the client gave up on query ``id``; it is withdrawn or
+           interrupted. Not answered. Sent only to a collector that sent ``progress``.
+``stats``  ``{v, k, what[, id]}``: the query server's counters (``what`` = ``counters``)
+           or its settings and load (``server``), answered by ``result``.
+``manage`` ``{v, k, action, runs[, id]}``: ``archive`` or ``delete`` finished runs (the only
            writes the query socket takes; the collector's writer carries them out);
            answered by ``result`` (a table of the ``run_id``s changed) or ``error``.
+
+The fields in brackets and the kinds ``progress``, ``cancel`` and ``stats`` came later within
+format 1: an older peer ignores the fields it does not know, and the new kinds are only sent
+to a peer that showed it knows them (a request with ``id``; a reply with ``progress``).
 
 Record kinds: ``run`` (start: experiment, name, host, pid, hyperparameters, tags,
 description, objective), ``episode``, ``model`` (loss, q summary and values, gradients),
@@ -87,9 +103,14 @@ class Kind(str, Enum):
     RESULT = "result"
     ERROR = "error"
     MANAGE = "manage"
+    PROGRESS = "progress"
+    CANCEL = "cancel"
+    STATS = "stats"
 
 
 MANAGE_ACTIONS = ("archive", "delete")
+LANES = ("console", "service")
+STATS_WHAT = ("counters", "server")
 
 
 class RecordKind(str, Enum):
@@ -157,28 +178,56 @@ class Rows:
 
 @dataclass(frozen=True)
 class Query:
+    """Read-only SQL; ``id``, ``lane`` and ``timeout`` are sent only when ``id`` is set."""
+
     sql: str
     max_rows: int = 100_000
+    id: int | None = None
+    lane: str = "console"
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
 class Manage:
     action: str
     run_ids: tuple[str, ...]
+    id: int | None = None
 
 
 @dataclass(frozen=True)
 class Result:
-    arrow: bytes
+    arrow: bytes | memoryview
     truncated: bool = False
+    id: int | None = None
 
 
 @dataclass(frozen=True)
 class Error:
     message: str
+    id: int | None = None
 
 
-Message = Batch | Heartbeat | Ack | Rows | Query | Result | Error | Manage
+@dataclass(frozen=True)
+class Progress:
+    """Query ``id`` is queued behind ``ahead`` others, or has ``started``."""
+
+    id: int
+    ahead: int
+    started: bool
+
+
+@dataclass(frozen=True)
+class Cancel:
+    id: int
+
+
+@dataclass(frozen=True)
+class Stats:
+    what: str = "counters"
+    id: int | None = None
+
+
+Message = Batch | Heartbeat | Ack | Rows | Query | Result | Error | Manage | Progress | Cancel | Stats
 
 
 @dataclass(frozen=True)
@@ -254,18 +303,59 @@ def encode(msg: Message) -> list[bytes]:
     elif isinstance(msg, Query):
         topic = b"query"
         body.update(k=Kind.QUERY.value, sql=msg.sql, max_rows=msg.max_rows)
+        if msg.id is not None:
+            body.update(id=msg.id, lane=msg.lane)
+            if msg.timeout is not None:
+                body["timeout"] = float(msg.timeout)
     elif isinstance(msg, Result):
         topic = b"result"
         body.update(k=Kind.RESULT.value, arrow=msg.arrow, truncated=msg.truncated)
+        _put_id(body, msg.id)
     elif isinstance(msg, Error):
         topic = b"error"
         body.update(k=Kind.ERROR.value, message=msg.message)
+        _put_id(body, msg.id)
     elif isinstance(msg, Manage):
         topic = b"manage"
         body.update(k=Kind.MANAGE.value, action=msg.action, runs=list(msg.run_ids))
+        _put_id(body, msg.id)
+    elif isinstance(msg, Progress):
+        topic = b"progress"
+        body.update(k=Kind.PROGRESS.value, id=msg.id, ahead=msg.ahead, started=msg.started)
+    elif isinstance(msg, Cancel):
+        topic = b"cancel"
+        body.update(k=Kind.CANCEL.value, id=msg.id)
+    elif isinstance(msg, Stats):
+        topic = b"stats"
+        body.update(k=Kind.STATS.value, what=msg.what)
+        _put_id(body, msg.id)
     else:
         raise WireError("unknown-message", type(msg).__name__)
     return [topic, msgpack.packb(body, use_bin_type=True)]
+
+
+def _put_id(body: dict, rid: int | None) -> None:
+    if rid is not None:
+        body["id"] = rid
+
+
+def _id(body: dict, required: bool = False) -> int | None:
+    if "id" not in body and not required:
+        return None
+    return _seq(body, "id")
+
+
+def _decode_query(body: dict) -> Query:
+    rid = _id(body)
+    lane = body.get("lane", "console")
+    if lane not in LANES:
+        raise WireError("bad-field", f"lane {str(lane)[:20]!r}")
+    timeout = body.get("timeout")
+    if timeout is not None:
+        timeout = float(_get(body, "timeout", (int, float)))
+        if not 0 <= timeout < 1e9:
+            raise WireError("bad-field", f"timeout {timeout}")
+    return Query(_get(body, "sql", str), int(_get(body, "max_rows", int)), rid, lane, timeout)
 
 
 def _get(body: dict, key: str, types: type | tuple[type, ...]) -> Any:
@@ -411,11 +501,20 @@ def decode(frames: list[bytes], limits: Limits = DEFAULT_LIMITS) -> Message:
         if kind == Kind.ROWS.value:
             return Rows(_run_id(body), _unpack_section(body))
         if kind == Kind.QUERY.value:
-            return Query(_get(body, "sql", str), int(_get(body, "max_rows", int)))
+            return _decode_query(body)
         if kind == Kind.RESULT.value:
-            return Result(_get(body, "arrow", bytes), bool(body.get("truncated", False)))
+            return Result(_get(body, "arrow", bytes), bool(body.get("truncated", False)), _id(body))
         if kind == Kind.ERROR.value:
-            return Error(_get(body, "message", str))
+            return Error(_get(body, "message", str), _id(body))
+        if kind == Kind.PROGRESS.value:
+            return Progress(_id(body, True), _seq(body, "ahead"), bool(body.get("started")))  # type: ignore[arg-type]
+        if kind == Kind.CANCEL.value:
+            return Cancel(_id(body, True))  # type: ignore[arg-type]
+        if kind == Kind.STATS.value:
+            what = body.get("what", "counters")
+            if what not in STATS_WHAT:
+                raise WireError("bad-field", f"what {str(what)[:20]!r}")
+            return Stats(what, _id(body))
         if kind == Kind.MANAGE.value:
             action = _get(body, "action", str)
             if action not in MANAGE_ACTIONS:
@@ -423,7 +522,7 @@ def decode(frames: list[bytes], limits: Limits = DEFAULT_LIMITS) -> Message:
             runs = _get(body, "runs", list)
             if len(runs) > 10_000:
                 raise WireError("bad-field", "too many runs")
-            return Manage(action, tuple(_run_id({"run": r}) for r in runs))
+            return Manage(action, tuple(_run_id({"run": r}) for r in runs), _id(body))
     except WireError:
         raise
     except (TypeError, ValueError, OverflowError) as exc:

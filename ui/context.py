@@ -79,9 +79,12 @@ class AppContext:
 
         return {run_id: self.pool.submit(fetch, run_id) for run_id in run_ids}
 
-    def client(self) -> QueryClient:
-        """A query client for one session (ZeroMQ sockets are not shared between threads)."""
-        return QueryClient(self.config.endpoints.query, timeout=QUERY_TIMEOUT, ctx=self.zmq_ctx)
+    def client(self, lane: str = "service") -> QueryClient:
+        """A query client for one session (ZeroMQ sockets are not shared between threads).
+
+        The dashboard's own queries use the service lane; SQL a person types, the console lane.
+        """
+        return QueryClient(self.config.endpoints.query, timeout=QUERY_TIMEOUT, ctx=self.zmq_ctx, lane=lane)
 
     def session_theme(self) -> Theme:
         """The server's theme, unless the page was opened with ``?theme=...``."""

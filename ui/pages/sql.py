@@ -20,7 +20,7 @@ SHOWN_ROWS = 500
 
 def sql_page(ctx: AppContext) -> pn.Column:
     theme = ctx.session_theme()
-    client = ctx.client()
+    client = ctx.client(lane="console")
     on_destroy(client.close)
     style = [css(theme)]
     box = pn.widgets.TextAreaInput(
