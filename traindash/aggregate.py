@@ -25,8 +25,7 @@ tables (``.to_pandas()`` for pandas); ``compare(...)`` returns everything at onc
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,16 +33,20 @@ import numpy as np
 import pyarrow as pa
 
 from traindash import rlstats
-from traindash.groups import (
-    Group,
-    Run,
-    columns,
-    fetch,
-    group_runs,
-    load_runs,
-    metric_column,
-    sql_in,
+from traindash.curves import (
+    Curve,
+    Grid,
+    add_edges,
+    cells_sql,
+    column_expr,
+    common_grid,
+    curves_by_run,
+    edges_sql,
+    metric_expr,
+    needs_edges,
+    spans_sql,
 )
+from traindash.groups import Group, Run, columns, fetch, group_runs, load_runs, metric_column
 
 X_AXES = ("episode", "env_step")
 DEFAULT_METRIC = "profit"
@@ -52,125 +55,6 @@ DEFAULT_POINTS = 1000
 FINAL_WINDOW = 0.1
 REPS = 2000  # final scores: cheap, so rliable's precision
 BAND_REPS = 200  # curves: replications x runs x grid points, kept to well under a second
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-@dataclass(frozen=True)
-class Grid:
-    """``points`` x values ``lo + k * dx``, shared by every group."""
-
-    lo: float
-    dx: float
-    points: int
-
-    def x(self, k: np.ndarray) -> np.ndarray:
-        return self.lo + k * self.dx
-
-    def within(self, lo: float, hi: float) -> np.ndarray:
-        """Indices of the grid points in ``[lo, hi]``, exactly (no rounding past either end)."""
-        if self.dx == 0:
-            return np.arange(1) if lo <= self.lo <= hi else np.arange(0)
-        k = np.arange(
-            max(0, math.floor((lo - self.lo) / self.dx) - 1),
-            min(self.points, math.ceil((hi - self.lo) / self.dx) + 2),
-        )
-        xs = self.x(k)
-        return k[(xs >= lo) & (xs <= hi)]
-
-
-def common_grid(ranges: Iterable[tuple[float, float]], points: int) -> Grid | None:
-    """One grid over every group's common range: ``points`` points, fewer when the x axis has
-    fewer whole steps than that (x is a counter: episodes or env steps)."""
-    spans = list(ranges)
-    if not spans:
-        return None
-    lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
-    if hi == lo:
-        return Grid(lo, 0.0, 1)
-    n = max(2, min(points, math.floor(hi - lo) + 1))
-    return Grid(lo, (hi - lo) / (n - 1), n)
-
-
-FLOAT_TYPES = ("DOUBLE", "FLOAT", "REAL")
-
-
-@dataclass(frozen=True)
-class Expr:
-    """An ``episodes`` expression, and whether it can hold NaN or infinity."""
-
-    sql: str
-    floating: bool
-
-    def finite(self) -> str:
-        return f"isfinite({self.sql})" if self.floating else f"{self.sql} IS NOT NULL"
-
-
-def column_expr(cols: dict[str, dict[str, tuple[str, str]]], name: str) -> Expr:
-    kind = cols["episodes"][name.lower()][1].upper()
-    return Expr(_ident(name), kind.startswith(FLOAT_TYPES))
-
-
-def metric_expr(cols: dict[str, dict[str, tuple[str, str]]], metric_of: dict[str, str]) -> Expr:
-    """The y of each run: its metric column, or a CASE on the run when runs' objectives differ."""
-    by_metric: dict[str, list[str]] = {}
-    for run_id, metric in metric_of.items():
-        by_metric.setdefault(metric, []).append(run_id)
-    if len(by_metric) == 1:
-        return column_expr(cols, next(iter(by_metric)))
-    *first, (last, _) = by_metric.items()
-    cases = " ".join(f"WHEN run_id IN {sql_in(ids)} THEN CAST({_ident(m)} AS DOUBLE)" for m, ids in first)
-    return Expr(f"(CASE {cases} ELSE CAST({_ident(last)} AS DOUBLE) END)", True)
-
-
-def _where(x: Expr, y: Expr, run_ids: Sequence[str] | None, *more: str) -> str:
-    terms = [x.finite(), y.finite(), *more]
-    if run_ids is not None:
-        terms.insert(0, f"run_id IN {sql_in(run_ids)}")
-    return " AND ".join(terms)
-
-
-def spans_sql(x: Expr, y: Expr, run_ids: Sequence[str] | None) -> str:
-    """Each run's first and last x among its rows with a finite x and y."""
-    return (
-        f"SELECT run_id, CAST(min({x.sql}) AS DOUBLE) AS lo, CAST(max({x.sql}) AS DOUBLE) AS hi, "
-        f"count(*) AS n FROM episodes WHERE {_where(x, y, run_ids)} GROUP BY run_id"
-    )
-
-
-def cells_sql(x: Expr, y: Expr, run_ids: Sequence[str] | None, grid: Grid) -> str:
-    """Per run and grid point ``k``: the mean x and y of its rows within half a step of it."""
-    if grid.dx == 0:
-        k, within = "0", f"{x.sql} = {grid.lo!r}"
-    else:
-        last = grid.points - 1
-        cell = f"CAST(floor(({x.sql} - ({grid.lo!r})) / {grid.dx!r} + 0.5) AS INTEGER)"
-        k = f"least({last}, greatest(0, {cell}))"
-        within = f"{x.sql} >= {grid.lo - grid.dx / 2!r} AND {x.sql} < {grid.lo + (last + 0.5) * grid.dx!r}"
-    return (
-        f"SELECT run_id, {k} AS k, avg({x.sql}) AS cx, avg({y.sql}) AS cy FROM episodes "
-        f"WHERE {_where(x, y, run_ids, within)} GROUP BY ALL"
-    )
-
-
-def _cells_by_run(table: pa.Table) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{run_id: (centroid x, centroid y)}`` in x order."""
-    if table.num_rows == 0:
-        return {}
-    ids = table.column("run_id").combine_chunks().dictionary_encode()
-    codes = ids.indices.to_numpy(zero_copy_only=False)
-    order = np.lexsort((table.column("k").to_numpy(), codes))
-    codes = codes[order]
-    cx = table.column("cx").to_numpy()[order]
-    cy = table.column("cy").to_numpy()[order]
-    cuts = np.flatnonzero(np.diff(codes)) + 1
-    names = ids.dictionary.to_pylist()
-    return {
-        names[c[0]]: (xs, ys)
-        for c, xs, ys in zip(np.split(codes, cuts), np.split(cx, cuts), np.split(cy, cuts), strict=True)
-    }
 
 
 @dataclass
@@ -371,14 +255,22 @@ def compare(
     grid = common_grid([res.reach for res in shown if res.reach], points)
     if grid is not None:
         ids = [r.run_id for res in shown for r in res.runs]
-        cells = _cells_by_run(
-            fetch(
-                source,
-                cells_sql(xe, ye, None if subset is None and len(ids) == len(spans) else ids, grid),
-            )
-        )
+        only = None if subset is None and len(ids) == len(spans) else ids
+        curves = curves_by_run(fetch(source, cells_sql(xe, ye, only, grid)))
+        before, after = needs_edges(curves, spans, {r.run_id: res.reach for res in shown for r in res.runs})
+        if before or after:
+            add_edges(curves, fetch(source, edges_sql(xe, ye, before, after)))
         for res in shown:
-            _aggregate(res, grid, cells, stat, final_window, band_reps, confidence, seed)
+            _aggregate(
+                res,
+                grid,
+                [curves[r.run_id] for r in res.runs],
+                stat,
+                final_window,
+                band_reps,
+                confidence,
+                seed,
+            )
     for res in results:
         res.summary = _summary(res, gamma, reps, confidence, seed)
     return Comparison(x, stat, results, grid, reps, confidence, seed)
@@ -387,19 +279,21 @@ def compare(
 def _aggregate(
     res: GroupResult,
     grid: Grid,
-    cells: dict[str, tuple[np.ndarray, np.ndarray]],
+    curves: list[Curve],
     stat: str,
     final_window: float,
     band_reps: int,
     confidence: float,
     seed: int | None,
 ) -> None:
+    """The group's grid points, its curve and band, and its runs' final scores: each the mean
+    of the run's curve over the grid points in the last ``final_window`` of the common range
+    and at its end."""
     assert res.reach is not None
     lo, hi = res.reach
     res.x = grid.x(grid.within(lo, hi))
-    curves = [cells[r.run_id] for r in res.runs]
-    sizes = [len(list(g)) for g in _runs_of(res.tasks)]
     if len(res.x):
+        sizes = [len(list(g)) for g in _runs_of(res.tasks)]
         values = np.vstack([np.interp(res.x, cx, cy) for cx, cy in curves])
         res.center, res.low, res.high = rlstats.curve_band(values, sizes, stat, band_reps, confidence, seed)
     start = hi - final_window * (hi - lo)
