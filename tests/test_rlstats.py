@@ -109,3 +109,14 @@ def test_curve_band_at_each_point_is_rliables_interval_of_that_point(stat: str) 
         assert center[point] == pytest.approx(float(estimate[0]), rel=1e-12)
         assert (lo[point], hi[point]) == pytest.approx(tuple(interval), rel=1e-9, abs=1e-12)
     assert (lo <= center + 1e-12).all() and (center <= hi + 1e-12).all()
+
+
+@pytest.mark.parametrize("confidence", [0.95, 0.9, 0.5, 0.999])
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 200, 2001])
+def test_percentile_interval_is_numpys_percentile_to_the_bit(confidence: float, n: int) -> None:
+    replicates = np.random.RandomState(n).normal(size=(4, n))
+    alpha = (1 - confidence) / 2
+    expected = np.percentile(replicates, [100 * alpha, 100 * (1 - alpha)], axis=1)
+    for axis, data in ((1, replicates), (0, replicates.T)):
+        lo, hi = rlstats.percentile_interval(data, confidence, axis=axis)
+        assert np.array_equal(lo, expected[0]) and np.array_equal(hi, expected[1])

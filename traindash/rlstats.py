@@ -23,6 +23,7 @@ stratum has the same number of runs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -123,12 +124,22 @@ def resample_indices(sizes: Sequence[int], reps: int, rs: np.random.RandomState)
 
 
 def percentile_interval(
-    replicates: np.ndarray, confidence: float = CONFIDENCE
+    replicates: np.ndarray, confidence: float = CONFIDENCE, axis: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The percentile interval of bootstrap replicates along axis 0."""
+    """The percentile interval of bootstrap replicates along ``axis``: ``numpy.percentile``'s
+    linear method, computed from one sort (faster than its partition for many intervals)."""
     alpha = (1.0 - confidence) / 2
-    lo, hi = np.percentile(replicates, [100 * alpha, 100 * (1 - alpha)], axis=0)
-    return lo, hi
+    ordered = np.sort(replicates, axis=axis)
+    n = ordered.shape[axis]
+    bounds = []
+    for percent in (100 * alpha, 100 * (1 - alpha)):
+        # numpy's virtual index and _lerp, so the bounds are numpy.percentile's to the last bit
+        virtual = (n - 1) * (percent / 100)
+        i = min(math.floor(virtual), n - 1)
+        t = virtual - i
+        a, b = np.take(ordered, i, axis=axis), np.take(ordered, min(i + 1, n - 1), axis=axis)
+        bounds.append(np.where(t >= 0.5, b - (b - a) * (1 - t), a + (b - a) * t))
+    return bounds[0], bounds[1]
 
 
 def bootstrap_ci(
@@ -194,11 +205,12 @@ def curve_band(
     by_point = np.ascontiguousarray(values.T)  # (points, runs): the statistic runs along rows
     center = statistic(by_point)
     idx = resample_indices(sizes, reps, np.random.RandomState(seed))
-    replicates = np.empty((reps, by_point.shape[0]))
+    # (points, reps): each point's replicates contiguous, for the percentiles' partition
+    replicates = np.empty((by_point.shape[0], reps))
     if stat == "mean":
         counts = np.zeros((reps, values.shape[0]))
         np.add.at(counts, (np.arange(reps)[:, None], idx), 1.0)
-        replicates[:] = counts @ values / values.shape[0]
+        replicates[:] = (counts @ values).T / values.shape[0]
     else:
         step = max(1, chunk_cells // max(1, values.size))
         for start in range(0, reps, step):
@@ -206,8 +218,8 @@ def curve_band(
             low, high = _cuts(block.shape[-1])
             if stat == "iqm" and low > 1:
                 block.sort(axis=-1)  # in place: np.sort would copy the block once more
-                replicates[start : start + step] = block[..., low:high].mean(axis=-1).T
+                replicates[:, start : start + step] = block[..., low:high].mean(axis=-1)
             else:
-                replicates[start : start + step] = statistic(block).T
-    lo, hi = percentile_interval(replicates, confidence)
+                replicates[:, start : start + step] = statistic(block)
+    lo, hi = percentile_interval(replicates, confidence, axis=1)
     return center, lo, hi
