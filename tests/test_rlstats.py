@@ -96,12 +96,13 @@ def test_unequal_strata_resample_within_each_task() -> None:
     assert set(np.unique(idx[:, 8:])) == {8, 9}
 
 
+@pytest.mark.parametrize("runs", [2, 3, 5, 8, 9])  # each of the band's code paths
 @pytest.mark.parametrize("stat", ["iqm", "mean", "median"])
-def test_curve_band_at_each_point_is_rliables_interval_of_that_point(stat: str) -> None:
+def test_curve_band_at_each_point_is_rliables_interval_of_that_point(stat: str, runs: int) -> None:
     """One draw of runs serves every grid point (a smooth band), so at each point the band is
     exactly the interval rliable gives for the runs' values there, with the same seed."""
-    values = np.random.RandomState(8).normal(size=(9, 30)).cumsum(axis=1)  # 9 runs, 30 points
-    center, lo, hi = rlstats.curve_band(values, [9], stat, reps=300, seed=4)
+    values = np.random.RandomState(runs).normal(size=(runs, 30)).cumsum(axis=1)  # 30 points
+    center, lo, hi = rlstats.curve_band(values, [runs], stat, reps=300, seed=4)
     func = {"iqm": metrics.aggregate_iqm, "mean": np.mean, "median": np.median}[stat]
     for point in (0, 7, 29):
         at = values[:, [point]]

@@ -201,25 +201,35 @@ def curve_band(
     the band is the interval rliable gives for the runs' values there (same seed and reps).
     Returns ``(center, low, high)``, each ``(points,)``.
     """
-    statistic = ROW_STATISTICS[stat]
+    if stat not in ROW_STATISTICS:
+        raise ValueError(f"stat must be one of {', '.join(ROW_STATISTICS)}, not {stat!r}")
+    runs = values.shape[0]
     by_point = np.ascontiguousarray(values.T)  # (points, runs): the statistic runs along rows
-    center = statistic(by_point)
+    center = ROW_STATISTICS[stat](by_point)
     idx = resample_indices(sizes, reps, np.random.RandomState(seed))
-    # (points, reps): each point's replicates contiguous, for the percentiles' partition
-    replicates = np.empty((by_point.shape[0], reps))
-    if stat == "mean":
-        counts = np.zeros((reps, values.shape[0]))
+    low, high = _cuts(runs)
+    replicates = np.empty((by_point.shape[0], reps))  # (points, reps): for the percentiles' sort
+    if stat == "mean" or (stat == "iqm" and low == 0):
+        counts = np.zeros((reps, runs))
         np.add.at(counts, (np.arange(reps)[:, None], idx), 1.0)
-        replicates[:] = (counts @ values).T / values.shape[0]
-    else:
-        step = max(1, chunk_cells // max(1, values.size))
-        for start in range(0, reps, step):
-            block = by_point[:, idx[start : start + step]]  # (points, block reps, runs): a copy
-            low, high = _cuts(block.shape[-1])
-            if stat == "iqm" and low > 1:
-                block.sort(axis=-1)  # in place: np.sort would copy the block once more
-                replicates[:, start : start + step] = block[..., low:high].mean(axis=-1)
-            else:
-                replicates[:, start : start + step] = statistic(block)
+        replicates[:] = (counts @ values).T / runs
+        return center, *percentile_interval(replicates, confidence, axis=1)
+    step = max(1, chunk_cells // max(1, values.size))
+    for start in range(0, reps, step):
+        chunk = idx[start : start + step]
+        if stat == "iqm" and low == 1:
+            # 4 to 7 runs: drop each point's smallest and largest; reducing over the outer
+            # axis of (runs, reps, points) is elementwise work, where a sort of 5 is not
+            block = values[chunk.T]
+            kept = block.sum(axis=0) - block.min(axis=0) - block.max(axis=0)
+            replicates[:, start : start + step] = kept.T / (runs - 2)
+            continue
+        block = by_point[:, chunk]  # (points, block reps, runs): a copy
+        block.sort(axis=-1)  # in place, and faster here than numpy's partition
+        if stat == "iqm":
+            replicates[:, start : start + step] = block[..., low:high].mean(axis=-1)
+        else:  # the median
+            middle = block[..., (runs - 1) // 2 : runs // 2 + 1]
+            replicates[:, start : start + step] = middle.mean(axis=-1)
     lo, hi = percentile_interval(replicates, confidence, axis=1)
     return center, lo, hi
