@@ -7,9 +7,7 @@ when ``--group-by`` is given. The numbers come from :func:`traindash.aggregate.c
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
@@ -21,6 +19,7 @@ from traindash.aggregate import (
     STATS,
     X_AXES,
     Comparison,
+    ci_text,
     compare,
 )
 from traindash.cli.common import file_block, flags, render
@@ -102,12 +101,6 @@ class Source:
             self.client = None
 
 
-def _ci(value: Any, lo: Any, hi: Any) -> str:
-    if value is None:
-        return ""
-    return f"{value:.4g} [{lo:.4g}, {hi:.4g}]" if lo is not None and math.isfinite(lo) else f"{value:.4g}"
-
-
 def groups_table(result: Comparison) -> pa.Table:
     """The final-performance table as a person reads it: intervals next to their estimates."""
     rows = [
@@ -116,10 +109,10 @@ def groups_table(result: Comparison) -> pa.Table:
             "N": r["n"],
             "running": r["running"],
             f"{result.x_axis}_final": r["x_final"],
-            "IQM [95% CI]": _ci(r["iqm"], r["iqm_low"], r["iqm_high"]),
+            "IQM [95% CI]": ci_text(r["iqm"], r["iqm_low"], r["iqm_high"]),
             "mean": r["mean"],
             "median": r["median"],
-            "optimality gap [95% CI]": _ci(r["optimality_gap"], r["gap_low"], r["gap_high"]),
+            "optimality gap [95% CI]": ci_text(r["optimality_gap"], r["gap_low"], r["gap_high"]),
         }
         for r in result.final().to_pylist()
     ]

@@ -312,6 +312,15 @@ def _runs_of(tasks: Sequence[str]) -> list[list[str]]:
     return out
 
 
+def ci_text(value: float | None, low: float | None, high: float | None, digits: int = 4) -> str:
+    """``"1.36 [1.35, 1.37]"``: an estimate and its interval as a person reads them."""
+    if value is None:
+        return ""
+    if low is None or high is None:
+        return f"{value:.{digits}g}"
+    return f"{value:.{digits}g} [{low:.{digits}g}, {high:.{digits}g}]"
+
+
 def group_curves(source: Any, **options: Any) -> pa.Table:
     """Each group's curve and bootstrap band on the common grid (see :func:`compare`)."""
     return compare(source, **options).curves()

@@ -11,6 +11,7 @@ import panel as pn
 from traindash.query import QueryError, sql_literal
 from traindash.ui.context import AppContext, on_destroy, shell
 from traindash.ui.figures import RunSources, compare_figure
+from traindash.ui.groups import GroupsSection
 from traindash.ui.render import css, table_html
 
 LEADERBOARD_METRICS = (
@@ -146,6 +147,7 @@ def compare_page(ctx: AppContext) -> pn.Column:
         "border-radius": "8px",
         "padding": "6px 10px",
     }
+    groups = GroupsSection(ctx, theme, client)
     return shell(
         ctx,
         theme,
@@ -165,4 +167,5 @@ def compare_page(ctx: AppContext) -> pn.Column:
             sizing_mode="stretch_width",
             styles=section,
         ),
+        groups.panel(section),
     )
