@@ -25,6 +25,7 @@ tables (``.to_pandas()`` for pandas); ``compare(...)`` returns everything at onc
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,7 +54,7 @@ DEFAULT_METRIC = "profit"
 STATS = tuple(rlstats.ROW_STATISTICS)
 DEFAULT_POINTS = 1000
 FINAL_WINDOW = 0.1
-REPS = 2000  # final scores: cheap, so rliable's precision
+REPS = 2000  # final scores: runs x replications, cheap
 BAND_REPS = 200  # curves: replications x runs x grid points, kept to well under a second
 
 
@@ -98,7 +99,7 @@ class Comparison:
 
     def curves(self) -> pa.Table:
         """group, x, value (the stat), low, high (the band), n: one row per group and grid point."""
-        parts = {"group": [], "x": [], "value": [], "low": [], "high": [], "n": []}
+        parts: dict[str, list[Any]] = {k: [] for k in ("group", "x", "value", "low", "high", "n")}
         for g in self.groups:
             parts["group"] += [g.label] * len(g.x)
             parts["n"] += [len(g.runs)] * len(g.x)
@@ -257,7 +258,8 @@ def compare(
         ids = [r.run_id for res in shown for r in res.runs]
         only = None if subset is None and len(ids) == len(spans) else ids
         curves = curves_by_run(fetch(source, cells_sql(xe, ye, only, grid)))
-        before, after = needs_edges(curves, spans, {r.run_id: res.reach for res in shown for r in res.runs})
+        ends = {r.run_id: res.reach for res in shown if res.reach for r in res.runs}
+        before, after = needs_edges(curves, spans, ends)
         if before or after:
             add_edges(curves, fetch(source, edges_sql(xe, ye, before, after)))
         for res in shown:
@@ -293,23 +295,12 @@ def _aggregate(
     lo, hi = res.reach
     res.x = grid.x(grid.within(lo, hi))
     if len(res.x):
-        sizes = [len(list(g)) for g in _runs_of(res.tasks)]
+        sizes = [len(list(g)) for _, g in itertools.groupby(res.tasks)]  # runs are sorted by task
         values = np.vstack([np.interp(res.x, cx, cy) for cx, cy in curves])
         res.center, res.low, res.high = rlstats.curve_band(values, sizes, stat, band_reps, confidence, seed)
     start = hi - final_window * (hi - lo)
     tail = np.unique(np.append(res.x[res.x >= start], hi))
     res.scores = np.array([np.interp(tail, cx, cy).mean() for cx, cy in curves])
-
-
-def _runs_of(tasks: Sequence[str]) -> list[list[str]]:
-    """Consecutive equal tasks (the group's runs are sorted by task)."""
-    out: list[list[str]] = []
-    for t in tasks:
-        if out and out[-1][0] == t:
-            out[-1].append(t)
-        else:
-            out.append([t])
-    return out
 
 
 def ci_text(value: float | None, low: float | None, high: float | None, digits: int = 4) -> str:

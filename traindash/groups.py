@@ -21,8 +21,15 @@ from traindash.query import sql_literal
 HIDDEN_STATUSES = ("archived", "deleted")
 LIVE_STATUSES = ("running", "stalled")
 NOT_METRICS = {"run_id", "seq", "ts", "extra"}
-NUMERIC_TYPES = ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT")
-NUMERIC_TYPES += tuple("U" + t for t in NUMERIC_TYPES[4:])
+_INTEGERS = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT")
+NUMERIC_TYPES: tuple[str, ...] = (
+    "DOUBLE",
+    "FLOAT",
+    "REAL",
+    "DECIMAL",
+    *_INTEGERS,
+    *("U" + t for t in _INTEGERS),
+)
 BY_TAG = "tag"
 
 

@@ -8,13 +8,15 @@ that thread touches them). While a group has running runs, the section asks agai
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 import panel as pn
-from bokeh.models import ColumnDataSource, Legend, LegendItem
+from bokeh.models import ColumnDataSource
+from bokeh.models.annotations import Legend, LegendItem
 from bokeh.plotting import figure
 
 from traindash.aggregate import STATS, X_AXES, Comparison, ci_text, compare
@@ -24,6 +26,8 @@ from traindash.ui.context import AppContext, on_destroy
 from traindash.ui.figures import TOOLS, style
 from traindash.ui.render import css, table_html
 from traindash.ui.themes import Theme
+
+log = logging.getLogger(__name__)
 
 REFRESH_S = 5.0
 POLL_MS = 300
@@ -152,6 +156,9 @@ class GroupsSection:
             return Outcome(result, pairs)
         except (QueryError, ValueError) as exc:
             return Outcome(None, [], str(exc))
+        except Exception as exc:  # a worker's failure must reach the page, not end its polling
+            log.exception("comparing groups failed")
+            return Outcome(None, [], f"comparing groups failed: {exc}")
 
     def request(self, *_: object) -> None:
         if self._future is not None and not self._future.done():
