@@ -8,6 +8,7 @@ that thread touches them). While a group has running runs, the section asks agai
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from concurrent.futures import Future
@@ -16,7 +17,7 @@ from typing import Any
 
 import panel as pn
 from bokeh.models import ColumnDataSource
-from bokeh.models.annotations import Legend, LegendItem
+from bokeh.models.annotations import Legend, LegendItem, Title
 from bokeh.plotting import figure
 
 from traindash.aggregate import STATS, X_AXES, Comparison, ci_text, compare
@@ -107,7 +108,7 @@ class GroupsSection:
         self.fig = style(
             figure(
                 name="groups:curves",
-                title="Groups: statistic across seeds, 95% bootstrap band",
+                title="Seeds and groups",
                 tools=TOOLS,
                 height=320,
                 sizing_mode="stretch_width",
@@ -180,11 +181,17 @@ class GroupsSection:
 
     def apply(self, outcome: Outcome) -> None:
         """Show an outcome (on the session's thread)."""
-        self.message.object = f'<span class="lvl-bad">{outcome.error}</span>' if outcome.error else ""
+        self.message.object = (
+            f'<span class="lvl-bad">{html.escape(outcome.error)}</span>' if outcome.error else ""
+        )
         result = outcome.result
         if result is None:
             return
         self.fig.xaxis[0].axis_label = result.x_axis
+        metrics = sorted({g.metric for g in result.groups if g.runs}) or ["-"]
+        title = f"{result.stat.upper()} of {', '.join(metrics)} across seeds, 95% bootstrap band"
+        if isinstance(self.fig.title, Title):
+            self.fig.title.text = title
         shown = set()
         for g in result.groups:
             shown.add(g.label)
