@@ -36,6 +36,7 @@ MODULES = (
     "gym_recorder",
     "system_sampler",
     "query_load",
+    "aggregate",
 )
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
@@ -151,6 +152,16 @@ TARGETS = (
         True,
         "ms",
         "bench/ui_bench.py",
+    ),
+    Target(
+        "issue 17: 100 runs x 100,000 episodes grouped onto a 1,000-point grid, with bands",
+        "aggregate",
+        r"compare\(\), 100 runs x 100,000 episodes, 20 x 5 seeds, x=episode, collector",
+        "seconds (median of 3)",
+        1.0,
+        True,
+        "s",
+        "bench/aggregate.py",
     ),
     # Beyond the issue's set-up: a trainer whose own work is pure Python and never releases
     # the GIL. Held against the guide's promise, not the issue's 0.1 %.

@@ -6,6 +6,7 @@ import argparse
 
 import pyarrow as pa
 
+from traindash.cli import grouped
 from traindash.cli.common import add_read_options, render
 from traindash.cli.leaderboard import tracker
 from traindash.reports import comparison_rows
@@ -14,7 +15,12 @@ HELP = "compare runs side by side: best/mean/final of each metric and their hype
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_ids", nargs="+", metavar="ID", help="run (experiment) ids, see `traindash runs`")
+    p.add_argument(
+        "run_ids",
+        nargs="*",
+        metavar="ID",
+        help="run (experiment) ids, see `traindash runs` (all with --group-by)",
+    )
     p.add_argument(
         "--metric",
         action="append",
@@ -24,9 +30,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "drawdown, num_trades and custom metrics)",
     )
     add_read_options(p)
+    grouped.add_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.group_by is not None:
+        return grouped.run(args)
+    if not args.run_ids:
+        raise ValueError("name the runs to compare, or compare groups of runs with --group-by")
+
     comparison = tracker(args).compare_experiments(args.run_ids, args.metrics)
     if args.format == "table":
         # one line per metric and run reads better in a terminal than one very wide row per run

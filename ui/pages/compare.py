@@ -12,6 +12,7 @@ from traindash.query import QueryError
 from traindash.reports import LEADERBOARD_METRICS, leaderboard_view_sql, runs_by_id_sql
 from traindash.ui.context import AppContext, on_destroy, shell
 from traindash.ui.figures import RunSources, compare_figure
+from traindash.ui.groups import GroupsSection
 from traindash.ui.render import css, table_html
 
 # (plot key, column, title)
@@ -119,6 +120,7 @@ def compare_page(ctx: AppContext) -> pn.Column:
         "border-radius": "8px",
         "padding": "6px 10px",
     }
+    groups = GroupsSection(ctx, theme, client)
     return shell(
         ctx,
         theme,
@@ -138,4 +140,5 @@ def compare_page(ctx: AppContext) -> pn.Column:
             sizing_mode="stretch_width",
             styles=section,
         ),
+        groups.panel(section),
     )
