@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from traindash.collector.tables import CORE_COLUMNS, TABLE_OF_KIND, records, section_table, to_json
+from traindash.collector.tables import (
+    CORE_COLUMNS,
+    MAX_CUSTOM_COLUMNS,
+    TABLE_OF_KIND,
+    merged,
+    records,
+    section_table,
+    to_json,
+)
 from traindash.wire import RecordKind, Section
 
 log = logging.getLogger("traindash.collector.store")
@@ -69,12 +76,13 @@ class StoreError(RuntimeError):
 
 @dataclass
 class Work:
-    """What one commit writes: accepted sections, new marks, liveness."""
+    """What one commit writes: accepted sections, new marks, liveness; whom to ack after."""
 
     sections: list[tuple[str, Section]] = field(default_factory=list)
     marks: dict[str, int] = field(default_factory=dict)
     seen: dict[str, float] = field(default_factory=dict)
     rows: int = 0
+    acks: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.sections or self.marks or self.seen)
@@ -110,6 +118,7 @@ class Store:
         self.con.execute("SET lock_configuration = true")
         self.columns = {t: self._columns(t) for t in CORE_COLUMNS}
         self.known: set[str] = set()
+        self.overflowed: set[str] = set()  # tables whose custom-column cap was reported
 
     def _create_schema(self) -> None:
         c = self.con
@@ -142,15 +151,12 @@ class Store:
         """Write ``work`` in one transaction; on failure nothing is kept."""
         c = self.con
         added: dict[str, dict[str, str]] = {}
+        known = set(self.known)
         try:
             c.execute("BEGIN TRANSACTION")
-            for stream_id, section in work.sections:
-                if section.kind is RecordKind.RUN:
-                    self._upsert_runs(stream_id, records(section))
+            self._upsert_runs(_run_records(work.sections, RecordKind.RUN))
             self._insert_all(work.sections, added)
-            for stream_id, section in work.sections:
-                if section.kind is RecordKind.END:
-                    self._end_runs(stream_id, records(section))
+            self._end_runs(_run_records(work.sections, RecordKind.END))
             self._write_marks(work.marks, work.seen)
             c.execute("COMMIT")
         except Exception as exc:
@@ -161,72 +167,105 @@ class Store:
             for table, cols in added.items():
                 for key in cols:
                     self.columns[table].pop(key, None)
+            self.known = known
             raise StoreError(f"commit failed: {str(exc).splitlines()[0]}") from exc
 
     def _insert_all(self, sections: list[tuple[str, Section]], added: dict[str, dict[str, str]]) -> None:
-        """One INSERT per table and column set: DuckDB's cost is per statement, not per row."""
-        groups: dict[tuple[str, pa.Schema], list[pa.Table]] = {}
-        for stream_id, section in sections:
-            table = TABLE_OF_KIND.get(section.kind)
-            if table is None:
-                continue
+        """One INSERT per table: DuckDB's cost is per statement (and per column), not per row.
+
+        Sections with different custom fields share the INSERT: their Arrow tables are
+        unified, absent columns null. DuckDB takes one ADD COLUMN per ALTER statement, so
+        each new column is one ALTER, all before the INSERT.
+        """
+        groups: dict[str, list[pa.Table]] = {}
+        for stream_id, section in merged([item for item in sections if item[1].kind in TABLE_OF_KIND]):
+            table = TABLE_OF_KIND[section.kind]
             existing = self.columns[table]
-            arrow, new_cols = section_table(table, stream_id, section, existing)
+            arrow, new_cols, overflow = section_table(table, stream_id, section, existing)
             for name, sqltype in new_cols.items():
                 self.con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {sqltype}')
                 existing[name.lower()] = name
                 added.setdefault(table, {})[name.lower()] = name
-            groups.setdefault((table, arrow.schema), []).append(arrow)
-        for (table, _schema), parts in groups.items():
-            arrow = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-            self.con.register("_incoming", arrow)
-            try:
-                self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
-            finally:
-                self.con.unregister("_incoming")
+            if overflow and table not in self.overflowed:
+                self.overflowed.add(table)
+                log.warning(
+                    "%s has %d custom columns, the most it takes; further custom names (%s, ...) "
+                    "are kept in its JSON column instead",
+                    table,
+                    MAX_CUSTOM_COLUMNS,
+                    overflow[0],
+                )
+            groups.setdefault(table, []).append(arrow)
+        for table, parts in groups.items():
+            for arrow in _unified(parts):
+                self.con.register("_incoming", arrow)
+                try:
+                    self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
+                finally:
+                    self.con.unregister("_incoming")
 
-    def _upsert_runs(self, stream_id: str, rows: Iterable[dict]) -> None:
-        self.known.add(stream_id)
-        for r in rows:
-            tags = r.get("tags")
+    # One statement per commit for all runs' starts, one for all their ends: a statement
+    # per record took 4-20 ms each, and a thousand streams that start (or end) together
+    # held the commit for seconds.
+    def _upsert_runs(self, rows: dict[str, dict]) -> None:
+        if not rows:
+            return
+        self.known.update(rows)
+        ts = [_micros(r.get("ts")) for r in rows.values()]
+        arrow = pa.table(
+            {
+                "run_id": list(rows),
+                "experiment": [_str(r.get("experiment")) for r in rows.values()],
+                "name": [_str(r.get("name")) for r in rows.values()],
+                "host": [_str(r.get("host")) for r in rows.values()],
+                "pid": pa.array([_int(r.get("pid")) for r in rows.values()], pa.int64()),
+                "started_at": pa.array(ts, pa.int64()),
+                "hyperparameters": [to_json(r.get("hyperparameters") or {}) for r in rows.values()],
+                "tags": pa.array([_tags(r.get("tags")) for r in rows.values()], pa.list_(pa.string())),
+                "description": [_str(r.get("description")) or "" for r in rows.values()],
+                "role": [_str(r.get("role")) or "trainer" for r in rows.values()],
+            }
+        )
+        self.con.register("_run_starts", arrow)
+        try:
             self.con.execute(
                 """INSERT INTO runs (run_id, experiment, name, host, pid, started_at, status,
                        hyperparameters, tags, description, role, last_seen)
-                   VALUES (?, ?, ?, ?, ?, make_timestamp(?), 'running', ?, ?, ?, ?, make_timestamp(?))
+                   SELECT run_id, experiment, name, host, pid, make_timestamp(started_at),
+                       'running', hyperparameters, tags, description, role,
+                       make_timestamp(started_at)
+                   FROM _run_starts
                    ON CONFLICT (run_id) DO UPDATE SET experiment = excluded.experiment,
                        name = excluded.name, host = excluded.host, pid = excluded.pid,
                        started_at = coalesce(runs.started_at, excluded.started_at),
                        status = 'running', ended_at = NULL,
                        hyperparameters = excluded.hyperparameters, tags = excluded.tags,
                        description = excluded.description, role = excluded.role,
-                       last_seen = excluded.last_seen""",
-                [
-                    stream_id,
-                    _str(r.get("experiment")),
-                    _str(r.get("name")),
-                    _str(r.get("host")),
-                    _int(r.get("pid")),
-                    _micros(r.get("ts")),
-                    to_json(r.get("hyperparameters") or {}),
-                    [str(t) for t in tags] if isinstance(tags, list) else [],
-                    _str(r.get("description")) or "",
-                    _str(r.get("role")) or "trainer",
-                    _micros(r.get("ts")),
-                ],
+                       last_seen = excluded.last_seen"""
             )
+        finally:
+            self.con.unregister("_run_starts")
 
-    def _end_runs(self, stream_id: str, rows: Iterable[dict]) -> None:
-        for r in rows:
+    def _end_runs(self, rows: dict[str, dict]) -> None:
+        if not rows:
+            return
+        arrow = pa.table(
+            {
+                "run_id": list(rows),
+                "ended_at": pa.array([_micros(r.get("ts")) for r in rows.values()], pa.int64()),
+                "status": [_str(r.get("status")) or "finished" for r in rows.values()],
+                "final_metrics": [to_json(r.get("final_metrics") or {}) for r in rows.values()],
+            }
+        )
+        self.con.register("_run_ends", arrow)
+        try:
             self.con.execute(
-                "UPDATE runs SET ended_at = make_timestamp(?), status = ?, final_metrics = ? "
-                "WHERE run_id = ?",
-                [
-                    _micros(r.get("ts")),
-                    _str(r.get("status")) or "finished",
-                    to_json(r.get("final_metrics") or {}),
-                    stream_id,
-                ],
+                """UPDATE runs SET ended_at = make_timestamp(e.ended_at), status = e.status,
+                       final_metrics = e.final_metrics
+                   FROM _run_ends AS e WHERE runs.run_id = e.run_id"""
             )
+        finally:
+            self.con.unregister("_run_ends")
 
     def _write_marks(self, marks: dict[str, int], seen: dict[str, float]) -> None:
         runs = list(marks.keys() | seen.keys())
@@ -234,9 +273,12 @@ class Store:
             return
         new = [r for r in runs if r not in self.known]
         if new:
-            self.con.executemany(
-                "INSERT INTO runs (run_id, status) VALUES (?, 'running') ON CONFLICT DO NOTHING",
-                [[r] for r in new],
+            # One statement: executemany costs milliseconds per run, and a thousand streams
+            # that start together made the collector's first commits take seconds.
+            self.con.execute(
+                "INSERT INTO runs (run_id, status) SELECT unnest($1::VARCHAR[]), 'running' "
+                "ON CONFLICT DO NOTHING",
+                [new],
             )
             self.known.update(new)
         # A new mark or liveness stamp when given; a stalled or lost run is running again.
@@ -325,6 +367,33 @@ class Store:
         except duckdb.Error as exc:
             log.warning("checkpoint on close failed: %s", exc)
         self.con.close()
+
+
+def _unified(parts: list[pa.Table]) -> list[pa.Table]:
+    """``parts`` as one table when their schemas unify (absent columns null), else by schema."""
+    if len(parts) == 1:
+        return parts
+    try:
+        return [pa.concat_tables(parts, promote_options="default")]
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        by_schema: dict[pa.Schema, list[pa.Table]] = {}
+        for part in parts:
+            by_schema.setdefault(part.schema, []).append(part)
+        return [ps[0] if len(ps) == 1 else pa.concat_tables(ps) for ps in by_schema.values()]
+
+
+def _run_records(sections: list[tuple[str, Section]], kind: RecordKind) -> dict[str, dict]:
+    """The last ``kind`` record (a run's start or end) of each run among ``sections``."""
+    out: dict[str, dict] = {}
+    for stream_id, section in sections:
+        if section.kind is kind:
+            for r in records(section):
+                out[stream_id] = r
+    return out
+
+
+def _tags(value: object) -> list[str]:
+    return [str(t) for t in value] if isinstance(value, list) else []
 
 
 def _str(value: object) -> str | None:

@@ -7,6 +7,7 @@ to insert and name the custom columns that must be added first.
 from __future__ import annotations
 
 import json
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,16 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "seq": "BIGINT",
     },
 }
+
+# A table takes at most this many custom (non-core) DOUBLE columns. Each new column costs
+# one ALTER TABLE (DuckDB takes one ADD COLUMN per statement), and that cost grows with
+# the table's width: measured here (bench/first_commit.py), about 0.5 ms per column at
+# 100 columns, 1 ms at 1,000 and 2 ms at 2,000 (6 ms on a 100k-row table). At 1,000 the
+# first commit that brings them all stays under a second and the loop never waits for
+# it (the writer thread). Past the cap, further names are kept in the row's ``extra``
+# JSON (``data`` for alerts) and the collector says so once per table.
+# TODO(scalars): send the overflow to the long ``scalars`` table once it exists.
+MAX_CUSTOM_COLUMNS = 1_000
 
 _ARROW_TYPES = {
     "VARCHAR": pa.string(),
@@ -151,34 +162,83 @@ def _convert(sqltype: str, values: Any) -> pa.Array:
     return pa.nulls(len(values), type=_ARROW_TYPES[sqltype])
 
 
+def custom_room(table: str, existing: dict[str, str]) -> int:
+    """How many more custom columns ``table`` takes before it reaches ``MAX_CUSTOM_COLUMNS``."""
+    core = {name.lower() for name in CORE_COLUMNS[table]}
+    return max(0, MAX_CUSTOM_COLUMNS - sum(1 for key in existing if key not in core))
+
+
+def merged(items: list[tuple[str, Section]]) -> list[tuple[str | pa.Array, Section]]:
+    """Sections of the same kind and fields joined into one, with each row's stream id.
+
+    With many streams, a commit holds thousands of one-row sections; building an Arrow
+    table per section cost about half a millisecond each, per row.
+    """
+    groups: dict[tuple, list[tuple[str, Section]]] = {}
+    for stream_id, section in items:
+        key = (section.kind, frozenset((k, isinstance(v, np.ndarray)) for k, v in section.cols.items()))
+        groups.setdefault(key, []).append((stream_id, section))
+    out: list[tuple[str | pa.Array, Section]] = []
+    for group in groups.values():
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        sections = [section for _, section in group]
+        cols: dict[str, Any] = {}
+        for name, first in sections[0].cols.items():
+            parts = [section.cols[name] for section in sections]
+            cols[name] = np.concatenate(parts) if isinstance(first, np.ndarray) else list(chain(*parts))
+        ids = dict.fromkeys(stream_id for stream_id, _ in group)
+        index = {stream_id: i for i, stream_id in enumerate(ids)}
+        rows = np.repeat([index[stream_id] for stream_id, _ in group], [len(s) for s in sections])
+        streams = pa.DictionaryArray.from_arrays(
+            pa.array(rows.astype(np.int32)), pa.array(list(ids), pa.string())
+        )
+        out.append((streams, Section(sections[0].kind, cols)))
+    return out
+
+
 def section_table(
-    table: str, stream_id: str, section: Section, existing: dict[str, str]
-) -> tuple[pa.Table, dict[str, str]]:
-    """The Arrow table to insert for ``section`` and the new DOUBLE columns it needs.
+    table: str, stream_id: str | pa.Array, section: Section, existing: dict[str, str], room: int | None = None
+) -> tuple[pa.Table, dict[str, str], list[str]]:
+    """The Arrow table to insert for ``section``, the new DOUBLE columns it needs, and the
+    custom names that did not fit.
 
     ``existing`` maps lower-cased column names of the DuckDB table to their names there;
-    custom columns match case-insensitively, as DuckDB identifiers do.
+    custom columns match case-insensitively, as DuckDB identifiers do. At most ``room``
+    new columns (default: :func:`custom_room`); numeric fields past it join the ``extra``
+    JSON like non-numeric ones. ``stream_id``: one for all rows, or one per row.
     """
     core = CORE_COLUMNS[table]
+    if room is None:
+        room = custom_room(table, existing)
     n = len(section)
     arrays: dict[str, pa.Array] = {}
     new_columns: dict[str, str] = {}
     leftovers: dict[str, list] = {}
+    overflow: list[str] = []
     for name, values in section.cols.items():
         key = name.lower()
         if name in core:
             arrays[name] = _convert(core[name], values)
         elif isinstance(values, np.ndarray):
-            column = existing.get(key) or new_columns.setdefault(key, name)
-            arrays[column] = pa.array(values.astype(np.float64, copy=False))
+            column = existing.get(key) or new_columns.get(key)
+            if column is None and len(new_columns) < room:
+                column = new_columns[key] = name
+            if column is None:
+                overflow.append(name)
+                leftovers[name] = values.tolist()
+            else:
+                arrays[column] = pa.array(values.astype(np.float64, copy=False))
         else:
             leftovers[name] = values
+    streams = stream_id if isinstance(stream_id, pa.Array) else constant(stream_id, n)
     if table == ALERTS:
-        arrays["source"] = constant(stream_id, n)
+        arrays["source"] = streams
         if "run_id" not in section.cols:
-            arrays["run_id"] = constant(stream_id, n)
+            arrays["run_id"] = streams
     else:
-        arrays["run_id"] = constant(stream_id, n)
+        arrays["run_id"] = streams
     extra_col = "data" if table == ALERTS else "extra"
     if leftovers:
         base = section.cols.get(extra_col)
@@ -190,7 +250,7 @@ def section_table(
                     row[name] = values[i]
             rows.append(to_json(row) if row else None)
         arrays[extra_col] = pa.array(rows, type=pa.string())
-    return pa.table(arrays), {v: "DOUBLE" for v in new_columns.values()}
+    return pa.table(arrays), {v: "DOUBLE" for v in new_columns.values()}, overflow
 
 
 def records(section: Section) -> list[dict[str, Any]]:
