@@ -4,7 +4,16 @@ The training thread only appends tuples to a deque. This thread (or a ``get_*`` 
 needs fresh statistics) drains the deque under ``pack_lock``, assigns seqs, packs columnar
 batches into an outbox, and publishes them. Every batch stays in ``unacked`` until the
 collector's ack covers it; past ``max_unacked_bytes`` the oldest spill to the spool file.
-Batches still unacknowledged after ``resend_after`` with no ack progress are re-sent.
+
+What is re-sent is what the collector says it lacks. While someone waits for an ack (or
+records wait without progress) the sender probes with a heartbeat carrying the highest
+seq it has sent; the collector answers at once with what it holds (``have``), and one
+connection keeps its order, so records sent before the probe and above ``have`` were lost
+on the way. Probes back off while unanswered, so a collector that is merely slow gets
+one probe per round trip instead of a storm of heartbeats and blind re-sends (with 1,000
+streams, the blind re-sends every ``resend_after`` multiplied the collector's load until
+the last acks took over a minute). Only when no answer comes at all is everything
+re-sent, after ``resend_after``, then twice that, and so on.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import zmq
 
 from traindash import security, wire
 from traindash.config import ProducerConfig
+from traindash.producer.link import NOT_LISTENING, Link
 from traindash.producer.packing import pack
 from traindash.producer.spool import Spool, read_bodies, save_last_seq, spool_path
 from traindash.producer.stats import RunStats
@@ -28,10 +38,14 @@ from traindash.producer.stats import RunStats
 log = logging.getLogger("traindash.producer")
 
 RESEND_BUDGET_BYTES = 8 * 1024 * 1024
-# Until a collector has answered, heartbeat often so its subscription arrives (and its
-# first ack triggers the re-send of what was dropped before it) within milliseconds.
+# The first probe after a wait begins (or a connection is made, or acks progress) goes out
+# after this; each unanswered one doubles the wait, up to ``heartbeat_interval``.
 EARLY_HEARTBEAT = 0.05
+# With no collector connected, close() gives up after this; a connected one is waited for.
 NO_COLLECTOR_GRACE = 3.0
+# Blind re-sends (no answer at all) back off from ``resend_after`` up to this.
+RESEND_BACKOFF_MAX = 30.0
+MAX_PROBES = 64  # heartbeats remembered, to match the collector's answers to them
 SNDHWM = 1000
 # Acks are cumulative, so a batch asks for one only this often (or when something waits
 # on it): each ack read is a GIL hand-off that a CPU-bound training thread pays for.
@@ -101,12 +115,23 @@ class Sender(threading.Thread):
         self.last_seq = last_seq
         self.acked = 0
         self.ack_seen = False
-        self._resend_now = False
         self.unacked: OrderedDict[int, Pending] = OrderedDict()
         self.mem_bytes = 0
         self.spool = Spool(spool_path(output_dir, run_id))
         self.stop_deadline: float | None = None
-        self.last_progress = time.monotonic()
+        self.stop_started = 0.0
+        self.collector_state = NOT_LISTENING
+        now = time.monotonic()
+        self.last_progress = now
+        self.sent_seq = last_seq  # the highest seq sent; what a probe tells the collector
+        # Probes: heartbeat ts -> (sent_seq, monotonic send time) for matching answers.
+        self.probes: OrderedDict[float, tuple[int, float]] = OrderedDict()
+        self.probe_at = 0.0
+        self.probe_wait = EARLY_HEARTBEAT
+        self.answered_at = now  # the collector's last answer to a probe
+        self.lacks: list[tuple[int, int, float]] = []  # (have, probe seq, probe sent at)
+        self.blind_resends = 0
+        self.blind_at = now
         self.sent_at = 0.0
         self.ack_asked_at = 0.0
         self.want_ack = False  # set by flush(): someone waits for the collector's ack
@@ -150,7 +175,9 @@ class Sender(threading.Thread):
         return False
 
     def stop(self, timeout: float) -> None:
-        self.stop_deadline = time.monotonic() + timeout
+        self.stop_started = time.monotonic()
+        self.probe_at, self.probe_wait = 0.0, EARLY_HEARTBEAT  # ask soon if the end goes missing
+        self.stop_deadline = self.stop_started + timeout
         self.wake.set()
 
     def flush(self, timeout: float) -> bool:
@@ -182,30 +209,37 @@ class Sender(threading.Thread):
         ctx = zmq.Context()
         pub = ctx.socket(zmq.PUB)
         sub = ctx.socket(zmq.SUB)
+        link: Link | None = None
         try:
             for sock in (pub, sub):
                 sock.setsockopt(zmq.LINGER, 0)
                 security.secure_client(sock, self.config.curve)
             pub.setsockopt(zmq.SNDHWM, SNDHWM)
+            link = Link(pub, sub)  # before connecting, so no handshake goes unseen
             pub.connect(self.config.endpoints.ingest)
             sub.setsockopt(zmq.SUBSCRIBE, wire.ack_topic(self.run_id))
             sub.connect(self.config.endpoints.rows)
-            self._loop(pub, sub)
+            self._loop(pub, sub, link)
         except Exception:
             self._warn_once("sender", "traindash sender stopped on an error", exc_info=True)
         finally:
             self._finish()
+            if link is not None:
+                link.close()
             pub.close()
             sub.close()
             ctx.term()
 
-    def _loop(self, pub: zmq.Socket, sub: zmq.Socket) -> None:
+    def _loop(self, pub: zmq.Socket, sub: zmq.Socket, link: Link) -> None:
         cfg = self.config
         next_heartbeat = 0.0
         while True:
             wait = cfg.flush_interval if self.ack_seen else min(EARLY_HEARTBEAT, cfg.flush_interval)
             self._idle(wait)
             now = time.monotonic()
+            if link.poll(now):
+                self.probe_at, self.probe_wait = now, EARLY_HEARTBEAT  # just connected: ask
+            self.collector_state = link.state
             self._read_acks(sub, now)
             self.drain()
             # All the Python work of a wake-up comes first, and the sends last: each send
@@ -218,30 +252,19 @@ class Sender(threading.Thread):
             if self.sent_at > now - 0.5 * cfg.heartbeat_interval and self.ack_seen:
                 # A batch goes out now; it carries the seq and marks the run alive.
                 next_heartbeat = max(next_heartbeat, self.sent_at + cfg.heartbeat_interval)
-            if (
-                (self.want_ack or self.stop_deadline is not None)
-                and self.acked < self.last_seq
-                and now - self.ack_asked_at >= EARLY_HEARTBEAT / 2
-            ):
-                # Someone waits for an ack the last batches did not ask for: a heartbeat
-                # is always answered.
-                next_heartbeat = now
+            # Re-sent batches may not ask for an ack; the probe after them does.
+            probe = self._resend(now, out) or self._probe_due(now)
+            if probe or now >= next_heartbeat:
+                self._heartbeat(now, out, probe)
+                next_heartbeat = now + cfg.heartbeat_interval
             self.want_ack = False
-            if self._resend(now, out):
-                next_heartbeat = now  # re-sent batches may not ask for an ack; this does
-            if now >= next_heartbeat:
-                self.ack_asked_at = now
-                next_heartbeat = now + (
-                    cfg.heartbeat_interval if self.ack_seen else min(EARLY_HEARTBEAT, cfg.heartbeat_interval)
-                )
-                out.append(
-                    wire.encode(wire.Heartbeat(self.run_id, self.last_seq, time.time(), self.host, self.pid))
-                )
             done = False
             if self.stop_deadline is not None:
                 deadline = self.stop_deadline
-                if not self.ack_seen:
-                    deadline = min(deadline, self.stop_started + NO_COLLECTOR_GRACE)
+                if not link.connected:
+                    # Nobody has shaken hands (since close began, or since the link went
+                    # down): a short grace, not the whole timeout.
+                    deadline = min(deadline, max(self.stop_started, link.lost_at) + NO_COLLECTOR_GRACE)
                 done = (not self.queue and not self.outbox and self.acked >= self.last_seq) or now >= deadline
             for frames in out:
                 pub.send_multipart(frames)
@@ -252,10 +275,27 @@ class Sender(threading.Thread):
         """Between wake-ups: sleep until woken or ``timeout``."""
         self.wake.wait(timeout)
 
-    @property
-    def stop_started(self) -> float:
-        assert self.stop_deadline is not None
-        return self.stop_deadline - self.config.close_timeout
+    def _probe_due(self, now: float) -> bool:
+        """Whether to ask the collector where it stands (a heartbeat is always answered)."""
+        if now < self.probe_at or now - self.ack_asked_at < EARLY_HEARTBEAT / 2:
+            return False  # the last probe (or a batch that asked for an ack) is recent
+        if not self.ack_seen:
+            return True
+        if (self.want_ack or self.stop_deadline is not None) and self.acked < self.last_seq:
+            return True  # someone waits
+        return bool(self.unacked) and now - self.last_progress >= self.config.heartbeat_interval
+
+    def _heartbeat(self, now: float, out: list[list[bytes]], probe: bool) -> None:
+        """A heartbeat; a probe (one that someone waits on) also backs the next one off."""
+        ts = time.time()
+        self.probes[ts] = (self.sent_seq, now)
+        while len(self.probes) > MAX_PROBES:
+            self.probes.popitem(last=False)
+        self.ack_asked_at = now
+        if probe:
+            self.probe_at = now + self.probe_wait
+            self.probe_wait = min(2 * self.probe_wait, self.config.heartbeat_interval)
+        out.append(wire.encode(wire.Heartbeat(self.run_id, self.sent_seq, ts, self.host, self.pid)))
 
     def _read_acks(self, sub: zmq.Socket, now: float) -> None:
         progressed = False
@@ -269,16 +309,21 @@ class Sender(threading.Thread):
             except wire.WireError:
                 continue
             if isinstance(msg, wire.Ack) and msg.run_id == self.run_id:
-                if not self.ack_seen:
-                    # A collector just answered: whatever it lacks was sent into the void.
-                    self.ack_seen = True
-                    self._resend_now = True
+                self.ack_seen = True
                 if msg.acked > self.acked:
                     self.acked = msg.acked
                     progressed = True
+                if msg.probe is not None:
+                    self.answered_at = now
+                    probe = self.probes.pop(msg.probe, None)
+                    if probe is not None and msg.have is not None and msg.have < probe[0]:
+                        self.lacks.append((msg.have, *probe))
         if not progressed:
             return
         self.last_progress = now
+        self.blind_resends = 0
+        self.probe_wait = EARLY_HEARTBEAT
+        self.probe_at = min(self.probe_at, now + EARLY_HEARTBEAT)
         while self.unacked:
             first, entry = next(iter(self.unacked.items()))
             if entry.last > self.acked:
@@ -294,6 +339,7 @@ class Sender(threading.Thread):
         while self.outbox:
             self.sent_at = now
             first, last, body = self.outbox.popleft()
+            self.sent_seq = max(self.sent_seq, last)
             offset = self._keep(body)
             out.append([wire.TOPIC_BATCH, body])
             self.unacked[first] = Pending(first, last, len(body), now, body=body, offset=offset)
@@ -316,25 +362,43 @@ class Sender(threading.Thread):
                 self.mem_bytes -= entry.size
 
     def _resend(self, now: float, out: list[list[bytes]]) -> bool:
-        """Queue what has waited too long for an ack on ``out``; True if anything was."""
-        after = self.config.resend_after
-        if self._resend_now:
-            self._resend_now = False
-            after = 0.0
-        if not self.unacked or now - self.last_progress < after:
-            return False
+        """Queue on ``out`` what the collector lacks; True if anything was."""
         budget = RESEND_BUDGET_BYTES
-        for entry in self.unacked.values():
-            if now - entry.sent_at < after:
-                break
-            body = entry.body if entry.body is not None else self.spool.read(entry.offset or 0)
-            out.append([wire.TOPIC_BATCH, body])
-            entry.sent_at = now
-            budget -= entry.size
-            if budget <= 0:
-                break
-        self.last_progress = now
-        return True
+        picked = False
+        for have, upto, probed_at in self.lacks:
+            floor = max(have, self.acked)
+            for entry in self.unacked.values():
+                if entry.first > upto or budget <= 0:
+                    break
+                # Sent again after that probe: the answer to a later probe tells.
+                if entry.last > floor and entry.sent_at <= probed_at:
+                    budget -= self._send_again(entry, now, out)
+                    picked = True
+        self.lacks.clear()
+        # No answer at all (none listening, answers lost, a collector without ``have``):
+        # everything old goes again, less and less often.
+        after = min(self.config.resend_after * 2**self.blind_resends, RESEND_BACKOFF_MAX)
+        if (
+            self.unacked
+            and now - self.last_progress >= after
+            and now - self.answered_at >= after
+            and now - self.blind_at >= after
+        ):
+            self.blind_resends += 1
+            self.blind_at = now
+            for entry in self.unacked.values():
+                if budget <= 0:
+                    break
+                if now - entry.sent_at >= after:
+                    budget -= self._send_again(entry, now, out)
+                    picked = True
+        return picked
+
+    def _send_again(self, entry: Pending, now: float, out: list[list[bytes]]) -> int:
+        body = entry.body if entry.body is not None else self.spool.read(entry.offset or 0)
+        out.append([wire.TOPIC_BATCH, body])
+        entry.sent_at = now
+        return entry.size
 
     def _load_spool(self) -> None:
         """Records a previous logger with this run_id left unacknowledged go out first."""
@@ -354,7 +418,8 @@ class Sender(threading.Thread):
             offset = self.spool.append(body)
             self.unacked[first] = Pending(first, last, len(body), 0.0, offset=offset)
             self.last_seq = max(self.last_seq, last)
-        self.last_progress = 0.0
+        # The first answer to a probe says which of them the collector lacks.
+        self.sent_seq = max(self.sent_seq, self.last_seq)
 
     def _finish(self) -> None:
         """Keep what is still unacknowledged in the spool for a resume or a replay."""

@@ -93,6 +93,7 @@ class ShipperClient:
         self.proc: subprocess.Popen | None = None
         self.conn: Connection | None = None
         self._left = 0
+        self.collector_state = ""  # the shipper's last word on it, when it stops
         self._stop_timeout = config.close_timeout
         self.restarts = 0
         self.owner = os.getpid()
@@ -143,9 +144,10 @@ class ShipperClient:
             while self.conn is not None and self.proc is not None:
                 try:
                     if self.conn.poll(timeout + REPLY_GRACE):
-                        status, value = self.conn.recv()
+                        status, value, *state = self.conn.recv()
                         if status == "ok":
                             self._left = int(value)
+                            self.collector_state = state[0] if state else ""
                     else:
                         log.warning(
                             "traindash: the shipper of run %s did not finish within %.0f s; stopping it",
@@ -348,7 +350,7 @@ class Shipper(Sender):
             super().run()
         finally:
             self.snapshots.join(timeout=10)
-            self._reply(("ok", self.pending))
+            self._reply(("ok", self.pending, self.collector_state))
 
     def _idle(self, timeout: float) -> None:
         wait = min(timeout, self._poll_interval())
