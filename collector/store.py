@@ -118,6 +118,10 @@ class Store:
         self.con.execute("SET lock_configuration = true")
         self.columns = {t: self._columns(t) for t in CORE_COLUMNS}
         self.known: set[str] = set()
+        # DuckDB's first Arrow registration imports pandas (about a second here): pay it
+        # now, not in the first commit a producer waits on.
+        self.con.register("_warm_up", pa.table({"x": [0]}))
+        self.con.unregister("_warm_up")
         self.overflowed: set[str] = set()  # tables whose custom-column cap was reported
 
     def _create_schema(self) -> None:
@@ -374,7 +378,7 @@ def _unified(parts: list[pa.Table]) -> list[pa.Table]:
     if len(parts) == 1:
         return parts
     try:
-        return [pa.concat_tables(parts, promote_options="default")]
+        return [pa.concat_tables(parts, promote_options="default").combine_chunks()]
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         by_schema: dict[pa.Schema, list[pa.Table]] = {}
         for part in parts:

@@ -72,15 +72,16 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
     },
 }
 
-# A table takes at most this many custom (non-core) DOUBLE columns. Each new column costs
-# one ALTER TABLE (DuckDB takes one ADD COLUMN per statement), and that cost grows with
-# the table's width: measured here (bench/first_commit.py), about 0.5 ms per column at
-# 100 columns, 1 ms at 1,000 and 2 ms at 2,000 (6 ms on a 100k-row table). At 1,000 the
-# first commit that brings them all stays under a second and the loop never waits for
-# it (the writer thread). Past the cap, further names are kept in the row's ``extra``
-# JSON (``data`` for alerts) and the collector says so once per table.
+# A table takes at most this many custom (non-core) DOUBLE columns. Width is not free in
+# DuckDB: each new column is one ALTER TABLE (one ADD COLUMN per statement), whose cost
+# grows with the width, and every later INSERT pays for every column. Measured here
+# (bench/first_commit.py, a busy 2-core machine): about 1-2.5 ms per new column up to 500
+# columns, 5 ms at 1,000, 9 ms at 2,000, 18 ms at 4,000; a 1,000-row insert takes 18 ms
+# into a table of 100 custom columns, 0.3-0.5 s at 500, 2.5 s at 2,000. At 500 the commit
+# that brings them all takes about a second. Past the cap, further names are kept in the
+# row's ``extra`` JSON (``data`` for alerts), and the collector says so once per table.
 # TODO(scalars): send the overflow to the long ``scalars`` table once it exists.
-MAX_CUSTOM_COLUMNS = 1_000
+MAX_CUSTOM_COLUMNS = 500
 
 _ARROW_TYPES = {
     "VARCHAR": pa.string(),

@@ -4,16 +4,8 @@ The training thread only appends tuples to a deque. This thread (or a ``get_*`` 
 needs fresh statistics) drains the deque under ``pack_lock``, assigns seqs, packs columnar
 batches into an outbox, and publishes them. Every batch stays in ``unacked`` until the
 collector's ack covers it; past ``max_unacked_bytes`` the oldest spill to the spool file.
-
-What is re-sent is what the collector says it lacks. While someone waits for an ack (or
-records wait without progress) the sender probes with a heartbeat carrying the highest
-seq it has sent; the collector answers at once with what it holds (``have``), and one
-connection keeps its order, so records sent before the probe and above ``have`` were lost
-on the way. Probes back off while unanswered, so a collector that is merely slow gets
-one probe per round trip instead of a storm of heartbeats and blind re-sends (with 1,000
-streams, the blind re-sends every ``resend_after`` multiplied the collector's load until
-the last acks took over a minute). Only when no answer comes at all is everything
-re-sent, after ``resend_after``, then twice that, and so on.
+What is re-sent, and when the collector is asked where it stands, is
+:mod:`producer.recovery`: what the collector says it lacks, with probes that back off.
 """
 
 from __future__ import annotations
@@ -23,7 +15,6 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
@@ -32,20 +23,16 @@ from traindash import security, wire
 from traindash.config import ProducerConfig
 from traindash.producer.link import NOT_LISTENING, Link
 from traindash.producer.packing import pack
+from traindash.producer.recovery import EARLY_PROBE, Pending, Recovery
 from traindash.producer.spool import Spool, read_bodies, save_last_seq, spool_path
 from traindash.producer.stats import RunStats
 
 log = logging.getLogger("traindash.producer")
 
-RESEND_BUDGET_BYTES = 8 * 1024 * 1024
-# The first probe after a wait begins (or a connection is made, or acks progress) goes out
-# after this; each unanswered one doubles the wait, up to ``heartbeat_interval``.
-EARLY_HEARTBEAT = 0.05
+# Until a collector has answered, the loop wakes this often (probes back off on their own).
+EARLY_HEARTBEAT = EARLY_PROBE
 # With no collector connected, close() gives up after this; a connected one is waited for.
 NO_COLLECTOR_GRACE = 3.0
-# Blind re-sends (no answer at all) back off from ``resend_after`` up to this.
-RESEND_BACKOFF_MAX = 30.0
-MAX_PROBES = 64  # heartbeats remembered, to match the collector's answers to them
 SNDHWM = 1000
 # Acks are cumulative, so a batch asks for one only this often (or when something waits
 # on it): each ack read is a GIL hand-off that a CPU-bound training thread pays for.
@@ -76,16 +63,6 @@ class Wake:
     def wait(self, timeout: float) -> bool:
         """Sleep until :meth:`set` or ``timeout``; True when woken. Leaves it unset."""
         return self._lock.acquire(timeout=timeout)
-
-
-@dataclass
-class Pending:
-    first: int
-    last: int
-    size: int
-    sent_at: float
-    body: bytes | None = None
-    offset: int | None = None
 
 
 class Sender(threading.Thread):
@@ -121,17 +98,9 @@ class Sender(threading.Thread):
         self.stop_deadline: float | None = None
         self.stop_started = 0.0
         self.collector_state = NOT_LISTENING
-        now = time.monotonic()
-        self.last_progress = now
+        self.last_progress = time.monotonic()
         self.sent_seq = last_seq  # the highest seq sent; what a probe tells the collector
-        # Probes: heartbeat ts -> (sent_seq, monotonic send time) for matching answers.
-        self.probes: OrderedDict[float, tuple[int, float]] = OrderedDict()
-        self.probe_at = 0.0
-        self.probe_wait = EARLY_HEARTBEAT
-        self.answered_at = now  # the collector's last answer to a probe
-        self.lacks: list[tuple[int, int, float]] = []  # (have, probe seq, probe sent at)
-        self.blind_resends = 0
-        self.blind_at = now
+        self.recovery = Recovery(self.last_progress, config.heartbeat_interval, config.resend_after)
         self.sent_at = 0.0
         self.ack_asked_at = 0.0
         self.want_ack = False  # set by flush(): someone waits for the collector's ack
@@ -176,7 +145,7 @@ class Sender(threading.Thread):
 
     def stop(self, timeout: float) -> None:
         self.stop_started = time.monotonic()
-        self.probe_at, self.probe_wait = 0.0, EARLY_HEARTBEAT  # ask soon if the end goes missing
+        self.recovery.ask_soon(0.0)  # ask soon if the end goes missing
         self.stop_deadline = self.stop_started + timeout
         self.wake.set()
 
@@ -238,7 +207,7 @@ class Sender(threading.Thread):
             self._idle(wait)
             now = time.monotonic()
             if link.poll(now):
-                self.probe_at, self.probe_wait = now, EARLY_HEARTBEAT  # just connected: ask
+                self.recovery.ask_soon(now)  # just connected
             self.collector_state = link.state
             self._read_acks(sub, now)
             self.drain()
@@ -277,7 +246,7 @@ class Sender(threading.Thread):
 
     def _probe_due(self, now: float) -> bool:
         """Whether to ask the collector where it stands (a heartbeat is always answered)."""
-        if now < self.probe_at or now - self.ack_asked_at < EARLY_HEARTBEAT / 2:
+        if not self.recovery.due(now) or now - self.ack_asked_at < EARLY_HEARTBEAT / 2:
             return False  # the last probe (or a batch that asked for an ack) is recent
         if not self.ack_seen:
             return True
@@ -288,13 +257,8 @@ class Sender(threading.Thread):
     def _heartbeat(self, now: float, out: list[list[bytes]], probe: bool) -> None:
         """A heartbeat; a probe (one that someone waits on) also backs the next one off."""
         ts = time.time()
-        self.probes[ts] = (self.sent_seq, now)
-        while len(self.probes) > MAX_PROBES:
-            self.probes.popitem(last=False)
+        self.recovery.sent(ts, self.sent_seq, now, probe)
         self.ack_asked_at = now
-        if probe:
-            self.probe_at = now + self.probe_wait
-            self.probe_wait = min(2 * self.probe_wait, self.config.heartbeat_interval)
         out.append(wire.encode(wire.Heartbeat(self.run_id, self.sent_seq, ts, self.host, self.pid)))
 
     def _read_acks(self, sub: zmq.Socket, now: float) -> None:
@@ -313,17 +277,11 @@ class Sender(threading.Thread):
                 if msg.acked > self.acked:
                     self.acked = msg.acked
                     progressed = True
-                if msg.probe is not None:
-                    self.answered_at = now
-                    probe = self.probes.pop(msg.probe, None)
-                    if probe is not None and msg.have is not None and msg.have < probe[0]:
-                        self.lacks.append((msg.have, *probe))
+                self.recovery.answered(msg, now)
         if not progressed:
             return
         self.last_progress = now
-        self.blind_resends = 0
-        self.probe_wait = EARLY_HEARTBEAT
-        self.probe_at = min(self.probe_at, now + EARLY_HEARTBEAT)
+        self.recovery.progressed(now)
         while self.unacked:
             first, entry = next(iter(self.unacked.items()))
             if entry.last > self.acked:
@@ -363,42 +321,12 @@ class Sender(threading.Thread):
 
     def _resend(self, now: float, out: list[list[bytes]]) -> bool:
         """Queue on ``out`` what the collector lacks; True if anything was."""
-        budget = RESEND_BUDGET_BYTES
-        picked = False
-        for have, upto, probed_at in self.lacks:
-            floor = max(have, self.acked)
-            for entry in self.unacked.values():
-                if entry.first > upto or budget <= 0:
-                    break
-                # Sent again after that probe: the answer to a later probe tells.
-                if entry.last > floor and entry.sent_at <= probed_at:
-                    budget -= self._send_again(entry, now, out)
-                    picked = True
-        self.lacks.clear()
-        # No answer at all (none listening, answers lost, a collector without ``have``):
-        # everything old goes again, less and less often.
-        after = min(self.config.resend_after * 2**self.blind_resends, RESEND_BACKOFF_MAX)
-        if (
-            self.unacked
-            and now - self.last_progress >= after
-            and now - self.answered_at >= after
-            and now - self.blind_at >= after
-        ):
-            self.blind_resends += 1
-            self.blind_at = now
-            for entry in self.unacked.values():
-                if budget <= 0:
-                    break
-                if now - entry.sent_at >= after:
-                    budget -= self._send_again(entry, now, out)
-                    picked = True
-        return picked
-
-    def _send_again(self, entry: Pending, now: float, out: list[list[bytes]]) -> int:
-        body = entry.body if entry.body is not None else self.spool.read(entry.offset or 0)
-        out.append([wire.TOPIC_BATCH, body])
-        entry.sent_at = now
-        return entry.size
+        entries = self.recovery.pick(self.unacked, self.acked, now, self.last_progress)
+        for entry in entries:
+            body = entry.body if entry.body is not None else self.spool.read(entry.offset or 0)
+            out.append([wire.TOPIC_BATCH, body])
+            entry.sent_at = now
+        return bool(entries)
 
     def _load_spool(self) -> None:
         """Records a previous logger with this run_id left unacknowledged go out first."""
