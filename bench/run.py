@@ -25,7 +25,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-MODULES = ("pipeline", "peers", "overhead", "ingest_scale", "ui_bench")
+MODULES = ("pipeline", "peers", "overhead", "ingest_scale", "ui_bench", "fanin_close", "first_commit")
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
