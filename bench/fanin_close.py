@@ -70,11 +70,17 @@ def fan_in(processes: int, loggers: int, seconds: float, tmp: Path) -> list[dict
             for k in range(processes)
         ]
         results = []
-        for p in procs:
-            out, _ = p.communicate(timeout=seconds + 600)
-            if p.returncode:
-                raise RuntimeError(f"a trainer process exited with {p.returncode}")
-            results.append(json.loads(out.strip().splitlines()[-1]))
+        try:
+            for p in procs:
+                out, _ = p.communicate(timeout=seconds + 600)
+                if p.returncode:
+                    raise RuntimeError(f"a trainer process exited with {p.returncode}")
+                results.append(json.loads(out.strip().splitlines()[-1]))
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
         wall = time.monotonic() - t0
         stored = c.query(
             "SELECT count(*) AS n, count(*) - count(DISTINCT (run_id, seq)) AS dup FROM episodes"
