@@ -19,9 +19,10 @@ from traindash.collector.tables import (
     MAX_CUSTOM_COLUMNS,
     TABLE_OF_KIND,
     merged,
-    records,
+    run_records,
     section_table,
     to_json,
+    unified,
 )
 from traindash.wire import RecordKind, Section
 
@@ -158,9 +159,9 @@ class Store:
         known = set(self.known)
         try:
             c.execute("BEGIN TRANSACTION")
-            self._upsert_runs(_run_records(work.sections, RecordKind.RUN))
+            self._upsert_runs(run_records(work.sections, RecordKind.RUN))
             self._insert_all(work.sections, added)
-            self._end_runs(_run_records(work.sections, RecordKind.END))
+            self._end_runs(run_records(work.sections, RecordKind.END))
             self._write_marks(work.marks, work.seen)
             c.execute("COMMIT")
         except Exception as exc:
@@ -201,7 +202,7 @@ class Store:
                 )
             groups.setdefault(table, []).append(arrow)
         for table, parts in groups.items():
-            for arrow in _unified(parts):
+            for arrow in unified(parts):
                 self.con.register("_incoming", arrow)
                 try:
                     self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
@@ -371,57 +372,6 @@ class Store:
         except duckdb.Error as exc:
             log.warning("checkpoint on close failed: %s", exc)
         self.con.close()
-
-
-def _unified(parts: list[pa.Table]) -> list[pa.Table]:
-    """``parts`` as one table (columns a part lacks are null there), or by schema when a
-    column's type differs between them.
-
-    Built column by column, with a null run for each gap: Arrow's own schema promotion
-    makes a null array for every column a part lacks, which for hundreds of one-episode
-    sections with their own custom names took seconds.
-    """
-    if len(parts) == 1:
-        return parts
-    types: dict[str, pa.DataType] = {}
-    pieces: dict[str, list[tuple[int, pa.ChunkedArray]]] = {}
-    at = 0
-    for part in parts:
-        for field_, column in zip(part.schema, part.columns, strict=True):
-            if types.setdefault(field_.name, field_.type) != field_.type:
-                return _by_schema(parts)
-            pieces.setdefault(field_.name, []).append((at, column))
-        at += part.num_rows
-    total, columns = at, {}
-    for name, found in pieces.items():
-        chunks: list[pa.Array] = []
-        filled = 0
-        for start, column in found:
-            if start > filled:
-                chunks.append(pa.nulls(start - filled, types[name]))
-            chunks.extend(column.chunks)
-            filled = start + len(column)
-        if filled < total:
-            chunks.append(pa.nulls(total - filled, types[name]))
-        columns[name] = pa.chunked_array(chunks, types[name]).combine_chunks()
-    return [pa.table(columns)]
-
-
-def _by_schema(parts: list[pa.Table]) -> list[pa.Table]:
-    groups: dict[pa.Schema, list[pa.Table]] = {}
-    for part in parts:
-        groups.setdefault(part.schema, []).append(part)
-    return [ps[0] if len(ps) == 1 else pa.concat_tables(ps) for ps in groups.values()]
-
-
-def _run_records(sections: list[tuple[str, Section]], kind: RecordKind) -> dict[str, dict]:
-    """The last ``kind`` record (a run's start or end) of each run among ``sections``."""
-    out: dict[str, dict] = {}
-    for stream_id, section in sections:
-        if section.kind is kind:
-            for r in records(section):
-                out[stream_id] = r
-    return out
 
 
 def _tags(value: object) -> list[str]:

@@ -261,3 +261,54 @@ def records(section: Section) -> list[dict[str, Any]]:
     for i in range(len(section)):
         out.append({k: v[i] for k, v in cols.items()})
     return out
+
+
+def unified(parts: list[pa.Table]) -> list[pa.Table]:
+    """``parts`` as one table (columns a part lacks are null there), or by schema when a
+    column's type differs between them.
+
+    Built column by column, with a null run for each gap: Arrow's own schema promotion
+    makes a null array for every column a part lacks, which for hundreds of one-episode
+    sections with their own custom names took seconds.
+    """
+    if len(parts) == 1:
+        return parts
+    types: dict[str, pa.DataType] = {}
+    pieces: dict[str, list[tuple[int, pa.ChunkedArray]]] = {}
+    at = 0
+    for part in parts:
+        for field_, column in zip(part.schema, part.columns, strict=True):
+            if types.setdefault(field_.name, field_.type) != field_.type:
+                return _by_schema(parts)
+            pieces.setdefault(field_.name, []).append((at, column))
+        at += part.num_rows
+    total, columns = at, {}
+    for name, found in pieces.items():
+        chunks: list[pa.Array] = []
+        filled = 0
+        for start, column in found:
+            if start > filled:
+                chunks.append(pa.nulls(start - filled, types[name]))
+            chunks.extend(column.chunks)
+            filled = start + len(column)
+        if filled < total:
+            chunks.append(pa.nulls(total - filled, types[name]))
+        columns[name] = pa.chunked_array(chunks, types[name]).combine_chunks()
+    return [pa.table(columns)]
+
+
+def _by_schema(parts: list[pa.Table]) -> list[pa.Table]:
+    groups: dict[pa.Schema, list[pa.Table]] = {}
+    for part in parts:
+        groups.setdefault(part.schema, []).append(part)
+    return [ps[0] if len(ps) == 1 else pa.concat_tables(ps) for ps in groups.values()]
+
+
+def run_records(sections: list[tuple[str, Section]], kind: RecordKind) -> dict[str, dict]:
+    """The last ``kind`` record (a run's start or end) of each run among ``sections``."""
+    out: dict[str, dict] = {}
+    for stream_id, section in sections:
+        if section.kind is kind:
+            for r in records(section):
+                out[stream_id] = r
+    return out
