@@ -37,6 +37,8 @@ MODULES = (
     "system_sampler",
     "query_load",
     "aggregate",
+    "fanin_close",
+    "first_commit",
 )
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 

@@ -81,8 +81,16 @@ class Sequencer:
             return list(batch.sections)
         return [s for s in (_tail(sec, acked) for sec in batch.sections) if s is not None]
 
-    def commit(self) -> None:
-        self.committed = dict(self.working)
+    def commit(self, marks: dict[str, int] | None = None) -> None:
+        """The store committed ``marks`` (all working marks when None).
+
+        The collector admits the next batches while a commit runs, so working marks may
+        already be ahead of what that commit holds.
+        """
+        if marks is None:
+            self.committed = dict(self.working)
+        else:
+            self.committed.update(marks)
 
     def rollback(self) -> None:
         self.working = dict(self.committed)

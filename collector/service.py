@@ -1,5 +1,10 @@
 """The collector process: ingest, validate, batch into DuckDB, acknowledge, fan out.
 
+The socket loop never waits for DuckDB: commits run on the writer thread
+(:mod:`collector.writer`), and meanwhile the loop keeps taking in the next batch and
+answers every heartbeat at once with what is committed and what it holds, so a producer
+can tell a busy collector from a missing one and re-send only what was lost.
+
 Shutdown is a flag the loop checks (SIGTERM/SIGINT set it; a second signal forces exit):
 the loop then commits what it holds, publishes the acks, and closes the file.
 """
@@ -19,6 +24,7 @@ from traindash.collector.owners import Owners
 from traindash.collector.queryserver import QueryServer
 from traindash.collector.sequencer import Sequencer
 from traindash.collector.store import Store, StoreError, Work
+from traindash.collector.writer import Writer
 from traindash.config import CollectorConfig, ConfigError
 from traindash.shutdown import GracefulExit
 
@@ -123,7 +129,7 @@ class Collector(GracefulExit):
         # Under CURVE a run belongs to the key that opened it (see collector/owners.py).
         self.owners = Owners(self.store.owners()) if self.auth is not None else None
         self.work = Work()
-        self.ack_due: set[str] = set()
+        self.writer = Writer(self.ctx)
 
     def _socket(self, kind: int) -> zmq.Socket:
         sock = self.ctx.socket(kind)
@@ -138,6 +144,7 @@ class Collector(GracefulExit):
 
     def run(self) -> None:
         self.queries.start()
+        self.writer.start()
         log.info(
             "collector: ingest %s, rows %s, query %s, db %s",
             self.config.endpoints.ingest,
@@ -147,10 +154,12 @@ class Collector(GracefulExit):
         )
         poller = zmq.Poller()
         poller.register(self.ingest, zmq.POLLIN)
+        poller.register(self.writer.done, zmq.POLLIN)
         if self.monitor is not None:
             poller.register(self.monitor, zmq.POLLIN)
         next_liveness = time.monotonic() + LIVENESS_INTERVAL
         first_pending = 0.0
+        reading = True
         try:
             while not self.should_exit:
                 if time.monotonic() < self.backoff_until:
@@ -158,27 +167,36 @@ class Collector(GracefulExit):
                     # producers keep their records and re-send them.
                     time.sleep(0.05)
                     continue
-                wait = 0 if self.work else 100
+                if reading != (self.work.rows < self.config.max_batch_rows):
+                    # A full batch waits for the writer; meanwhile ZeroMQ queues the rest.
+                    reading = not reading
+                    poller.register(self.ingest, zmq.POLLIN if reading else 0)
+                wait = 0 if self.work and not self.writer.busy else 100
                 events = dict(poller.poll(wait))
                 if self.monitor is not None and self.monitor in events:
                     self._log_handshakes()
+                if self.writer.done in events:
+                    self.writer.collect()
                 if self.ingest in events:
                     if not self.work:
                         first_pending = time.monotonic()
                     self._drain(first_pending)
-                if self.work or self.ack_due:
-                    self._commit()
-                if not self.queries.manage_requests.empty():
-                    self._manage()
+                if self.writer.busy:
+                    continue
                 now = time.monotonic()
-                if now >= next_liveness:
+                if not self.queries.manage_requests.empty():
+                    self.writer.submit(self._manage, self._task_done)
+                elif now >= next_liveness:
                     next_liveness = now + LIVENESS_INTERVAL
                     self._liveness()
+                elif self.work or self.work.acks:
+                    self._commit()
         finally:
             self.shutdown()
 
     def _drain(self, started: float) -> None:
-        """Receive what is waiting, up to a batch's worth of rows or the commit interval."""
+        """Receive what is waiting, up to a batch's worth of rows; past the commit
+        interval, stop as soon as the writer is free to take it."""
         deadline = started + self.config.commit_interval
         while self.work.rows < self.config.max_batch_rows:
             try:
@@ -186,7 +204,7 @@ class Collector(GracefulExit):
             except zmq.Again:
                 return
             self.handle(frames)
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline and (not self.writer.busy or self.writer.done.poll(0)):
                 return
 
     def handle(self, frames: list) -> None:
@@ -220,10 +238,10 @@ class Collector(GracefulExit):
             if sections:
                 self.work.marks[msg.run_id] = self.seq.mark(msg.run_id)
             if msg.ack or not sections:  # a re-sent duplicate is always answered
-                self.ack_due.add(msg.run_id)
+                self.work.acks.add(msg.run_id)
         elif isinstance(msg, wire.Heartbeat):
             self.work.seen[msg.run_id] = now
-            self.ack_due.add(msg.run_id)
+            self._answer(msg)
         else:
             self._reject("unexpected-kind", type(msg).__name__, _sender(frames))
 
@@ -242,40 +260,68 @@ class Collector(GracefulExit):
                 dict(self.rejects),
             )
 
+    def _answer(self, hb: wire.Heartbeat) -> None:
+        """Answer a heartbeat now, even while a commit runs: committed up to where, and
+        held (received in order, committed or not) up to where."""
+        run = hb.run_id
+        committed, have = self.seq.committed.get(run, 0), self.seq.mark(run)
+        self.rows.send_multipart(wire.encode(wire.Ack(run, committed, have, hb.ts)))
+        if have > committed:
+            self.work.acks.add(run)  # and a plain ack once what it holds is committed
+
     def _commit(self) -> None:
+        """Hand the pending work to the writer (with nothing to write, just send its acks)."""
         work, self.work = self.work, Work()
-        if work:
-            try:
-                hook = self.config.test_invalidate_file
-                if hook is not None and hook.exists():  # test-only: act as a fatal DuckDB error
-                    hook.unlink()
-                    raise StoreError("commit failed: database invalidated (test hook)")
-                self.store.commit(work)
-            except StoreError as exc:
-                # Nothing is acknowledged; producers keep their records and re-send them.
-                log.error(
-                    "%s; %d rows will be re-sent by their producers; retrying in %.1f s",
-                    exc,
-                    work.rows,
-                    self.backoff,
-                )
-                self.seq.rollback()
-                self.ack_due.clear()
-                self.backoff_until = time.monotonic() + self.backoff
-                self.backoff = min(self.backoff * 2, COMMIT_BACKOFF_MAX)
-                if "invalidated" in str(exc):
-                    self._reopen()
-                return
-            self.backoff = COMMIT_BACKOFF_FIRST
-            self.seq.commit()
-            if self.owners is not None:
-                self.owners.committed(list(work.owners))
-            self.committed_rows += work.rows
-        acks, self.ack_due = self.ack_due, set()
-        for run_id in acks:
+        if not work:
+            self._acknowledge(work)
+            return
+        store, hook = self.store, self.config.test_invalidate_file
+
+        def commit() -> None:
+            if hook is not None and hook.exists():  # test-only: act as a fatal DuckDB error
+                hook.unlink()
+                raise StoreError("commit failed: database invalidated (test hook)")
+            store.commit(work)
+
+        self.writer.submit(commit, lambda _, exc: self._committed(work, exc))
+
+    def _committed(self, work: Work, exc: BaseException | None) -> None:
+        if exc is not None:
+            if not isinstance(exc, StoreError):
+                raise exc
+            # Nothing is acknowledged; producers keep their records and re-send them.
+            log.error(
+                "%s; %d rows will be re-sent by their producers; retrying in %.1f s",
+                exc,
+                work.rows,
+                self.backoff,
+            )
+            self.seq.rollback()
+            # What arrived meanwhile was admitted on top of the marks just rolled back.
+            self.work.sections.clear()
+            self.work.marks.clear()
+            self.work.rows = 0
+            self.backoff_until = time.monotonic() + self.backoff
+            self.backoff = min(self.backoff * 2, COMMIT_BACKOFF_MAX)
+            if "invalidated" in str(exc):
+                self._reopen()
+            return
+        self.backoff = COMMIT_BACKOFF_FIRST
+        self.seq.commit(work.marks)
+        if self.owners is not None:
+            self.owners.committed(list(work.owners))
+        self.committed_rows += work.rows
+        self._acknowledge(work)
+
+    def _acknowledge(self, work: Work) -> None:
+        for run_id in work.acks:
             self.rows.send_multipart(wire.encode(wire.Ack(run_id, self.seq.committed.get(run_id, 0))))
         for run_id, section in work.sections:
             self.rows.send_multipart(wire.encode(wire.Rows(run_id, section)))
+
+    def _task_done(self, _result: object, exc: BaseException | None) -> None:
+        if exc is not None:
+            log.error("a store task failed: %s", exc, exc_info=exc)
 
     def _manage(self) -> None:
         """Carry out archive/delete requests from the query thread, on the writer."""
@@ -318,27 +364,40 @@ class Collector(GracefulExit):
             log.error("could not reopen the database: %s", exc)
 
     def _liveness(self) -> None:
-        try:
-            self.store.update_liveness(time.time(), self.config.stall_after, self.config.lost_after)
-            if self._rejects_dirty:
-                self._rejects_dirty = False
-                self.store.record_rejects(
-                    [
-                        (reason, count, *self.reject_last.get(reason, (0, "", "")))
-                        for reason, count in self.rejects.items()
-                    ]
-                )
-        except Exception as exc:
-            log.warning("liveness update failed: %s", exc)
+        """Mark silent runs stalled or lost, and persist reject counters (on the writer)."""
+        store, now, rejects = self.store, time.time(), None
+        if self._rejects_dirty:
+            self._rejects_dirty = False
+            rejects = [
+                (reason, count, *self.reject_last.get(reason, (0, "", "")))
+                for reason, count in self.rejects.items()
+            ]
+
+        def write() -> None:
+            store.update_liveness(now, self.config.stall_after, self.config.lost_after)
+            if rejects:
+                store.record_rejects(rejects)
+
+        def done(_: object, exc: BaseException | None) -> None:
+            if exc is not None:
+                log.warning("liveness update failed: %s", exc)
+
+        self.writer.submit(write, done)
 
     def shutdown(self) -> None:
         if getattr(self, "_closed", False):
             return
         self._closed = True
         try:
-            if not self.force_exit and (self.work or self.ack_due):
-                self._commit()
+            if self.writer.is_alive():
+                while self.writer.busy:
+                    self.writer.collect(timeout_ms=100)
+                if not self.force_exit and (self.work or self.work.acks):
+                    self._commit()
+                    while self.writer.busy:
+                        self.writer.collect(timeout_ms=100)
         finally:
+            self.writer.finish()
             if self.queries.is_alive():
                 self.queries.stop()
                 self.queries.join(timeout=5)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,18 @@ import pyarrow as pa
 
 from traindash import reports
 from traindash.collector.migrations import MigrationError, upgrade_file
-from traindash.collector.tables import ALERTS, CORE_COLUMNS, TABLE_OF_KIND, records, section_table, to_json
+from traindash.collector.tables import (
+    ALERTS,
+    CORE_COLUMNS,
+    MAX_CUSTOM_COLUMNS,
+    TABLE_OF_KIND,
+    merged,
+    records,
+    run_records,
+    section_table,
+    to_json,
+    unified,
+)
 from traindash.wire import RecordKind, Section
 
 log = logging.getLogger("traindash.collector.store")
@@ -31,13 +42,14 @@ class StoreError(RuntimeError):
 
 @dataclass
 class Work:
-    """What one commit writes: accepted sections, new marks, liveness."""
+    """What one commit writes: accepted sections, new marks, liveness; whom to ack after."""
 
     sections: list[tuple[str, Section]] = field(default_factory=list)
     marks: dict[str, int] = field(default_factory=dict)
     seen: dict[str, float] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)  # runs claimed by a CURVE key
     rows: int = 0
+    acks: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.sections or self.marks or self.seen)
@@ -90,6 +102,11 @@ class Store:
         # Called when a commit ran out of DuckDB memory, before its one retry: the query
         # server interrupts the queries that hold it, so ingest comes first.
         self.on_memory_pressure: Callable[[], None] | None = None
+        # DuckDB's first Arrow registration imports pandas (about a second here): pay it
+        # now, not in the first commit a producer waits on.
+        self.con.register("_warm_up", pa.table({"x": [0]}))
+        self.con.unregister("_warm_up")
+        self.overflowed: set[str] = set()  # tables whose custom-column cap was reported
 
     def _create_views(self) -> None:
         # Views are derived, not versioned: made anew on every open, after the migrations.
@@ -130,15 +147,12 @@ class Store:
         c = self.con
         added: dict[str, dict[str, str]] = {}
         committing = False
+        known = set(self.known)
         try:
             c.execute("BEGIN TRANSACTION")
-            for stream_id, section in work.sections:
-                if section.kind is RecordKind.RUN:
-                    self._upsert_runs(stream_id, records(section))
+            self._upsert_runs(run_records(work.sections, RecordKind.RUN))
             self._insert_all(work.sections, added)
-            for stream_id, section in work.sections:
-                if section.kind is RecordKind.END:
-                    self._end_runs(stream_id, records(section))
+            self._end_runs(run_records(work.sections, RecordKind.END))
             self._upsert_alert_marks(
                 [r for _, s in work.sections if s.kind is RecordKind.MARK for r in records(s)]
             )
@@ -163,6 +177,7 @@ class Store:
             for table, cols in added.items():
                 for key in cols:
                     self.columns[table].pop(key, None)
+            self.known = known
             raise StoreError(f"commit failed: {str(exc).splitlines()[0]}") from exc
 
     def _landed(self, marks: dict[str, int]) -> bool:
@@ -179,77 +194,109 @@ class Store:
         return all(stored.get(run_id) == mark for run_id, mark in marks.items())
 
     def _insert_all(self, sections: list[tuple[str, Section]], added: dict[str, dict[str, str]]) -> None:
-        """One INSERT per table and column set: DuckDB's cost is per statement, not per row."""
-        groups: dict[tuple[str, pa.Schema], list[pa.Table]] = {}
-        for stream_id, section in sections:
-            table = TABLE_OF_KIND.get(section.kind)
-            if table is None:
-                continue
+        """One INSERT per table: DuckDB's cost is per statement (and per column), not per row.
+
+        Sections with different custom fields share the INSERT: their Arrow tables are
+        unified, absent columns null. DuckDB takes one ADD COLUMN per ALTER statement, so
+        each new column is one ALTER, all before the INSERT.
+        """
+        groups: dict[str, list[pa.Table]] = {}
+        for stream_id, section in merged([item for item in sections if item[1].kind in TABLE_OF_KIND]):
+            table = TABLE_OF_KIND[section.kind]
             existing = self.columns[table]
-            arrow, new_cols = section_table(table, stream_id, section, existing)
+            arrow, new_cols, overflow = section_table(table, stream_id, section, existing)
             for name, sqltype in new_cols.items():
                 self.con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {sqltype}')
                 existing[name.lower()] = name
                 added.setdefault(table, {})[name.lower()] = name
-            groups.setdefault((table, arrow.schema), []).append(arrow)
-        for (table, _schema), parts in groups.items():
-            arrow = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-            self.con.register("_incoming", arrow)
-            where = ""
-            if table == ALERTS and "alert_key" in arrow.column_names:
-                # At most one row per alert key: a replayed or re-sent alert is dropped.
-                where = """ AS i WHERE i.alert_key IS NULL OR NOT EXISTS
-                    (SELECT 1 FROM alerts a WHERE a.alert_key = i.alert_key)
-                    QUALIFY i.alert_key IS NULL
-                        OR row_number() OVER (PARTITION BY i.alert_key ORDER BY i.seq) = 1"""
-            try:
-                self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming{where}")
-            finally:
-                self.con.unregister("_incoming")
+            if overflow and table not in self.overflowed:
+                self.overflowed.add(table)
+                log.warning(
+                    "%s has %d custom columns, the most it takes; further custom names (%s, ...) "
+                    "are kept in its JSON column instead",
+                    table,
+                    MAX_CUSTOM_COLUMNS,
+                    overflow[0],
+                )
+            groups.setdefault(table, []).append(arrow)
+        for table, parts in groups.items():
+            for arrow in unified(parts):
+                self.con.register("_incoming", arrow)
+                where = ""
+                if table == ALERTS and "alert_key" in arrow.column_names:
+                    # At most one row per alert key: a replayed or re-sent alert is dropped.
+                    where = """ AS i WHERE i.alert_key IS NULL OR NOT EXISTS
+                        (SELECT 1 FROM alerts a WHERE a.alert_key = i.alert_key)
+                        QUALIFY i.alert_key IS NULL
+                            OR row_number() OVER (PARTITION BY i.alert_key ORDER BY i.seq) = 1"""
+                try:
+                    self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming{where}")
+                finally:
+                    self.con.unregister("_incoming")
 
-    def _upsert_runs(self, stream_id: str, rows: Iterable[dict]) -> None:
-        self.known.add(stream_id)
-        for r in rows:
-            tags = r.get("tags")
+    # One statement per commit for all runs' starts, one for all their ends: a statement
+    # per record took 4-20 ms each, and a thousand streams that start (or end) together
+    # held the commit for seconds.
+    def _upsert_runs(self, rows: dict[str, dict]) -> None:
+        if not rows:
+            return
+        self.known.update(rows)
+        ts = [_micros(r.get("ts")) for r in rows.values()]
+        arrow = pa.table(
+            {
+                "run_id": list(rows),
+                "experiment": [_str(r.get("experiment")) for r in rows.values()],
+                "name": [_str(r.get("name")) for r in rows.values()],
+                "host": [_str(r.get("host")) for r in rows.values()],
+                "pid": pa.array([_int(r.get("pid")) for r in rows.values()], pa.int64()),
+                "started_at": pa.array(ts, pa.int64()),
+                "hyperparameters": [to_json(r.get("hyperparameters") or {}) for r in rows.values()],
+                "tags": pa.array([_tags(r.get("tags")) for r in rows.values()], pa.list_(pa.string())),
+                "description": [_str(r.get("description")) or "" for r in rows.values()],
+                "role": [_str(r.get("role")) or reports.TRAINER_ROLE for r in rows.values()],
+                "objective": [_str(r.get("objective")) or "profit" for r in rows.values()],
+            }
+        )
+        self.con.register("_run_starts", arrow)
+        try:
             self.con.execute(
                 """INSERT INTO runs (run_id, experiment, name, host, pid, started_at, status,
                        hyperparameters, tags, description, role, last_seen, objective)
-                   VALUES (?, ?, ?, ?, ?, make_timestamp(?), 'running', ?, ?, ?, ?, make_timestamp(?), ?)
+                   SELECT run_id, experiment, name, host, pid, make_timestamp(started_at),
+                       'running', hyperparameters, tags, description, role,
+                       make_timestamp(started_at), objective
+                   FROM _run_starts
                    ON CONFLICT (run_id) DO UPDATE SET experiment = excluded.experiment,
                        name = excluded.name, host = excluded.host, pid = excluded.pid,
                        started_at = coalesce(runs.started_at, excluded.started_at),
                        status = 'running', ended_at = NULL,
                        hyperparameters = excluded.hyperparameters, tags = excluded.tags,
                        description = excluded.description, role = excluded.role,
-                       last_seen = excluded.last_seen, objective = excluded.objective""",
-                [
-                    stream_id,
-                    _str(r.get("experiment")),
-                    _str(r.get("name")),
-                    _str(r.get("host")),
-                    _int(r.get("pid")),
-                    _micros(r.get("ts")),
-                    to_json(r.get("hyperparameters") or {}),
-                    [str(t) for t in tags] if isinstance(tags, list) else [],
-                    _str(r.get("description")) or "",
-                    _str(r.get("role")) or reports.TRAINER_ROLE,
-                    _micros(r.get("ts")),
-                    _str(r.get("objective")) or "profit",
-                ],
+                       last_seen = excluded.last_seen, objective = excluded.objective"""
             )
+        finally:
+            self.con.unregister("_run_starts")
 
-    def _end_runs(self, stream_id: str, rows: Iterable[dict]) -> None:
-        for r in rows:
+    def _end_runs(self, rows: dict[str, dict]) -> None:
+        if not rows:
+            return
+        arrow = pa.table(
+            {
+                "run_id": list(rows),
+                "ended_at": pa.array([_micros(r.get("ts")) for r in rows.values()], pa.int64()),
+                "status": [_str(r.get("status")) or "finished" for r in rows.values()],
+                "final_metrics": [to_json(r.get("final_metrics") or {}) for r in rows.values()],
+            }
+        )
+        self.con.register("_run_ends", arrow)
+        try:
             self.con.execute(
-                "UPDATE runs SET ended_at = make_timestamp(?), status = ?, final_metrics = ? "
-                "WHERE run_id = ?",
-                [
-                    _micros(r.get("ts")),
-                    _str(r.get("status")) or "finished",
-                    to_json(r.get("final_metrics") or {}),
-                    stream_id,
-                ],
+                """UPDATE runs SET ended_at = make_timestamp(e.ended_at), status = e.status,
+                       final_metrics = e.final_metrics
+                   FROM _run_ends AS e WHERE runs.run_id = e.run_id"""
             )
+        finally:
+            self.con.unregister("_run_ends")
 
     def _upsert_alert_marks(self, rows: list[dict]) -> None:
         """Alerts consumers' watermarks (a ``mark`` record: consumer, run_ids, evaluated_seqs),
@@ -284,9 +331,12 @@ class Store:
             return
         new = [r for r in runs if r not in self.known]
         if new:
-            self.con.executemany(
-                "INSERT INTO runs (run_id, status) VALUES (?, 'running') ON CONFLICT DO NOTHING",
-                [[r] for r in new],
+            # One statement: executemany costs milliseconds per run, and a thousand streams
+            # that start together made the collector's first commits take seconds.
+            self.con.execute(
+                "INSERT INTO runs (run_id, status) SELECT unnest($1::VARCHAR[]), 'running' "
+                "ON CONFLICT DO NOTHING",
+                [new],
             )
             self.known.update(new)
         # A new mark or liveness stamp when given; a stalled or lost run is running again.
@@ -383,6 +433,10 @@ def _out_of_memory(exc: BaseException) -> bool:
     return any(
         m in text for m in ("out of memory", "could not allocate", "failed to allocate", "failed to pin")
     )
+
+
+def _tags(value: object) -> list[str]:
+    return [str(t) for t in value] if isinstance(value, list) else []
 
 
 def _str(value: object) -> str | None:

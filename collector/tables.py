@@ -7,6 +7,7 @@ to insert and name the custom columns that must be added first.
 from __future__ import annotations
 
 import json
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -144,6 +145,17 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
     },
 }
 
+# A table takes at most this many custom (non-core) DOUBLE columns. Width is not free in
+# DuckDB: each new column is one ALTER TABLE (one ADD COLUMN per statement), whose cost
+# grows with the width, and every later INSERT pays for every column. Measured here
+# (bench/first_commit.py, a busy 2-core machine): about 1-2.5 ms per new column up to 500
+# columns, 5 ms at 1,000, 9 ms at 2,000, 18 ms at 4,000; a 1,000-row insert takes 18 ms
+# into a table of 100 custom columns, 0.3-0.5 s at 500, 2.5 s at 2,000. At 500 the commit
+# that brings them all takes about a second. Past the cap, further names are kept in the
+# row's ``extra`` JSON (``data`` for alerts), and the collector says so once per table.
+# TODO(scalars): send the overflow to the long ``scalars`` table once it exists.
+MAX_CUSTOM_COLUMNS = 500
+
 _ARROW_TYPES = {
     "VARCHAR": pa.string(),
     "BIGINT": pa.int64(),
@@ -236,36 +248,85 @@ def _convert(sqltype: str, values: Any) -> pa.Array:
     return pa.nulls(len(values), type=_ARROW_TYPES[sqltype])
 
 
+def custom_room(table: str, existing: dict[str, str]) -> int:
+    """How many more custom columns ``table`` takes before it reaches ``MAX_CUSTOM_COLUMNS``."""
+    core = {name.lower() for name in CORE_COLUMNS[table]}
+    return max(0, MAX_CUSTOM_COLUMNS - sum(1 for key in existing if key not in core))
+
+
+def merged(items: list[tuple[str, Section]]) -> list[tuple[str | pa.Array, Section]]:
+    """Sections of the same kind and fields joined into one, with each row's stream id.
+
+    With many streams, a commit holds thousands of one-row sections; building an Arrow
+    table per section cost about half a millisecond each, per row.
+    """
+    groups: dict[tuple, list[tuple[str, Section]]] = {}
+    for stream_id, section in items:
+        key = (section.kind, frozenset((k, isinstance(v, np.ndarray)) for k, v in section.cols.items()))
+        groups.setdefault(key, []).append((stream_id, section))
+    out: list[tuple[str | pa.Array, Section]] = []
+    for group in groups.values():
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        sections = [section for _, section in group]
+        cols: dict[str, Any] = {}
+        for name, first in sections[0].cols.items():
+            parts = [section.cols[name] for section in sections]
+            cols[name] = np.concatenate(parts) if isinstance(first, np.ndarray) else list(chain(*parts))
+        ids = dict.fromkeys(stream_id for stream_id, _ in group)
+        index = {stream_id: i for i, stream_id in enumerate(ids)}
+        rows = np.repeat([index[stream_id] for stream_id, _ in group], [len(s) for s in sections])
+        streams = pa.DictionaryArray.from_arrays(
+            pa.array(rows.astype(np.int32)), pa.array(list(ids), pa.string())
+        )
+        out.append((streams, Section(sections[0].kind, cols)))
+    return out
+
+
 def section_table(
-    table: str, stream_id: str, section: Section, existing: dict[str, str]
-) -> tuple[pa.Table, dict[str, str]]:
-    """The Arrow table to insert for ``section`` and the new DOUBLE columns it needs.
+    table: str, stream_id: str | pa.Array, section: Section, existing: dict[str, str], room: int | None = None
+) -> tuple[pa.Table, dict[str, str], list[str]]:
+    """The Arrow table to insert for ``section``, the new DOUBLE columns it needs, and the
+    custom names that did not fit.
 
     ``existing`` maps lower-cased column names of the DuckDB table to their names there;
-    custom columns match case-insensitively, as DuckDB identifiers do.
+    custom columns match case-insensitively, as DuckDB identifiers do. At most ``room``
+    new columns (default: :func:`custom_room`); numeric fields past it join the ``extra``
+    JSON like non-numeric ones. ``stream_id``: one for all rows, or one per row.
     """
     if table == SCALARS:
-        return scalars_table(stream_id, section), {}
+        return scalars_table(stream_id, section), {}, []
     core = CORE_COLUMNS[table]
+    if room is None:
+        room = custom_room(table, existing)
     n = len(section)
     arrays: dict[str, pa.Array] = {}
     new_columns: dict[str, str] = {}
     leftovers: dict[str, list] = {}
+    overflow: list[str] = []
     for name, values in section.cols.items():
         key = name.lower()
         if name in core:
             arrays[name] = _convert(core[name], values)
         elif isinstance(values, np.ndarray):
-            column = existing.get(key) or new_columns.setdefault(key, name)
-            arrays[column] = pa.array(values.astype(np.float64, copy=False))
+            column = existing.get(key) or new_columns.get(key)
+            if column is None and len(new_columns) < room:
+                column = new_columns[key] = name
+            if column is None:
+                overflow.append(name)
+                leftovers[name] = values.tolist()
+            else:
+                arrays[column] = pa.array(values.astype(np.float64, copy=False))
         else:
             leftovers[name] = values
+    streams = stream_id if isinstance(stream_id, pa.Array) else constant(stream_id, n)
     if table == ALERTS:
-        arrays["source"] = constant(stream_id, n)
+        arrays["source"] = streams
         if "run_id" not in section.cols:
-            arrays["run_id"] = constant(stream_id, n)
+            arrays["run_id"] = streams
     else:
-        arrays["run_id"] = constant(stream_id, n)
+        arrays["run_id"] = streams
     extra_col = "data" if table == ALERTS else "extra"
     if leftovers:
         base = section.cols.get(extra_col)
@@ -277,7 +338,7 @@ def section_table(
                     row[name] = values[i]
             rows.append(to_json(row) if row else None)
         arrays[extra_col] = pa.array(rows, type=pa.string())
-    return pa.table(arrays), {v: "DOUBLE" for v in new_columns.values()}
+    return pa.table(arrays), {v: "DOUBLE" for v in new_columns.values()}, overflow
 
 
 def scalars_table(stream_id: str, section: Section) -> pa.Table:
@@ -312,4 +373,55 @@ def records(section: Section) -> list[dict[str, Any]]:
     cols = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in section.cols.items()}
     for i in range(len(section)):
         out.append({k: v[i] for k, v in cols.items()})
+    return out
+
+
+def unified(parts: list[pa.Table]) -> list[pa.Table]:
+    """``parts`` as one table (columns a part lacks are null there), or by schema when a
+    column's type differs between them.
+
+    Built column by column, with a null run for each gap: Arrow's own schema promotion
+    makes a null array for every column a part lacks, which for hundreds of one-episode
+    sections with their own custom names took seconds.
+    """
+    if len(parts) == 1:
+        return parts
+    types: dict[str, pa.DataType] = {}
+    pieces: dict[str, list[tuple[int, pa.ChunkedArray]]] = {}
+    at = 0
+    for part in parts:
+        for field_, column in zip(part.schema, part.columns, strict=True):
+            if types.setdefault(field_.name, field_.type) != field_.type:
+                return _by_schema(parts)
+            pieces.setdefault(field_.name, []).append((at, column))
+        at += part.num_rows
+    total, columns = at, {}
+    for name, found in pieces.items():
+        chunks: list[pa.Array] = []
+        filled = 0
+        for start, column in found:
+            if start > filled:
+                chunks.append(pa.nulls(start - filled, types[name]))
+            chunks.extend(column.chunks)
+            filled = start + len(column)
+        if filled < total:
+            chunks.append(pa.nulls(total - filled, types[name]))
+        columns[name] = pa.chunked_array(chunks, types[name]).combine_chunks()
+    return [pa.table(columns)]
+
+
+def _by_schema(parts: list[pa.Table]) -> list[pa.Table]:
+    groups: dict[pa.Schema, list[pa.Table]] = {}
+    for part in parts:
+        groups.setdefault(part.schema, []).append(part)
+    return [ps[0] if len(ps) == 1 else pa.concat_tables(ps) for ps in groups.values()]
+
+
+def run_records(sections: list[tuple[str, Section]], kind: RecordKind) -> dict[str, dict]:
+    """The last ``kind`` record (a run's start or end) of each run among ``sections``."""
+    out: dict[str, dict] = {}
+    for stream_id, section in sections:
+        if section.kind is kind:
+            for r in records(section):
+                out[stream_id] = r
     return out

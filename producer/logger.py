@@ -20,6 +20,7 @@ from typing import Any, cast
 import numpy as np
 
 from traindash import config as tdconfig
+from traindash.producer.link import CONNECTED, NOT_LISTENING
 from traindash.producer.packing import EPISODE, EPISODE_RECORD, MODEL, OTHER, SCALARS
 from traindash.producer.ring import RingWriter
 from traindash.producer.sender import Sender
@@ -418,18 +419,19 @@ class MetricsLogger:
             except ShipperGone:  # stop() below says what that means for the records
                 final_metrics = {}
         self.log_event(RecordKind.END, status=status, final_metrics=final_metrics)
-        self._sender.stop(self.config.close_timeout if timeout is None else timeout)
+        timeout = self.config.close_timeout if timeout is None else timeout
+        self._sender.stop(timeout)
         self._sender.join()
         self._snapshots.join(timeout=10)
         left = self._sender.pending
         if left:
             log.warning(
-                "traindash: %d records of run %s were not acknowledged by a collector at "
-                "%s; they are kept in %s and will be re-sent by a logger with the same "
-                "run_id or by `traindash replay`",
+                "traindash: %d records of run %s are not yet acknowledged (%s); kept in %s, "
+                "they are re-sent by a logger with the same run_id or by `traindash replay`, "
+                "and the collector stores each record once",
                 left,
                 self.run_id,
-                self.config.endpoints.ingest,
+                _collector_state(self._sender.collector_state, self.config.endpoints.ingest, timeout),
                 self._sender.spool_path,
             )
 
@@ -528,3 +530,12 @@ _SENDER_CLASSES = frozenset(kind.logger_class for kind in SENDERS.values())
 
 def _sender_names() -> str:
     return " or ".join(map(repr, SENDERS))
+
+
+def _collector_state(state: str, ingest: str, timeout: float) -> str:
+    """The collector's state at ``close()``, in words, for the warning."""
+    if state == CONNECTED:
+        return f"the collector at {ingest} is connected but did not acknowledge them within {timeout:g} s"
+    if state == NOT_LISTENING:
+        return f"no collector is listening at {ingest}"
+    return f"the collector at {ingest} did not acknowledge them within {timeout:g} s"

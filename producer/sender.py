@@ -4,7 +4,8 @@ The training thread only appends tuples to a deque. This thread (or a ``get_*`` 
 needs fresh statistics) drains the deque under ``pack_lock``, assigns seqs, packs columnar
 batches into an outbox, and publishes them. Every batch stays in ``unacked`` until the
 collector's ack covers it; past ``max_unacked_bytes`` the oldest spill to the spool file.
-Batches still unacknowledged after ``resend_after`` with no ack progress are re-sent.
+What is re-sent, and when the collector is asked where it stands, is
+:mod:`producer.recovery`: what the collector says it lacks, with probes that back off.
 """
 
 from __future__ import annotations
@@ -14,24 +15,24 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
 
 from traindash import security, wire
 from traindash.config import ProducerConfig
+from traindash.producer.link import NOT_LISTENING, Link
 from traindash.producer.packing import SYSTEM, pack
+from traindash.producer.recovery import EARLY_PROBE, Pending, Recovery
 from traindash.producer.spool import Spool, read_bodies, save_last_seq, spool_path
 from traindash.producer.stats import RunStats
 from traindash.producer.system import SystemSampler
 
 log = logging.getLogger("traindash.producer")
 
-RESEND_BUDGET_BYTES = 8 * 1024 * 1024
-# Until a collector has answered, heartbeat often so its subscription arrives (and its
-# first ack triggers the re-send of what was dropped before it) within milliseconds.
-EARLY_HEARTBEAT = 0.05
+# Until a collector has answered, the loop wakes this often (probes back off on their own).
+EARLY_HEARTBEAT = EARLY_PROBE
+# With no collector connected, close() gives up after this; a connected one is waited for.
 NO_COLLECTOR_GRACE = 3.0
 SNDHWM = 1000
 # Acks are cumulative, so a batch asks for one only this often (or when something waits
@@ -67,16 +68,6 @@ class Wake:
         return self._lock.acquire(timeout=timeout)
 
 
-@dataclass
-class Pending:
-    first: int
-    last: int
-    size: int
-    sent_at: float
-    body: bytes | None = None
-    offset: int | None = None
-
-
 class Sender(threading.Thread):
     """Owns the logger's sockets; everything here runs off the training thread."""
 
@@ -104,12 +95,15 @@ class Sender(threading.Thread):
         self.last_seq = last_seq
         self.acked = 0
         self.ack_seen = False
-        self._resend_now = False
         self.unacked: OrderedDict[int, Pending] = OrderedDict()
         self.mem_bytes = 0
         self.spool = Spool(spool_path(output_dir, run_id))
         self.stop_deadline: float | None = None
+        self.stop_started = 0.0
+        self.collector_state = NOT_LISTENING
         self.last_progress = time.monotonic()
+        self.sent_seq = last_seq  # the highest seq sent; what a probe tells the collector
+        self.recovery = Recovery(self.last_progress, config.heartbeat_interval, config.resend_after)
         self.sent_at = 0.0
         self.ack_asked_at = 0.0
         self.want_ack = False  # set by flush(): someone waits for the collector's ack
@@ -155,7 +149,9 @@ class Sender(threading.Thread):
         return False
 
     def stop(self, timeout: float) -> None:
-        self.stop_deadline = time.monotonic() + timeout
+        self.stop_started = time.monotonic()
+        self.recovery.ask_soon(0.0)  # ask soon if the end goes missing
+        self.stop_deadline = self.stop_started + timeout
         self.wake.set()
 
     def flush(self, timeout: float) -> bool:
@@ -187,32 +183,39 @@ class Sender(threading.Thread):
         ctx = zmq.Context()
         pub = ctx.socket(zmq.PUB)
         sub = ctx.socket(zmq.SUB)
+        link: Link | None = None
         try:
             for sock in (pub, sub):
                 sock.setsockopt(zmq.LINGER, 0)
                 security.secure_client(sock, self.config.curve)
             pub.setsockopt(zmq.SNDHWM, SNDHWM)
+            link = Link(pub, sub)  # before connecting, so no handshake goes unseen
             pub.connect(self.config.endpoints.ingest)
             sub.setsockopt(zmq.SUBSCRIBE, wire.ack_topic(self.run_id))
             sub.connect(self.config.endpoints.rows)
-            self._loop(pub, sub)
+            self._loop(pub, sub, link)
         except Exception:
             self._warn_once("sender", "traindash sender stopped on an error", exc_info=True)
         finally:
             self._finish()
             if self.system is not None:
                 self.system.close()
+            if link is not None:
+                link.close()
             pub.close()
             sub.close()
             ctx.term()
 
-    def _loop(self, pub: zmq.Socket, sub: zmq.Socket) -> None:
+    def _loop(self, pub: zmq.Socket, sub: zmq.Socket, link: Link) -> None:
         cfg = self.config
         next_heartbeat = 0.0
         while True:
             wait = cfg.flush_interval if self.ack_seen else min(EARLY_HEARTBEAT, cfg.flush_interval)
             self._idle(wait)
             now = time.monotonic()
+            if link.poll(now):
+                self.recovery.ask_soon(now)  # just connected
+            self.collector_state = link.state
             self._read_acks(sub, now)
             self._sample_system(now)
             self.drain()
@@ -226,30 +229,19 @@ class Sender(threading.Thread):
             if self.sent_at > now - 0.5 * cfg.heartbeat_interval and self.ack_seen:
                 # A batch goes out now; it carries the seq and marks the run alive.
                 next_heartbeat = max(next_heartbeat, self.sent_at + cfg.heartbeat_interval)
-            if (
-                (self.want_ack or self.stop_deadline is not None)
-                and self.acked < self.last_seq
-                and now - self.ack_asked_at >= EARLY_HEARTBEAT / 2
-            ):
-                # Someone waits for an ack the last batches did not ask for: a heartbeat
-                # is always answered.
-                next_heartbeat = now
+            # Re-sent batches may not ask for an ack; the probe after them does.
+            probe = self._resend(now, out) or self._probe_due(now)
+            if probe or now >= next_heartbeat:
+                self._heartbeat(now, out, probe)
+                next_heartbeat = now + cfg.heartbeat_interval
             self.want_ack = False
-            if self._resend(now, out):
-                next_heartbeat = now  # re-sent batches may not ask for an ack; this does
-            if now >= next_heartbeat:
-                self.ack_asked_at = now
-                next_heartbeat = now + (
-                    cfg.heartbeat_interval if self.ack_seen else min(EARLY_HEARTBEAT, cfg.heartbeat_interval)
-                )
-                out.append(
-                    wire.encode(wire.Heartbeat(self.run_id, self.last_seq, time.time(), self.host, self.pid))
-                )
             done = False
             if self.stop_deadline is not None:
                 deadline = self.stop_deadline
-                if not self.ack_seen:
-                    deadline = min(deadline, self.stop_started + NO_COLLECTOR_GRACE)
+                if not link.connected:
+                    # Nobody has shaken hands (since close began, or since the link went
+                    # down): a short grace, not the whole timeout.
+                    deadline = min(deadline, max(self.stop_started, link.lost_at) + NO_COLLECTOR_GRACE)
                 done = (not self.queue and not self.outbox and self.acked >= self.last_seq) or now >= deadline
             for frames in out:
                 pub.send_multipart(frames)
@@ -281,10 +273,22 @@ class Sender(threading.Thread):
         """Between wake-ups: sleep until woken or ``timeout``."""
         self.wake.wait(timeout)
 
-    @property
-    def stop_started(self) -> float:
-        assert self.stop_deadline is not None
-        return self.stop_deadline - self.config.close_timeout
+    def _probe_due(self, now: float) -> bool:
+        """Whether to ask the collector where it stands (a heartbeat is always answered)."""
+        if not self.recovery.due(now) or now - self.ack_asked_at < EARLY_HEARTBEAT / 2:
+            return False  # the last probe (or a batch that asked for an ack) is recent
+        if not self.ack_seen:
+            return True
+        if (self.want_ack or self.stop_deadline is not None) and self.acked < self.last_seq:
+            return True  # someone waits
+        return bool(self.unacked) and now - self.last_progress >= self.config.heartbeat_interval
+
+    def _heartbeat(self, now: float, out: list[list[bytes]], probe: bool) -> None:
+        """A heartbeat; a probe (one that someone waits on) also backs the next one off."""
+        ts = time.time()
+        self.recovery.sent(ts, self.sent_seq, now, probe)
+        self.ack_asked_at = now
+        out.append(wire.encode(wire.Heartbeat(self.run_id, self.sent_seq, ts, self.host, self.pid)))
 
     def _read_acks(self, sub: zmq.Socket, now: float) -> None:
         progressed = False
@@ -298,16 +302,15 @@ class Sender(threading.Thread):
             except wire.WireError:
                 continue
             if isinstance(msg, wire.Ack) and msg.run_id == self.run_id:
-                if not self.ack_seen:
-                    # A collector just answered: whatever it lacks was sent into the void.
-                    self.ack_seen = True
-                    self._resend_now = True
+                self.ack_seen = True
                 if msg.acked > self.acked:
                     self.acked = msg.acked
                     progressed = True
+                self.recovery.answered(msg, now)
         if not progressed:
             return
         self.last_progress = now
+        self.recovery.progressed(now)
         while self.unacked:
             first, entry = next(iter(self.unacked.items()))
             if entry.last > self.acked:
@@ -323,6 +326,7 @@ class Sender(threading.Thread):
         while self.outbox:
             self.sent_at = now
             first, last, body = self.outbox.popleft()
+            self.sent_seq = max(self.sent_seq, last)
             offset = self._keep(body)
             out.append([wire.TOPIC_BATCH, body])
             self.unacked[first] = Pending(first, last, len(body), now, body=body, offset=offset)
@@ -345,25 +349,13 @@ class Sender(threading.Thread):
                 self.mem_bytes -= entry.size
 
     def _resend(self, now: float, out: list[list[bytes]]) -> bool:
-        """Queue what has waited too long for an ack on ``out``; True if anything was."""
-        after = self.config.resend_after
-        if self._resend_now:
-            self._resend_now = False
-            after = 0.0
-        if not self.unacked or now - self.last_progress < after:
-            return False
-        budget = RESEND_BUDGET_BYTES
-        for entry in self.unacked.values():
-            if now - entry.sent_at < after:
-                break
+        """Queue on ``out`` what the collector lacks; True if anything was."""
+        entries = self.recovery.pick(self.unacked, self.acked, now, self.last_progress)
+        for entry in entries:
             body = entry.body if entry.body is not None else self.spool.read(entry.offset or 0)
             out.append([wire.TOPIC_BATCH, body])
             entry.sent_at = now
-            budget -= entry.size
-            if budget <= 0:
-                break
-        self.last_progress = now
-        return True
+        return bool(entries)
 
     def _load_spool(self) -> None:
         """Records a previous logger with this run_id left unacknowledged go out first."""
@@ -383,7 +375,8 @@ class Sender(threading.Thread):
             offset = self.spool.append(body)
             self.unacked[first] = Pending(first, last, len(body), 0.0, offset=offset)
             self.last_seq = max(self.last_seq, last)
-        self.last_progress = 0.0
+        # The first answer to a probe says which of them the collector lacks.
+        self.sent_seq = max(self.sent_seq, self.last_seq)
 
     def _finish(self) -> None:
         """Keep what is still unacknowledged in the spool for a resume or a replay."""

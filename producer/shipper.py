@@ -74,7 +74,7 @@ class Shipper(Sender):
             super().run()
         finally:
             self.snapshots.join(timeout=10)
-            self._reply((Reply.OK, self.pending))
+            self._reply((Reply.OK, self.pending, self.collector_state))
 
     def _idle(self, timeout: float) -> None:
         wait = min(timeout, self._poll_interval())
@@ -191,7 +191,7 @@ class Shipper(Sender):
         if keep:
             self.want_ack = True
 
-    def _reply(self, message: tuple[Reply, Any]) -> None:
+    def _reply(self, message: tuple[Any, ...]) -> None:
         if self.orphaned:
             return
         try:

@@ -83,6 +83,7 @@ class ShipperClient:
         self.conn: Connection | None = None
         self._left = 0
         self._stop_timeout = config.close_timeout
+        self.collector_state = ""  # the shipper's last word on it, when it stops
         self.restarts = 0
         self.owner = os.getpid()
         self.forked = False
@@ -132,9 +133,10 @@ class ShipperClient:
             while self.conn is not None and self.proc is not None:
                 try:
                     if self.conn.poll(timeout + REPLY_GRACE):
-                        status, value = self.conn.recv()
+                        status, value, *state = self.conn.recv()
                         if status is Reply.OK:
                             self._left = int(value)
+                            self.collector_state = state[0] if state else ""
                     else:
                         log.warning(
                             "traindash: the shipper of run %s did not finish within %.0f s; stopping it",

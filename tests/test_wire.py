@@ -42,6 +42,7 @@ def test_columns_travel_as_binary_buffers_not_per_value_objects() -> None:
     [
         wire.Heartbeat("r", 5, 1.5, "host", 42),
         wire.Ack("r", 7),
+        wire.Ack("r", 7, have=9, probe=1.75),
         wire.Query("SELECT 1", 10),
         wire.Result(b"arrow", True),
         wire.Error("nope"),

@@ -16,12 +16,15 @@ Ingest socket (trainers PUB -> collector SUB), topics ``b"batch"`` and ``b"hb"``
            as ``losses/value_loss``): its columns are ``seq``, ``ts``, ``step`` (int64)
            and ``v0``, ``v1``, ... (float64), ``v{i}`` holding the values of ``names[i]``.
 ``hb``     ``{v, k, run, seq, ts, host, pid}``: a heartbeat; ``seq`` is the highest seq
-           the producer has assigned, so the collector can tell what it is missing.
+           the producer has sent, so the collector can tell what it is missing.
 
 Rows socket (collector PUB -> ui, alerts, producers):
 
 ``ack``    topic ``b"ack\\0" + run + b"\\0"``: ``{v, k, run, acked}``; every record of the
-           run up to ``acked`` is committed to DuckDB.
+           run up to ``acked`` is committed to DuckDB. The answer to a heartbeat also has
+           ``have`` and ``probe`` (that heartbeat's ``ts``): the collector holds every
+           record up to ``have``. One connection keeps its order, so what the producer sent
+           before that heartbeat above ``have`` was lost on the way: send it again.
 ``rows``   topic ``b"rows\\0" + kind + b"\\0" + run + b"\\0"``:
            ``{v, k, run, kind, cols}``, rows just committed, in the batch column format.
 
@@ -166,8 +169,12 @@ class Heartbeat:
 
 @dataclass(frozen=True)
 class Ack:
+    """``acked``: committed up to here. ``have``/``probe``: see the module docstring."""
+
     run_id: str
     acked: int
+    have: int | None = None
+    probe: float | None = None
 
 
 @dataclass(frozen=True)
@@ -297,6 +304,8 @@ def encode(msg: Message) -> list[bytes]:
     elif isinstance(msg, Ack):
         topic = ack_topic(msg.run_id)
         body.update(k=Kind.ACK.value, run=msg.run_id, acked=msg.acked)
+        if msg.probe is not None:
+            body.update(have=msg.have, probe=msg.probe)
     elif isinstance(msg, Rows):
         topic = rows_topic(msg.section.kind, msg.run_id)
         body.update(k=Kind.ROWS.value, run=msg.run_id, **_pack_section(msg.section))
@@ -497,6 +506,9 @@ def decode(frames: list[bytes], limits: Limits = DEFAULT_LIMITS) -> Message:
                 int(_get(body, "pid", int)),
             )
         if kind == Kind.ACK.value:
+            if "probe" in body:
+                probe = float(_get(body, "probe", (int, float)))
+                return Ack(_run_id(body), _seq(body, "acked"), _seq(body, "have"), probe)
             return Ack(_run_id(body), _seq(body, "acked"))
         if kind == Kind.ROWS.value:
             return Rows(_run_id(body), _unpack_section(body))

@@ -63,3 +63,12 @@ def test_runs_are_independent() -> None:
     s.offer(batch(1, 2, "a"))
     assert s.offer(batch(5, 6, "b")) == []
     assert s.mark("a") == 2 and s.mark("b") == 0
+
+
+def test_a_commit_covers_only_its_own_marks_while_later_batches_wait() -> None:
+    s = Sequencer({})
+    s.offer(batch(1, 3))
+    in_flight = {"r": s.mark("r")}
+    s.offer(batch(4, 6))  # admitted while that commit runs
+    s.commit(in_flight)
+    assert s.committed == {"r": 3} and s.mark("r") == 6

@@ -1,0 +1,39 @@
+"""Wire sections to Arrow tables: merged sections and the custom-column cap."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from traindash.collector.tables import CORE_COLUMNS, EPISODES, MAX_CUSTOM_COLUMNS, merged, section_table
+from traindash.wire import RecordKind, Section
+
+
+def episodes(first: int, n: int, **custom: float) -> Section:
+    seqs = np.arange(first, first + n, dtype=np.int64)
+    cols: dict = {"seq": seqs, "ts": np.zeros(n), "profit": seqs.astype(np.float64)}
+    cols.update({k: np.full(n, v) for k, v in custom.items()})
+    return Section(RecordKind.EPISODE, cols)
+
+
+def test_sections_with_the_same_fields_become_one_with_each_rows_stream() -> None:
+    out = merged([("a", episodes(1, 2, x=1.0)), ("b", episodes(1, 3, x=2.0)), ("a", episodes(3, 1, y=3.0))])
+    assert len(out) == 2
+    streams, section = out[0]
+    assert streams.to_pylist() == ["a", "a", "b", "b", "b"]
+    assert section.cols["x"].tolist() == [1.0, 1.0, 2.0, 2.0, 2.0]
+    assert out[1][0] == "a"  # alone in its group: left as it was
+    table, new, overflow = section_table(EPISODES, streams, section, {})
+    assert table.column("run_id").to_pylist() == ["a", "a", "b", "b", "b"]
+    assert new == {"x": "DOUBLE"} and overflow == []
+
+
+def test_past_the_cap_custom_names_go_to_the_json_column() -> None:
+    existing = {name.lower(): name for name in CORE_COLUMNS[EPISODES]}
+    existing.update({f"c{i}": f"c{i}" for i in range(MAX_CUSTOM_COLUMNS - 1)})
+    table, new, overflow = section_table(EPISODES, "r", episodes(1, 2, c0=5.0, fresh=1.5, late=2.5), existing)
+    assert new == {"fresh": "DOUBLE"}  # the last free column
+    assert overflow == ["late"]
+    assert table.column("c0").to_pylist() == [5.0, 5.0]
+    assert [json.loads(v) for v in table.column("extra").to_pylist()] == [{"late": 2.5}, {"late": 2.5}]
