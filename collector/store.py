@@ -21,8 +21,10 @@ from traindash.collector.tables import (
     ALERTS,
     CORE_COLUMNS,
     MAX_CUSTOM_COLUMNS,
+    SCALARS,
     TABLE_OF_KIND,
     merged,
+    overflow_scalars,
     records,
     run_records,
     section_table,
@@ -213,11 +215,13 @@ class Store:
                 self.overflowed.add(table)
                 log.warning(
                     "%s has %d custom columns, the most it takes; further custom names (%s, ...) "
-                    "are kept in its JSON column instead",
+                    "go to the long scalars table",
                     table,
                     MAX_CUSTOM_COLUMNS,
                     overflow[0],
                 )
+            if overflow and table != ALERTS:
+                groups.setdefault(SCALARS, []).append(overflow_scalars(table, stream_id, section, overflow))
             groups.setdefault(table, []).append(arrow)
         for table, parts in groups.items():
             for arrow in unified(parts):

@@ -151,10 +151,12 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
 # (bench/first_commit.py, a busy 2-core machine): about 1-2.5 ms per new column up to 500
 # columns, 5 ms at 1,000, 9 ms at 2,000, 18 ms at 4,000; a 1,000-row insert takes 18 ms
 # into a table of 100 custom columns, 0.3-0.5 s at 500, 2.5 s at 2,000. At 500 the commit
-# that brings them all takes about a second. Past the cap, further names are kept in the
-# row's ``extra`` JSON (``data`` for alerts), and the collector says so once per table.
-# TODO(scalars): send the overflow to the long ``scalars`` table once it exists.
+# that brings them all takes about a second. Past the cap, further names go to the long
+# ``scalars`` table (name, value at the row's episode or step; alerts keep them in ``data``),
+# and the collector says so once per table.
 MAX_CUSTOM_COLUMNS = 500
+# The x of an overflowing row in ``scalars``: the episode, or the training step.
+OVERFLOW_STEP = {"episodes": "episode", "model_metrics": "step"}
 
 _ARROW_TYPES = {
     "VARCHAR": pa.string(),
@@ -315,7 +317,8 @@ def section_table(
                 column = new_columns[key] = name
             if column is None:
                 overflow.append(name)
-                leftovers[name] = values.tolist()
+                if table == ALERTS:
+                    leftovers[name] = values.tolist()
             else:
                 arrays[column] = pa.array(values.astype(np.float64, copy=False))
         else:
@@ -339,6 +342,29 @@ def section_table(
             rows.append(to_json(row) if row else None)
         arrays[extra_col] = pa.array(rows, type=pa.string())
     return pa.table(arrays), {v: "DOUBLE" for v in new_columns.values()}, overflow
+
+
+def overflow_scalars(table: str, stream_id: str | pa.Array, section: Section, names: list[str]) -> pa.Table:
+    """Custom fields past the column cap, in the long form of ``scalars``: one row per
+    record and name, at the record's episode (or step; else its seq)."""
+    n, k = len(section), len(names)
+    cols = section.cols
+    seq = np.asarray(cols["seq"], dtype=np.int64)
+    at = cols.get(OVERFLOW_STEP.get(table, "seq"))
+    step = np.asarray(at, dtype=np.float64) if isinstance(at, np.ndarray) else seq.astype(np.float64)
+    step = np.where(np.isfinite(step), step, seq).astype(np.int64)
+    values = np.column_stack([np.asarray(cols[name], dtype=np.float64) for name in names]).ravel()
+    runs = constant(stream_id, n) if isinstance(stream_id, str) else stream_id
+    return pa.table(
+        {
+            "run_id": runs.take(pa.array(np.repeat(np.arange(n), k))),
+            "seq": pa.array(np.repeat(seq, k)),
+            "ts": timestamps(np.repeat(np.asarray(cols["ts"], dtype=np.float64), k)),
+            "step": pa.array(np.repeat(step, k)),
+            "name": pa.array(np.tile(np.array(names, dtype=object), n), type=pa.string()),
+            "value": pa.array(values),
+        }
+    )
 
 
 def scalars_table(stream_id: str, section: Section) -> pa.Table:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
-from traindash.collector.tables import CORE_COLUMNS, EPISODES, MAX_CUSTOM_COLUMNS, merged, section_table
+from traindash.collector.tables import (
+    CORE_COLUMNS,
+    EPISODES,
+    MAX_CUSTOM_COLUMNS,
+    merged,
+    overflow_scalars,
+    section_table,
+)
 from traindash.wire import RecordKind, Section
 
 
@@ -29,11 +34,16 @@ def test_sections_with_the_same_fields_become_one_with_each_rows_stream() -> Non
     assert new == {"x": "DOUBLE"} and overflow == []
 
 
-def test_past_the_cap_custom_names_go_to_the_json_column() -> None:
+def test_past_the_cap_custom_names_go_to_the_scalars_table() -> None:
     existing = {name.lower(): name for name in CORE_COLUMNS[EPISODES]}
     existing.update({f"c{i}": f"c{i}" for i in range(MAX_CUSTOM_COLUMNS - 1)})
     table, new, overflow = section_table(EPISODES, "r", episodes(1, 2, c0=5.0, fresh=1.5, late=2.5), existing)
     assert new == {"fresh": "DOUBLE"}  # the last free column
     assert overflow == ["late"]
     assert table.column("c0").to_pylist() == [5.0, 5.0]
-    assert [json.loads(v) for v in table.column("extra").to_pylist()] == [{"late": 2.5}, {"late": 2.5}]
+    assert "extra" not in table.column_names or table.column("extra").null_count == 2
+    long = overflow_scalars(EPISODES, "r", episodes(1, 2, c0=5.0, fresh=1.5, late=2.5), overflow)
+    assert long.select(["run_id", "step", "name", "value"]).to_pylist() == [
+        {"run_id": "r", "step": seq, "name": "late", "value": 2.5}
+        for seq in (1, 2)  # no episode: the seq
+    ]

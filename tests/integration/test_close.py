@@ -135,14 +135,14 @@ def test_two_thousand_custom_names_close_without_warning(
 
     caplog.set_level(logging.WARNING, logger="traindash.producer")
     lg = MetricsLogger("wide", output_dir=str(tmp_path), config=collector.producer_config())
-    for ep in range(200):  # 20 new names an episode, 2,000 in all
+    for ep in range(200):  # 20 new names an episode, 4,000 in all
         lg.log_episode(ep, float(ep), **{f"layer{ep}_k{k}_grad_norm": ep + k / 100 for k in range(20)})
     lg.close()  # default settings
     assert _warnings(caplog) == []
     assert not (tmp_path / f"{lg.run_id}.spool").exists()
     run = f"run_id = '{lg.run_id}'"
     assert collector.scalar(f"SELECT count(*) FROM episodes WHERE {run}") == 200
-    # The first names became columns, up to the cap; the rest are in the JSON column.
+    # The first names became columns, up to the cap; the rest went to the long scalars table.
     custom = collector.scalar(
         "SELECT count(*) FROM information_schema.columns WHERE table_name = 'episodes' "
         "AND column_name LIKE 'layer%'"
@@ -150,9 +150,11 @@ def test_two_thousand_custom_names_close_without_warning(
     assert custom == min(2000, MAX_CUSTOM_COLUMNS)
     assert collector.scalar(f"SELECT layer0_k3_grad_norm FROM episodes WHERE {run} AND episode = 0") == 0.03
     last = collector.scalar(
-        f"SELECT extra->>'layer199_k3_grad_norm' FROM episodes WHERE {run} AND episode = 199"
+        f"SELECT value FROM scalars WHERE {run} AND name = 'layer199_k3_grad_norm' AND step = 199"
     )
-    value = 199.03 if custom < 2000 else None
-    assert (float(last) if last is not None else None) == value
+    assert last == (199.03 if custom < 2000 else None)
     if custom < 2000:
+        spilled = collector.scalar(f"SELECT count(DISTINCT name) FROM scalars WHERE {run}")
+        assert spilled == 200 * 20 - custom  # every name past the cap, none lost
+        assert collector.scalar(f"SELECT count(*) FROM episodes WHERE {run} AND extra IS NOT NULL") == 0
         assert collector.log().count("the most it takes") == 1
