@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "ui": "traindash.cli.ui",
     "dashboard": "traindash.cli.dashboard",
     "top": "traindash.cli.top",
+    "import": "traindash.cli.importer",
 }
 
 

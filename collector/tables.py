@@ -264,7 +264,9 @@ def merged(items: list[tuple[str, Section]]) -> list[tuple[str | pa.Array, Secti
     """
     groups: dict[tuple, list[tuple[str, Section]]] = {}
     for stream_id, section in items:
-        key = (section.kind, frozenset((k, isinstance(v, np.ndarray)) for k, v in section.cols.items()))
+        # a scalars section's columns mean what its names say: only the same names join
+        fields = frozenset((k, isinstance(v, np.ndarray)) for k, v in section.cols.items())
+        key = (section.kind, fields, section.names)
         groups.setdefault(key, []).append((stream_id, section))
     out: list[tuple[str | pa.Array, Section]] = []
     for group in groups.values():
@@ -282,7 +284,7 @@ def merged(items: list[tuple[str, Section]]) -> list[tuple[str | pa.Array, Secti
         streams = pa.DictionaryArray.from_arrays(
             pa.array(rows.astype(np.int32)), pa.array(list(ids), pa.string())
         )
-        out.append((streams, Section(sections[0].kind, cols)))
+        out.append((streams, Section(sections[0].kind, cols, sections[0].names)))
     return out
 
 
@@ -367,8 +369,9 @@ def overflow_scalars(table: str, stream_id: str | pa.Array, section: Section, na
     )
 
 
-def scalars_table(stream_id: str, section: Section) -> pa.Table:
-    """A ``scalars`` section in long form: one row per record and name, names dictionary-encoded."""
+def scalars_table(stream_id: str | pa.Array, section: Section) -> pa.Table:
+    """A ``scalars`` section in long form: one row per record and name, names dictionary-encoded.
+    ``stream_id``: one for all records, or one per record (sections merged across runs)."""
     n, k = len(section), len(section.names)
     cols = section.cols
     seq = np.asarray(cols["seq"], dtype=np.int64)
@@ -381,9 +384,14 @@ def scalars_table(stream_id: str, section: Section) -> pa.Table:
     names = pa.DictionaryArray.from_arrays(
         pa.array(np.tile(np.arange(k, dtype=np.int32), n)), pa.array(list(section.names), type=pa.string())
     )
+    runs = (
+        constant(stream_id, n * k)
+        if isinstance(stream_id, str)
+        else stream_id.take(pa.array(np.repeat(np.arange(n), k)))
+    )
     return pa.table(
         {
-            "run_id": constant(stream_id, n * k),
+            "run_id": runs,
             "seq": pa.array(np.repeat(seq, k)),
             "ts": timestamps(np.repeat(ts, k)),
             "step": pa.array(np.repeat(step, k)),

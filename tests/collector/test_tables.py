@@ -47,3 +47,27 @@ def test_past_the_cap_custom_names_go_to_the_scalars_table() -> None:
         {"run_id": "r", "step": seq, "name": "late", "value": 2.5}
         for seq in (1, 2)  # no episode: the seq
     ]
+
+
+def test_scalars_sections_join_only_with_the_same_names_and_keep_each_rows_run() -> None:
+    from traindash.collector.tables import SCALARS, section_table
+
+    def scalars(first: int, names: tuple[str, ...], value: float) -> Section:
+        cols: dict = {"seq": np.array([first]), "ts": np.zeros(1), "step": np.array([first])}
+        cols.update({f"v{i}": np.array([value + i]) for i in range(len(names))})
+        return Section(RecordKind.SCALARS, cols, names)
+
+    items = [
+        ("a", scalars(1, ("loss",), 1.0)),
+        ("b", scalars(1, ("loss",), 2.0)),
+        ("a", scalars(2, ("sps",), 3.0)),
+    ]
+    rows = []
+    for stream, section in merged(items):
+        table, _, _ = section_table(SCALARS, stream, section, {})
+        rows += table.select(["run_id", "seq", "name", "value"]).to_pylist()
+    assert sorted(rows, key=lambda r: (r["run_id"], r["seq"])) == [
+        {"run_id": "a", "seq": 1, "name": "loss", "value": 1.0},
+        {"run_id": "a", "seq": 2, "name": "sps", "value": 3.0},
+        {"run_id": "b", "seq": 1, "name": "loss", "value": 2.0},
+    ]
