@@ -160,6 +160,12 @@ def run(args: argparse.Namespace) -> int:
     logdir: Path = args.logdir
     if not logdir.is_dir():
         raise UserError(f"{logdir} is not a directory")
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise UserError(
+            "reading TensorBoard files needs the tensorboard package: pip install tensorboard"
+        ) from None
     dirs = event_dirs(logdir)
     if not dirs:
         raise UserError(f"no TensorBoard event files (*tfevents*) under {logdir}")
