@@ -47,7 +47,6 @@ def build(path: Path, runs: int, episodes: int, seeds: int) -> None:
     Store(path).close()
     con = duckdb.connect(str(path))
     try:
-        con.execute('ALTER TABLE episodes ADD COLUMN "env_step" DOUBLE')
         con.execute(
             f"""INSERT INTO runs (run_id, experiment, name, status, hyperparameters, tags, started_at)
             SELECT printf('run-%03d', r), 'bench', printf('cfg-%02d', r // {seeds}), 'finished',

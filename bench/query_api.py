@@ -106,7 +106,7 @@ def run(quick: bool = False) -> list[dict]:
             db=db,
             endpoints=free_endpoints(),
             log_path=Path(tmp) / "collector.log",
-            extra_env={"TRAINDASH_QUERY_MAX_ROWS": str(n), "TRAINDASH_QUERY_MAX_BYTES": "4GB"},
+            extra_env={"TRAINDASH_QUERY_MAX_ROWS": str(n), "TRAINDASH_QUERY_MAX_BYTES": str(4 * 2**30)},
         )
         try:
             collector.start()

@@ -71,7 +71,7 @@ def check_csv(values: list[float], text: str) -> None:
     for v, field in zip(values, fields, strict=True):
         if not math.isfinite(v):
             assert field in TOKENS_CSV and field == repr(v)
-    back = pd.read_csv(io.StringIO(text))["x"]
+    back = pd.read_csv(io.StringIO(text), float_precision="round_trip")["x"]
     assert back.dtype == "float64"
     assert all(same(v, b) for v, b in zip(values, back, strict=True)), list(zip(values, back, strict=False))
 
@@ -178,7 +178,12 @@ def test_nan_inf_tokens_and_null() -> None:
         '{"x": -0.0}',
     ]
     # NULL and NaN stay apart when read as the docs say.
-    back = pd.read_csv(io.StringIO(output.csv_text(table)), keep_default_na=False, na_values=[""])["x"]
+    back = pd.read_csv(
+        io.StringIO(output.csv_text(table)),
+        keep_default_na=False,
+        na_values=[""],
+        float_precision="round_trip",
+    )["x"]
     assert back.isna().tolist() == [False, False, False, True, False]
     assert math.isnan(back.astype("float64")[0])
 
@@ -209,7 +214,7 @@ def test_integers_timestamps_and_other_types() -> None:
     first = json.loads(_write_json_lines(table).splitlines()[0])
     assert first["i"] == 2**62 + 1 and first["ts"] == "2024-05-01T12:00:00.250000+00:00"
     assert first["dec"] == pytest.approx(0.1234567891234567891234) and first["l"][0] == 1.5
-    back = pd.read_csv(io.StringIO(output.csv_text(table)), parse_dates=["ts"])
+    back = pd.read_csv(io.StringIO(output.csv_text(table)), parse_dates=["ts"], float_precision="round_trip")
     assert back["ts"][0] == pd.Timestamp("2024-05-01T12:00:00.25", tz="UTC")
     assert back["i"][0] == 2**62 + 1
 

@@ -39,7 +39,7 @@ def sql_literal(v: float) -> str:
 
 def read_csv_exact(text: str) -> pd.DataFrame:
     """The read docs/output.md gives for telling NULL (empty field) from NaN (``nan``)."""
-    return pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
+    return pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], float_precision="round_trip")
 
 
 def assert_same_table(truth: pa.Table, df: pd.DataFrame, nulls_distinct: bool) -> None:
@@ -95,7 +95,7 @@ def test_sql_csv_and_json_print_every_digit(collector: CollectorProcess) -> None
     as_csv = run_cli("sql", sql, "--format", "csv", env=collector.env)
     assert as_csv.returncode == 0, as_csv.stderr
     assert as_csv.stdout.splitlines()[1:] == [repr(v) for v in values]
-    back = pd.read_csv(io.StringIO(as_csv.stdout))["x"]
+    back = pd.read_csv(io.StringIO(as_csv.stdout), float_precision="round_trip")["x"]
     assert all(same(v, b) for v, b in zip(values, back, strict=True))
     as_json = run_cli("sql", sql, "--format", "json", env=collector.env)
     assert as_json.returncode == 0, as_json.stderr
@@ -117,7 +117,9 @@ def test_export_of_a_real_run_equals_the_table_read_through_sql(
     text = (tmp_path / "e.csv").read_text()
     assert_same_table(truth, read_csv_exact(text), nulls_distinct=True)
     # The plain pandas read too: NaN and NULL both become NaN there, every other value exact.
-    assert_same_table(truth, pd.read_csv(tmp_path / "e.csv"), nulls_distinct=False)
+    assert_same_table(
+        truth, pd.read_csv(tmp_path / "e.csv", float_precision="round_trip"), nulls_distinct=False
+    )
 
     out = run_cli("export", "--format", "json", "--out", str(tmp_path / "e.jsonl"), env=collector.env)
     assert out.returncode == 0, out.stderr
@@ -146,7 +148,7 @@ def test_save_metrics_csv_and_json_keep_every_digit(collector: CollectorProcess,
     profits = hard_doubles(90, 1)
     csv_path, json_path = lg.save_metrics("csv"), lg.save_metrics("json")
     lg.close()
-    back = pd.read_csv(csv_path)
+    back = pd.read_csv(csv_path, float_precision="round_trip")
     assert all(same(v, b) for v, b in zip(profits, back["profit"], strict=True))
     fields = [line.split(",") for line in csv_path.read_text().splitlines()[1:4]]
     assert [f[3] for f in fields] == ["0.0", "-0.0", "5e-324"] and fields[0][1].endswith("+00:00")
@@ -188,7 +190,7 @@ def test_export_comparison_csv_and_json_keep_every_digit(collector: CollectorPro
         json_path = tracker.export_comparison(ids, format="json")
     finally:
         tracker.close()
-    back = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
+    back = pd.read_csv(csv_path, keep_default_na=False, na_values=[""], float_precision="round_trip")
     assert list(back.columns) == list(rows[0])
     for name in rows[0]:
         for row, got in zip(rows, back[name], strict=True):
