@@ -171,9 +171,9 @@ def test_system_rows_pack_into_typed_columns_the_collector_stores() -> None:
     assert isinstance(decoded, wire.Batch)
     core = CORE_COLUMNS[SYSTEM]
     for section in (s for s in decoded.sections if s.kind is RecordKind.SYSTEM):
-        table, new = section_table(SYSTEM, "r", section, {k: k for k in core})
+        table, new, _ = section_table(SYSTEM, "r", section, {k: k for k in core})
         assert new == {} and set(table.column_names) <= set(core)
-    table, _ = section_table(SYSTEM, "r", hosts, {k: k for k in core})
+    table, _, _ = section_table(SYSTEM, "r", hosts, {k: k for k in core})
     assert table.column("rss_bytes").to_pylist() == [1 << 30, 1 << 30]
     assert table.column("pid").type.bit_width == 64 and table.column("host").to_pylist() == ["h", "h"]
 
