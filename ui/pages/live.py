@@ -149,9 +149,7 @@ class LiveSession:
             styles={"color": theme.muted, "font-size": "12px", "white-space": "nowrap"},
         )
         self.grid = pn.GridBox(ncols=2, sizing_mode="stretch_width")
-        self.axis = pn.widgets.RadioButtonGroup(
-            name="x axis", options=list(EPISODE_AXES), value="episode", button_type="default"
-        )
+        self.axis = pn.widgets.RadioButtonGroup(name="x axis", options=list(EPISODE_AXES), value="episode")
         self.scalars = ScalarsPanel(theme)
         self._figs: dict[str, Any] = {}
         self.trainers = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
