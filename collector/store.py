@@ -38,6 +38,16 @@ log = logging.getLogger("traindash.collector.store")
 VIEWS = [reports.LEADERBOARD_VIEW]
 
 
+def _open_error(path: Path, exc: duckdb.Error) -> StoreError:
+    """One line for a file that could not be opened (or migrated) by DuckDB."""
+    msg = str(exc).splitlines()[0]
+    if isinstance(exc, duckdb.IOException) and "lock" in msg.lower():
+        return StoreError(
+            f"{path} is already open in another process (is a collector already running?): {msg}"
+        )
+    return StoreError(f"cannot open {path}: {msg}")
+
+
 class StoreError(RuntimeError):
     """The database could not be opened or a commit failed (nothing of it was kept)."""
 
@@ -71,28 +81,11 @@ class Store:
         try:
             # Older files are migrated (on a copy, with a backup kept) before they are opened.
             self.backup = upgrade_file(path)
+            self.con = duckdb.connect(str(path))
         except MigrationError as exc:
             raise StoreError(str(exc)) from None
-        except duckdb.IOException as exc:
-            msg = str(exc).splitlines()[0]
-            if "lock" in msg.lower():
-                raise StoreError(
-                    f"{path} is already open in another process (is a collector already running?): {msg}"
-                ) from None
-            raise StoreError(f"cannot open {path}: {msg}") from None
         except duckdb.Error as exc:
-            raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
-        try:
-            self.con = duckdb.connect(str(path))
-        except duckdb.IOException as exc:
-            msg = str(exc).splitlines()[0]
-            if "lock" in msg.lower():
-                raise StoreError(
-                    f"{path} is already open in another process (is a collector already running?): {msg}"
-                ) from None
-            raise StoreError(f"cannot open {path}: {msg}") from None
-        except duckdb.Error as exc:
-            raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
+            raise _open_error(path, exc) from None
         self._create_views()
         # Reading files or URLs from SQL is never needed here; the query socket relies on
         # it, and on no query being able to change settings back.
