@@ -593,10 +593,9 @@ class RuleEngine:
         message: str,
         data: dict[str, Any],
     ) -> None:
-        if self.throttle.allow((run_id, rule), now):
-            alert = Alert(level, rule, title, message, run_id, data, now)
+        alert = self._event(run_id, st, now, out, rule, level, title, message, data)
+        if alert is not None:
             st.announced[rule] = alert
-            out.append(alert)
 
     def _event(
         self,
@@ -609,6 +608,10 @@ class RuleEngine:
         title: str,
         message: str,
         data: dict[str, Any],
-    ) -> None:
-        if self.throttle.allow((run_id, rule), now):
-            out.append(Alert(level, rule, title, message, run_id, data, now))
+    ) -> Alert | None:
+        """Append the alert unless the throttle holds it back; the alert, or None."""
+        if not self.throttle.allow((run_id, rule), now):
+            return None
+        alert = Alert(level, rule, title, message, run_id, data, now)
+        out.append(alert)
+        return alert
