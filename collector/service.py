@@ -254,7 +254,8 @@ class Collector(GracefulExit):
         for run_id in acks:
             self.rows.send_multipart(wire.encode(wire.Ack(run_id, self.seq.committed.get(run_id, 0))))
         for run_id, section in work.sections:
-            self.rows.send_multipart(wire.encode(wire.Rows(run_id, section)))
+            # Subscribers follow runs: a stream's rows go out under its run.
+            self.rows.send_multipart(wire.encode(wire.Rows(wire.split_stream_key(run_id)[0], section)))
 
     def _manage(self) -> None:
         """Carry out archive/delete requests from the query thread, on the writer."""

@@ -1,7 +1,9 @@
 """The DuckDB store. All SQL that writes lives here; the collector is the file's only owner.
 
-Rows and the per-run high-water marks (``runs.acked_seq``) are committed in one
-transaction, so a restarted collector never stores a re-sent record twice.
+Rows and the high-water marks are committed in one transaction, so a restarted collector
+never stores a re-sent record twice. Marks are per sequencing key: a run's only writer keeps
+its mark in ``runs.acked_seq``; each stream of a multi-writer run (key ``run#stream``) keeps
+its own in ``streams``, and its rows are stored under the run with ``stream`` set.
 """
 
 from __future__ import annotations
@@ -17,8 +19,16 @@ import pyarrow as pa
 
 from traindash import reports
 from traindash.collector.migrations import MigrationError, upgrade_file
-from traindash.collector.tables import CORE_COLUMNS, TABLE_OF_KIND, records, section_table, to_json
-from traindash.wire import RecordKind, Section
+from traindash.collector.tables import (
+    ALERTS,
+    CORE_COLUMNS,
+    TABLE_OF_KIND,
+    constant,
+    records,
+    section_table,
+    to_json,
+)
+from traindash.wire import RecordKind, Section, split_stream_key
 
 log = logging.getLogger("traindash.collector.store")
 
@@ -86,6 +96,7 @@ class Store:
         self.con.execute("SET lock_configuration = true")
         self.columns = {t: self._columns(t) for t in CORE_COLUMNS}
         self.known: set[str] = set()
+        self.known_streams: set[str] = set()
 
     def _create_views(self) -> None:
         # Views are derived, not versioned: made anew on every open, after the migrations.
@@ -103,7 +114,9 @@ class Store:
     def marks(self) -> dict[str, int]:
         marks = dict(self.con.execute("SELECT run_id, acked_seq FROM runs").fetchall())
         self.known = set(marks)
-        return marks
+        streams = dict(self.con.execute("SELECT stream_key, acked_seq FROM streams").fetchall())
+        self.known_streams = set(streams)
+        return {**marks, **streams}
 
     def commit(self, work: Work) -> None:
         """Write ``work`` in one transaction; on failure nothing is kept."""
@@ -138,7 +151,11 @@ class Store:
             if table is None:
                 continue
             existing = self.columns[table]
-            arrow, new_cols = section_table(table, stream_id, section, existing)
+            run, stream = split_stream_key(stream_id)
+            arrow, new_cols = section_table(table, run, section, existing)
+            if stream is not None and table != ALERTS:
+                arrow = arrow.drop_columns([c for c in arrow.column_names if c == "stream"])
+                arrow = arrow.append_column("stream", constant(stream, arrow.num_rows))
             for name, sqltype in new_cols.items():
                 self.con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {sqltype}')
                 existing[name.lower()] = name
@@ -153,6 +170,10 @@ class Store:
                 self.con.unregister("_incoming")
 
     def _upsert_runs(self, stream_id: str, rows: Iterable[dict]) -> None:
+        run, stream = split_stream_key(stream_id)
+        if stream is not None:
+            self._upsert_stream(stream_id, run, stream, rows)
+            return
         self.known.add(stream_id)
         for r in rows:
             tags = r.get("tags")
@@ -183,7 +204,88 @@ class Store:
                 ],
             )
 
+    def _upsert_stream(self, key: str, run: str, stream: str, rows: Iterable[dict]) -> None:
+        """A stream's start: its ``streams`` row, and the run's row made or filled in.
+
+        The run takes its fields from the first stream that names them; a later stream
+        (an EnvRunner with no hyperparameters) leaves what is there, but revives the run.
+        """
+        self.known_streams.add(key)
+        self.known.add(run)
+        for r in rows:
+            ts = _micros(r.get("ts"))
+            self.con.execute(
+                """INSERT INTO streams (stream_key, run_id, stream, worker, host, pid, acked_seq,
+                       last_seen, status, started_at)
+                   VALUES (?, ?, ?, ?, ?, ?, 0, make_timestamp(?), 'running', make_timestamp(?))
+                   ON CONFLICT (stream_key) DO UPDATE SET worker = excluded.worker,
+                       host = excluded.host, pid = excluded.pid, last_seen = excluded.last_seen,
+                       status = 'running', ended_at = NULL""",
+                [
+                    key,
+                    run,
+                    stream,
+                    _str(r.get("worker")) or stream,
+                    _str(r.get("host")),
+                    _int(r.get("pid")),
+                    ts,
+                    ts,
+                ],
+            )
+            tags = r.get("tags")
+            hp = to_json(r.get("hyperparameters") or {})
+            self.con.execute(
+                """INSERT INTO runs (run_id, experiment, name, host, pid, started_at, status,
+                       hyperparameters, tags, description, role, last_seen, objective)
+                   VALUES (?, ?, ?, ?, ?, make_timestamp(?), 'running', ?, ?, ?, ?, make_timestamp(?), ?)
+                   ON CONFLICT (run_id) DO UPDATE SET
+                       experiment = coalesce(runs.experiment, excluded.experiment),
+                       name = coalesce(runs.name, excluded.name),
+                       host = coalesce(runs.host, excluded.host), pid = coalesce(runs.pid, excluded.pid),
+                       started_at = coalesce(runs.started_at, excluded.started_at),
+                       status = 'running', ended_at = NULL,
+                       hyperparameters = CASE WHEN excluded.hyperparameters::VARCHAR = '{}'
+                           THEN coalesce(runs.hyperparameters, excluded.hyperparameters)
+                           ELSE excluded.hyperparameters END,
+                       tags = CASE WHEN len(excluded.tags) = 0 THEN runs.tags ELSE excluded.tags END,
+                       description = CASE WHEN excluded.description = '' THEN runs.description
+                           ELSE excluded.description END,
+                       role = coalesce(runs.role, excluded.role),
+                       last_seen = greatest(runs.last_seen, excluded.last_seen),
+                       objective = excluded.objective""",
+                [
+                    run,
+                    _str(r.get("experiment")),
+                    _str(r.get("name")),
+                    _str(r.get("host")),
+                    _int(r.get("pid")),
+                    ts,
+                    hp,
+                    [str(t) for t in tags] if isinstance(tags, list) else [],
+                    _str(r.get("description")) or "",
+                    _str(r.get("role")) or reports.TRAINER_ROLE,
+                    ts,
+                    _str(r.get("objective")) or "profit",
+                ],
+            )
+
     def _end_runs(self, stream_id: str, rows: Iterable[dict]) -> None:
+        run, stream = split_stream_key(stream_id)
+        if stream is not None:
+            # The stream ends; its run ends with the last of its live streams.
+            for r in rows:
+                args = [_micros(r.get("ts")), _str(r.get("status")) or "finished"]
+                self.con.execute(
+                    "UPDATE streams SET ended_at = make_timestamp(?), status = ? WHERE stream_key = ?",
+                    [*args, stream_id],
+                )
+                self.con.execute(
+                    f"""UPDATE runs SET ended_at = make_timestamp(?), status = ?
+                       WHERE run_id = ? AND NOT EXISTS (SELECT 1 FROM streams s
+                           WHERE s.run_id = ? AND s.status IN ({reports.in_list(reports.LIVE_STATUSES)}))""",
+                    [*args, run, run],
+                )
+            return
         for r in rows:
             self.con.execute(
                 "UPDATE runs SET ended_at = make_timestamp(?), status = ?, final_metrics = ? "
@@ -197,6 +299,18 @@ class Store:
             )
 
     def _write_marks(self, marks: dict[str, int], seen: dict[str, float]) -> None:
+        keys = marks.keys() | seen.keys()
+        streams = [k for k in keys if split_stream_key(k)[1] is not None]
+        if streams:
+            self._write_stream_marks(streams, marks, seen)
+            # A stream's sign of life is its run's too (the run lives while any stream does).
+            parents: dict[str, float] = {}
+            for k in streams:
+                if k in seen:
+                    run = split_stream_key(k)[0]
+                    parents[run] = max(parents.get(run, 0.0), seen[k])
+            seen = {**{k: v for k, v in seen.items() if k not in streams}, **parents}
+            marks = {k: v for k, v in marks.items() if k not in streams}
         runs = list(marks.keys() | seen.keys())
         if not runs:
             return
@@ -226,6 +340,26 @@ class Store:
                             unnest($3::BIGINT[]) AS seen) AS v
                WHERE runs.run_id = v.run_id""",
             [runs, [marks.get(r) for r in runs], [_micros(seen.get(r)) for r in runs]],
+        )
+
+    def _write_stream_marks(self, keys: list[str], marks: dict[str, int], seen: dict[str, float]) -> None:
+        new = [k for k in keys if k not in self.known_streams]
+        if new:
+            self.con.executemany(
+                "INSERT INTO streams (stream_key, run_id, stream, worker, status) "
+                "VALUES (?, ?, ?, ?, 'running') ON CONFLICT DO NOTHING",
+                [[k, *split_stream_key(k), split_stream_key(k)[1]] for k in new],
+            )
+            self.known_streams.update(new)
+        self.con.execute(
+            """UPDATE streams SET acked_seq = coalesce(v.acked, streams.acked_seq),
+                   last_seen = coalesce(make_timestamp(v.seen), streams.last_seen),
+                   status = CASE WHEN streams.status IN ('stalled', 'lost') THEN 'running'
+                                 ELSE streams.status END
+               FROM (SELECT unnest($1) AS k, unnest($2::BIGINT[]) AS acked,
+                            unnest($3::BIGINT[]) AS seen) AS v
+               WHERE streams.stream_key = v.k""",
+            [keys, [marks.get(k) for k in keys], [_micros(seen.get(k)) for k in keys]],
         )
 
     def manage(self, action: str, run_ids: list[str]) -> list[str]:
@@ -276,14 +410,19 @@ class Store:
         return dict(self.con.execute("SELECT reason, count FROM rejects").fetchall())
 
     def update_liveness(self, now: float, stall_after: float, lost_after: float) -> None:
-        """Running runs with no sign of life become stalled, then lost."""
-        self.con.execute(
-            f"""UPDATE runs SET status = CASE
-                   WHEN last_seen < make_timestamp(?) THEN 'lost' ELSE 'stalled' END
-               WHERE status IN ({reports.in_list(reports.LIVE_STATUSES)})
-                   AND last_seen < make_timestamp(?)""",
-            [_micros(now - lost_after), _micros(now - stall_after)],
-        )
+        """Running runs and streams with no sign of life become stalled, then lost.
+
+        Each stream on its own; a run's ``last_seen`` is its newest stream's, so a run
+        stays running while any of its streams is.
+        """
+        for table in ("runs", "streams"):
+            self.con.execute(
+                f"""UPDATE {table} SET status = CASE
+                       WHEN last_seen < make_timestamp(?) THEN 'lost' ELSE 'stalled' END
+                   WHERE status IN ({reports.in_list(reports.LIVE_STATUSES)})
+                       AND last_seen < make_timestamp(?)""",
+                [_micros(now - lost_after), _micros(now - stall_after)],
+            )
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self.con.cursor()

@@ -52,6 +52,7 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "truncated": "BOOLEAN",
         "env_index": "BIGINT",
         "worker": "VARCHAR",
+        "stream": "VARCHAR",  # schema v5: the writer of a multi-stream run, NULL otherwise
     },
     MODEL_METRICS: {
         "run_id": "VARCHAR",
@@ -68,6 +69,7 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "grad_mean": "DOUBLE",
         "grad_std": "DOUBLE",
         "extra": "JSON",
+        "stream": "VARCHAR",
     },
     ALERTS: {
         "ts": "TIMESTAMP",
@@ -88,6 +90,7 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "step": "BIGINT",
         "name": "VARCHAR",
         "value": "DOUBLE",
+        "stream": "VARCHAR",
     },
     SUMMARIES: {
         "run_id": "VARCHAR",
@@ -104,6 +107,7 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "mean": "DOUBLE",
         "std": "DOUBLE",
         "extra": "JSON",
+        "stream": "VARCHAR",
     },
 }
 

@@ -27,7 +27,7 @@ from traindash.producer.snapshot import Snapshots
 from traindash.producer.spool import load_last_seq
 from traindash.producer.stats import RunStats
 from traindash.reports import TRAINER_ROLE
-from traindash.wire import NAME_RE, RecordKind
+from traindash.wire import NAME_RE, STREAM_SEP, RecordKind, stream_key
 
 _pack_episode = EPISODE_RECORD.pack
 log = logging.getLogger("traindash.producer")
@@ -92,6 +92,10 @@ class MetricsLogger:
             best episode, leaderboard, new-best alerts): ``"profit"`` (the guide's
             default), ``"episode_return"`` for runs recorded from environments, or any
             custom column. Higher is better, except for ``drawdown`` and ``loss``.
+        stream: this process's name among several writing the same ``run_id`` (an RLlib
+            EnvRunner, a rank): each stream has its own seqs, acks and spool, and its rows
+            carry it in their ``stream`` column. None: the run's only writer.
+        worker: a label for the ``streams`` table (by default the stream name).
     """
 
     def __new__(
@@ -124,6 +128,8 @@ class MetricsLogger:
         config: tdconfig.ProducerConfig | None = None,
         sender: str | None = None,
         objective: str = "profit",
+        stream: str | None = None,
+        worker: str | None = None,
     ) -> None:
         if not isinstance(experiment_name, str) or not experiment_name:
             raise ValueError("experiment_name must be a non-empty string")
@@ -141,13 +147,17 @@ class MetricsLogger:
         self.enable_async = enable_async
         self.config = config or tdconfig.ProducerConfig.resolve()
         self.run_id = run_id or new_run_id(experiment_name)
+        if STREAM_SEP in self.run_id or (stream is not None and not stream):
+            raise ValueError(f"run_id may not contain {STREAM_SEP!r} and a stream name may not be empty")
+        self.stream = stream
+        self.stream_key = stream_key(self.run_id, stream)  # what seqs, acks and the spool follow
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self._model_step = 0
         self._scalar_step = 0
         self._last_episode: Any = None
         self._closed = False
-        last_seq = load_last_seq(self.output_dir, self.run_id)
+        last_seq = load_last_seq(self.output_dir, self.stream_key)
         self.sender = sender or self.config.sender
         try:
             kind = SENDERS[self.sender]
@@ -168,6 +178,8 @@ class MetricsLogger:
             "role": role,
             "objective": objective,
         }
+        if stream is not None:
+            self._run_fields.update(stream=stream, worker=worker or stream)
         self._queue.append((OTHER, time.time(), RecordKind.RUN, dict(self._run_fields)))
         self._snapshots = Snapshots(
             experiment_name,
