@@ -94,7 +94,7 @@ def test_rllib_ppo_two_env_runners_one_run_a_stream_each(ray_env: CollectorProce
     assert any(n.startswith("learners/") and n.endswith("loss") for n in names), sorted(names)[:50]
     assert c.scalar("SELECT max(step) FROM scalars WHERE run_id = 'ppo-run'") == 3
     hp = json.loads(c.scalar("SELECT hyperparameters FROM runs WHERE run_id = 'ppo-run'"))
-    assert hp["train_batch_size_per_learner"] == 200
+    assert hp["_train_batch_size_per_learner"] == 200 and hp["minibatch_size"] == 100
 
 
 def test_rllib_env_runner_sigkilled_is_restarted_as_a_new_stream(
