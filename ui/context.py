@@ -17,8 +17,9 @@ import zmq
 
 from traindash.config import UIConfig
 from traindash.query import QueryClient, QueryError
-from traindash.reports import trainer_table_sql
+from traindash.reports import stream_table_sql, trainer_table_sql
 from traindash.ui.feed import RowsFeed
+from traindash.ui.fleet import add_streams
 from traindash.ui.history import History, alerts_sql, fetch_history, fetch_window
 from traindash.ui.render import css, nav_html
 from traindash.ui.themes import Theme, get_theme
@@ -48,6 +49,11 @@ class AppContext:
         """Runs (with rates) and the newest alerts, for the trainer table and alert feed."""
         with self.client() as client:
             runs = client.query(trainer_table_sql(), timeout=TABLE_TIMEOUT).to_pylist()
+            try:
+                streams = client.query(stream_table_sql(), timeout=TABLE_TIMEOUT).to_pylist()
+            except QueryError:
+                streams = []  # a database from before streams
+            add_streams(runs, streams)
             try:
                 alerts = client.query(alerts_sql([]), timeout=TABLE_TIMEOUT).to_pylist()
             except QueryError:

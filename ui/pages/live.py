@@ -26,8 +26,9 @@ from traindash.ui.figures import (
     robust_range,
     set_episode_axis,
 )
+from traindash.ui.fleet import FLEET_CSS, fleet_html
 from traindash.ui.kpi import KpiState, cards
-from traindash.ui.render import alerts_html, cards_html, css, trainers_html
+from traindash.ui.render import alerts_html, cards_html, css
 from traindash.ui.scalars import ScalarsPanel
 from traindash.ui.series import (
     EPISODE_AXES,
@@ -153,7 +154,7 @@ class LiveSession:
         )
         self.scalars = ScalarsPanel(theme)
         self._figs: dict[str, Any] = {}
-        self.trainers = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
+        self.trainers = pn.pane.HTML("", stylesheets=[*style, FLEET_CSS], sizing_mode="stretch_width")
         self.alerts = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
         self.message = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
         self.callback: Any = None
@@ -427,7 +428,7 @@ class LiveSession:
             return
         self.apply_runs(runs)
         picked = set(self.picker.value)
-        self.trainers.object = trainers_html([r for r in self.runs if r["run_id"] in picked] or self.runs)
+        self.trainers.object = fleet_html([r for r in self.runs if r["run_id"] in picked] or self.runs)
         self.alerts.object = alerts_html(alerts)
         self.update_kpis()
 
