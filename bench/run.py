@@ -34,6 +34,7 @@ MODULES = (
     "query_api",
     "scalars",
     "gym_recorder",
+    "fanin_streams",
 )
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
