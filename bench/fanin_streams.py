@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,15 @@ def _writer(k: int, streams: int, rate: float, seconds: float, endpoints: Any, o
         n += 1
         due += 1.0 / rate
         time.sleep(max(0.0, due - time.time()))
-    closes = []
-    for lg in loggers:
+
+    def close(lg: MetricsLogger) -> float:
         c0 = time.time()
-        lg.close(timeout=120)
-        closes.append(time.time() - c0)
+        lg.close(timeout=60)
+        return time.time() - c0
+
+    # All at once, as the processes of a fleet end: each close waits for its own last ack.
+    with ThreadPoolExecutor(len(loggers)) as pool:
+        closes = list(pool.map(close, loggers))
     q.put((k, n * streams, t0, time.time(), max(closes), sum(lg._sender.pending for lg in loggers)))
 
 
@@ -105,7 +110,7 @@ def measure(processes: int, streams: int, rate: float, seconds: float) -> dict[s
         ]
         for p in procs:
             p.start()
-        results = [q.get(timeout=seconds + 300) for _ in procs]
+        results = [q.get(timeout=seconds + 150) for _ in procs]
         for p in procs:
             p.join(30)
         stop.set()
