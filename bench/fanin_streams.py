@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import sys
 import tempfile
 import threading
@@ -65,6 +66,15 @@ def _writer(k: int, streams: int, rate: float, seconds: float, endpoints: Any, o
     with ThreadPoolExecutor(len(loggers)) as pool:
         closes = list(pool.map(close, loggers))
     q.put((k, n * streams, t0, time.time(), max(closes), sum(lg._sender.pending for lg in loggers)))
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (Linux ``/proc``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def measure(processes: int, streams: int, rate: float, seconds: float) -> dict[str, Any]:
@@ -120,6 +130,7 @@ def measure(processes: int, streams: int, rate: float, seconds: float) -> dict[s
             "count(DISTINCT run_id) AS runs, count(DISTINCT stream) AS streams FROM episodes"
         ).to_pylist()[0]
         live = c.scalar("SELECT count(*) FROM streams WHERE status = 'finished'")
+        collector_cpu = _cpu_seconds(c.proc.pid) if c.proc else None
     finally:
         stop.set()
         for p in procs:
@@ -144,6 +155,8 @@ def measure(processes: int, streams: int, rate: float, seconds: float) -> dict[s
         "p99": percentile(all_lat.tolist(), 99) if len(all_lat) else None,
         "close_max": max(r[4] for r in results),
         "unacked": sum(r[5] for r in results),
+        "collector_cpu": collector_cpu,
+        "wall": wall,
     }
 
 
@@ -170,6 +183,14 @@ def run(quick: bool = False, **kw: Any) -> list[dict]:
         row(BENCH, tool, "log -> commit p50", m["p50"], "ms"),
         row(BENCH, tool, "log -> commit p99", m["p99"], "ms"),
         row(BENCH, tool, "slowest close()", m["close_max"], "s", f"{m['unacked']} records unacknowledged"),
+        row(
+            BENCH,
+            tool,
+            "collector CPU",
+            m["collector_cpu"],
+            "s",
+            f"over {m['wall']:.0f} s of logging and closing",
+        ),
     ]
 
 

@@ -33,6 +33,7 @@ from traindash.wire import RecordKind, Section, split_stream_key
 log = logging.getLogger("traindash.collector.store")
 
 VIEWS = [reports.LEADERBOARD_VIEW]
+SEEN_EVERY = 1.0  # seconds between liveness stamps of one stream (a new mark always writes)
 
 
 class StoreError(RuntimeError):
@@ -97,6 +98,7 @@ class Store:
         self.columns = {t: self._columns(t) for t in CORE_COLUMNS}
         self.known: set[str] = set()
         self.known_streams: set[str] = set()
+        self._stream_seen: dict[str, float] = {}
 
     def _create_views(self) -> None:
         # Views are derived, not versioned: made anew on every open, after the migrations.
@@ -323,16 +325,24 @@ class Store:
             )
 
     def _write_marks(self, marks: dict[str, int], seen: dict[str, float]) -> None:
-        keys = marks.keys() | seen.keys()
-        streams = [k for k in keys if split_stream_key(k)[1] is not None]
+        streams = {k for k in marks.keys() | seen.keys() if split_stream_key(k)[1] is not None}
         if streams:
-            self._write_stream_marks(streams, marks, seen)
+            # A fleet's heartbeats: a stream's stamp is written at most every SEEN_EVERY
+            # seconds unless its mark moves (liveness is judged in seconds, not per beat).
+            fresh = {
+                k: t
+                for k, t in seen.items()
+                if k in streams and (k in marks or t - self._stream_seen.get(k, -SEEN_EVERY) >= SEEN_EVERY)
+            }
+            keys = [k for k in streams if k in marks or k in fresh]
+            if keys:
+                self._write_stream_marks(keys, marks, fresh)
+                self._stream_seen.update(fresh)
             # A stream's sign of life is its run's too (the run lives while any stream does).
             parents: dict[str, float] = {}
-            for k in streams:
-                if k in seen:
-                    run = split_stream_key(k)[0]
-                    parents[run] = max(parents.get(run, 0.0), seen[k])
+            for k, t in fresh.items():
+                run = split_stream_key(k)[0]
+                parents[run] = max(parents.get(run, 0.0), t)
             seen = {**{k: v for k, v in seen.items() if k not in streams}, **parents}
             marks = {k: v for k, v in marks.items() if k not in streams}
         runs = list(marks.keys() | seen.keys())
