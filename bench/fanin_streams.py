@@ -32,11 +32,13 @@ BENCH = "fanin_streams"
 RUNS = 4
 
 
-def _writer(k: int, streams: int, rate: float, seconds: float, endpoints: Any, out: str, q: Any) -> None:
+def _writer(
+    k: int, streams: int, rate: float, seconds: float, flush: float, endpoints: Any, out: str, q: Any
+) -> None:
     from traindash.config import ProducerConfig
     from traindash.producer import MetricsLogger
 
-    cfg = ProducerConfig(endpoints=endpoints)
+    cfg = ProducerConfig(endpoints=endpoints, flush_interval=flush)
     loggers = [
         MetricsLogger(
             "fanin",
@@ -77,7 +79,7 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def measure(processes: int, streams: int, rate: float, seconds: float) -> dict[str, Any]:
+def measure(processes: int, streams: int, rate: float, seconds: float, flush: float = 0.1) -> dict[str, Any]:
     import numpy as np
     import zmq
 
@@ -114,7 +116,7 @@ def measure(processes: int, streams: int, rate: float, seconds: float) -> dict[s
         q: Any = mp.get_context("fork").Queue()
         procs = [
             mp.get_context("fork").Process(
-                target=_writer, args=(k, streams, rate, seconds, c.endpoints, str(tmp), q)
+                target=_writer, args=(k, streams, rate, seconds, flush, c.endpoints, str(tmp), q)
             )
             for k in range(processes)
         ]
@@ -164,7 +166,11 @@ def run(quick: bool = False, **kw: Any) -> list[dict]:
     args = {"processes": 4, "streams": 25, "rate": 2.0, "seconds": 6.0} if quick else {}
     args.update({k: v for k, v in kw.items() if v is not None})
     m = measure(
-        args.get("processes", 10), args.get("streams", 100), args.get("rate", 2.0), args.get("seconds", 20.0)
+        args.get("processes", 10),
+        args.get("streams", 100),
+        args.get("rate", 2.0),
+        args.get("seconds", 20.0),
+        args.get("flush", 0.1),
     )
     dups = m["stored"] - m["distinct"]
     if dups == 0 and m["stored"] == m["expected"]:
@@ -173,7 +179,7 @@ def run(quick: bool = False, **kw: Any) -> list[dict]:
         verdict = "no duplicates; the rest unacknowledged at close, kept in spools (not lost)"
     else:
         verdict = "NOT exactly once"
-    tool = f"traindash, {m['streams']} streams of {m['runs']} runs"
+    tool = f"traindash, {m['streams']} streams of {m['runs']} runs, flush {args.get('flush', 0.1):g} s"
     note = (
         f"{verdict}: {m['stored']}/{m['expected']} rows, {dups} duplicates, "
         f"{m['stream_count']} streams seen, {m['finished_streams']} finished"
@@ -201,8 +207,11 @@ def main() -> None:
     ap.add_argument("--streams", type=int, help="streams per process")
     ap.add_argument("--rate", type=float, help="episodes per second per stream")
     ap.add_argument("--seconds", type=float)
+    ap.add_argument("--flush", type=float, help="each logger's flush interval (default 0.1 s)")
     a = ap.parse_args()
-    rows = run(a.quick, processes=a.processes, streams=a.streams, rate=a.rate, seconds=a.seconds)
+    rows = run(
+        a.quick, processes=a.processes, streams=a.streams, rate=a.rate, seconds=a.seconds, flush=a.flush
+    )
     print_table("1,000-stream fan-in", rows)
 
 
