@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 # torch==2.13.0 first: the CPU build; a looser pin lets pip fetch a CUDA build of several GB.
 $(VENV)/.test-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[test,sb3]"
+	$(PY) -m pip install --quiet -e ".[test,sb3,ray]"
 	touch $@
 
 # Browser tests drive Debian's Chromium; never a downloaded browser.

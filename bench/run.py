@@ -39,6 +39,7 @@ MODULES = (
     "aggregate",
     "fanin_close",
     "first_commit",
+    "fanin_streams",
 )
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 

@@ -221,14 +221,12 @@ class Collector(GracefulExit):
             return
         now = time.time()
         if self.owners is not None and isinstance(msg, (wire.Batch, wire.Heartbeat)):
-            key = _user_id(frames)
-            if not self.owners.admit(msg.run_id, key):
-                self._reject(
-                    "foreign-run", f"run {msg.run_id!r} belongs to another key", f"{key} at {_sender(frames)}"
-                )
+            key, run = _user_id(frames), wire.split_stream_key(msg.run_id)[0]
+            if not self.owners.admit(run, key):  # every stream of a run: the run's owner
+                self._reject("foreign-run", f"run {run!r} belongs to another key", f"{key} at {_sender(frames)}")
                 return
-            if (claim := self.owners.unsaved(msg.run_id)) is not None:
-                self.work.owners[msg.run_id] = claim
+            if (claim := self.owners.unsaved(run)) is not None:
+                self.work.owners[run] = claim
         if isinstance(msg, wire.Batch):
             sections = self.seq.offer(msg)
             for section in sections:
@@ -317,7 +315,8 @@ class Collector(GracefulExit):
         for run_id in work.acks:
             self.rows.send_multipart(wire.encode(wire.Ack(run_id, self.seq.committed.get(run_id, 0))))
         for run_id, section in work.sections:
-            self.rows.send_multipart(wire.encode(wire.Rows(run_id, section)))
+            # Subscribers follow runs: a stream's rows go out under its run.
+            self.rows.send_multipart(wire.encode(wire.Rows(wire.split_stream_key(run_id)[0], section)))
 
     def _task_done(self, _result: object, exc: BaseException | None) -> None:
         if exc is not None:

@@ -1,7 +1,9 @@
 """The DuckDB store. All SQL that writes lives here; the collector is the file's only owner.
 
-Rows and the per-run high-water marks (``runs.acked_seq``) are committed in one
-transaction, so a restarted collector never stores a re-sent record twice.
+Rows and the high-water marks are committed in one transaction, so a restarted collector
+never stores a re-sent record twice. Marks are per sequencing key: a run's only writer keeps
+its mark in ``runs.acked_seq``; each stream of a multi-writer run (key ``run#stream``) keeps
+its own in ``streams`` (collector/streams.py).
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from traindash.collector.tables import (
     records,
     run_records,
     section_table,
+    split_streams,
     to_json,
     unified,
 )
+from traindash.collector.streams import Streams, is_stream
 from traindash.wire import RecordKind, Section
 
 log = logging.getLogger("traindash.collector.store")
@@ -94,6 +98,7 @@ class Store:
         self.con.execute("SET lock_configuration = true")
         self.columns = {t: self._columns(t) for t in CORE_COLUMNS}
         self.known: set[str] = set()
+        self.streams = Streams(self.con)
         # Called when a commit ran out of DuckDB memory, before its one retry: the query
         # server interrupts the queries that hold it, so ingest comes first.
         self.on_memory_pressure: Callable[[], None] | None = None
@@ -119,7 +124,7 @@ class Store:
     def marks(self) -> dict[str, int]:
         marks = dict(self.con.execute("SELECT run_id, acked_seq FROM runs").fetchall())
         self.known = set(marks)
-        return marks
+        return {**marks, **self.streams.marks()}
 
     def owners(self) -> dict[str, str]:
         """Runs bound to the CURVE public key that opened them."""
@@ -143,11 +148,16 @@ class Store:
         added: dict[str, dict[str, str]] = {}
         committing = False
         known = set(self.known)
+        starts: dict[str, dict] = {}
         try:
             c.execute("BEGIN TRANSACTION")
-            self._upsert_runs(run_records(work.sections, RecordKind.RUN))
+            starts = run_records(work.sections, RecordKind.RUN)
+            self._upsert_runs({k: r for k, r in starts.items() if not is_stream(k)})
+            self.known.update(self.streams.start({k: r for k, r in starts.items() if is_stream(k)}))
             self._insert_all(work.sections, added)
-            self._end_runs(run_records(work.sections, RecordKind.END))
+            ends = run_records(work.sections, RecordKind.END)
+            self._end_runs({k: r for k, r in ends.items() if not is_stream(k)})
+            self.streams.end({k: r for k, r in ends.items() if is_stream(k)})
             self._upsert_alert_marks(
                 [r for _, s in work.sections if s.kind is RecordKind.MARK for r in records(s)]
             )
@@ -173,6 +183,7 @@ class Store:
                 for key in cols:
                     self.columns[table].pop(key, None)
             self.known = known
+            self.streams.known.difference_update(k for k in starts if is_stream(k))
             raise StoreError(f"commit failed: {str(exc).splitlines()[0]}") from exc
 
     def _landed(self, marks: dict[str, int]) -> bool:
@@ -184,6 +195,7 @@ class Store:
                     "SELECT run_id, acked_seq FROM runs WHERE run_id IN (SELECT unnest(?))", [list(marks)]
                 ).fetchall()
             )
+            stored.update(self.streams.landed(marks))
         except duckdb.Error:
             return False
         return all(stored.get(run_id) == mark for run_id, mark in marks.items())
@@ -214,7 +226,10 @@ class Store:
                     overflow[0],
                 )
             if overflow and table != ALERTS:
-                groups.setdefault(SCALARS, []).append(overflow_scalars(table, stream_id, section, overflow))
+                spilled = overflow_scalars(table, stream_id, section, overflow)
+                groups.setdefault(SCALARS, []).append(split_streams(spilled, has_stream=True))
+            if table != ALERTS:
+                arrow = split_streams(arrow, has_stream="stream" in CORE_COLUMNS[table])
             groups.setdefault(table, []).append(arrow)
         for table, parts in groups.items():
             for arrow in unified(parts):
@@ -323,6 +338,11 @@ class Store:
         )
 
     def _write_marks(self, marks: dict[str, int], seen: dict[str, float]) -> None:
+        parents = self.streams.write_marks(marks, seen)
+        marks = {k: v for k, v in marks.items() if not is_stream(k)}
+        seen = {k: v for k, v in seen.items() if not is_stream(k)}
+        for run, t in parents.items():
+            seen[run] = max(seen.get(run, t), t)
         runs = list(marks.keys() | seen.keys())
         if not runs:
             return
@@ -405,14 +425,19 @@ class Store:
         return dict(self.con.execute("SELECT reason, count FROM rejects").fetchall())
 
     def update_liveness(self, now: float, stall_after: float, lost_after: float) -> None:
-        """Running runs with no sign of life become stalled, then lost."""
-        self.con.execute(
-            f"""UPDATE runs SET status = CASE
-                   WHEN last_seen < make_timestamp(?) THEN 'lost' ELSE 'stalled' END
-               WHERE status IN ({reports.in_list(reports.LIVE_STATUSES)})
-                   AND last_seen < make_timestamp(?)""",
-            [_micros(now - lost_after), _micros(now - stall_after)],
-        )
+        """Running runs and streams with no sign of life become stalled, then lost.
+
+        Each stream on its own; a run's ``last_seen`` is its newest stream's, so a run
+        stays running while any of its streams is.
+        """
+        for table in ("runs", "streams"):
+            self.con.execute(
+                f"""UPDATE {table} SET status = CASE
+                       WHEN last_seen < make_timestamp(?) THEN 'lost' ELSE 'stalled' END
+                   WHERE status IN ({reports.in_list(reports.LIVE_STATUSES)})
+                       AND last_seen < make_timestamp(?)""",
+                [_micros(now - lost_after), _micros(now - stall_after)],
+            )
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self.con.cursor()

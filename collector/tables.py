@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from traindash.output import json_safe
-from traindash.wire import RecordKind, Section
+from traindash.wire import STREAM_SEP, RecordKind, Section, split_stream_key
 
 EPISODES = "episodes"
 MODEL_METRICS = "model_metrics"
@@ -55,6 +55,7 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "truncated": "BOOLEAN",
         "env_index": "BIGINT",
         "worker": "VARCHAR",
+        "stream": "VARCHAR",  # schema v5: the writer of a multi-stream run, NULL otherwise
     },
     MODEL_METRICS: {
         "run_id": "VARCHAR",
@@ -71,6 +72,7 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "grad_mean": "DOUBLE",
         "grad_std": "DOUBLE",
         "extra": "JSON",
+        "stream": "VARCHAR",
     },
     ALERTS: {
         "ts": "TIMESTAMP",
@@ -93,6 +95,7 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "step": "BIGINT",
         "name": "VARCHAR",
         "value": "DOUBLE",
+        "stream": "VARCHAR",
     },
     SUMMARIES: {
         "run_id": "VARCHAR",
@@ -109,6 +112,7 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "mean": "DOUBLE",
         "std": "DOUBLE",
         "extra": "JSON",
+        "stream": "VARCHAR",
     },
     # One row per sample for the process and its host (gpu_index NULL), one per GPU; see
     # docs/system.md. Created by migration 3.
@@ -142,6 +146,7 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "gpu_sm_clock_mhz": "DOUBLE",
         "gpu_proc_mem_bytes": "BIGINT",
         "extra": "JSON",
+        "stream": "VARCHAR",
     },
 }
 
@@ -459,3 +464,46 @@ def run_records(sections: list[tuple[str, Section]], kind: RecordKind) -> dict[s
             for r in records(section):
                 out[stream_id] = r
     return out
+
+
+def split_streams(arrow: pa.Table, has_stream: bool) -> pa.Table:
+    """Rows written by the streams of a multi-writer run: ``run_id`` holds the sequencing key
+    ``run#stream``; store the run in ``run_id`` and the writer in ``stream``.
+
+    Works on the distinct keys only (a dictionary), so a commit of many streams' rows costs
+    one split per stream, not per row.
+    """
+    if "run_id" not in arrow.column_names:
+        return arrow
+    column = arrow.column("run_id").combine_chunks()
+    encoded = column if pa.types.is_dictionary(column.type) else column.dictionary_encode()
+    keys = encoded.dictionary.to_pylist()
+    if not any(STREAM_SEP in k for k in keys if k is not None):
+        return arrow
+    parts = [split_stream_key(k) for k in keys]
+    indices = encoded.indices
+    runs = pa.DictionaryArray.from_arrays(indices, pa.array([r for r, _ in parts], pa.string()))
+    at = arrow.column_names.index("run_id")
+    arrow = arrow.set_column(at, "run_id", runs)
+    if has_stream:
+        streams = pa.array([s for _, s in parts], pa.string()).take(indices)
+        if "stream" in arrow.column_names:
+            arrow = arrow.drop_columns(["stream"])
+        arrow = arrow.append_column("stream", streams)
+    return arrow
+
+
+def micros(ts: float | None) -> int | None:
+    return None if ts is None else int(ts * 1e6)
+
+
+def clip_str(value: object) -> str | None:
+    return None if value is None else str(value)[:10_000]
+
+
+def as_int(value: object) -> int | None:
+    return value if isinstance(value, int) and abs(value) < 2**63 else None
+
+
+def as_tags(value: object) -> list[str]:
+    return [str(t) for t in value] if isinstance(value, list) else []

@@ -30,7 +30,7 @@ from traindash.producer.snapshot import Snapshots
 from traindash.producer.spool import load_last_seq
 from traindash.producer.stats import RunStats
 from traindash.reports import TRAINER_ROLE
-from traindash.wire import NAME_RE, RecordKind
+from traindash.wire import NAME_RE, STREAM_SEP, RecordKind, stream_key
 
 _pack_episode = EPISODE_RECORD.pack
 log = logging.getLogger("traindash.producer")
@@ -109,6 +109,10 @@ class MetricsLogger:
             the training thread by the sender. By default ``config.system_interval`` (10 s;
             ``TRAINDASH_SYSTEM_INTERVAL``) for trainers and off for other roles; 0, None or
             False switch it off.
+        stream: this process's name among several writing the same ``run_id`` (an RLlib
+            EnvRunner, a rank): each stream has its own seqs, acks and spool, and its rows
+            carry it in their ``stream`` column. None: the run's only writer.
+        worker: a label for the ``streams`` table (by default the stream name).
     """
 
     def __new__(
@@ -142,6 +146,8 @@ class MetricsLogger:
         sender: str | None = None,
         objective: str = "profit",
         system_metrics_interval: float | None | _FromConfig = FROM_CONFIG,
+        stream: str | None = None,
+        worker: str | None = None,
     ) -> None:
         if not isinstance(experiment_name, str) or not experiment_name:
             raise ValueError("experiment_name must be a non-empty string")
@@ -161,13 +167,17 @@ class MetricsLogger:
             config or tdconfig.ProducerConfig.resolve(), system_metrics_interval, role
         )
         self.run_id = run_id or new_run_id(experiment_name)
+        if STREAM_SEP in self.run_id or (stream is not None and not stream):
+            raise ValueError(f"run_id may not contain {STREAM_SEP!r} and a stream name may not be empty")
+        self.stream = stream
+        self.stream_key = stream_key(self.run_id, stream)  # what seqs, acks and the spool follow
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self._model_step = 0
         self._scalar_step = 0
         self._last_episode: Any = None
         self._closed = False
-        last_seq = load_last_seq(self.output_dir, self.run_id)
+        last_seq = load_last_seq(self.output_dir, self.stream_key)
         self.sender = sender or self.config.sender
         try:
             kind = SENDERS[self.sender]
@@ -188,6 +198,8 @@ class MetricsLogger:
             "role": role,
             "objective": objective,
         }
+        if stream is not None:
+            self._run_fields.update(stream=stream, worker=worker or stream)
         self._queue.append((OTHER, time.time(), RecordKind.RUN, dict(self._run_fields)))
         self._snapshots = Snapshots(
             experiment_name,

@@ -43,7 +43,7 @@ class SenderKind:
 def open_thread_sender(lg: MetricsLogger, last_seq: int, history_size: int) -> SenderParts:
     queue: deque[Any] = deque()
     stats = RunStats(history_size)
-    sender = Sender(lg.run_id, lg.config, queue, stats, lg.output_dir, lg.host, lg.pid, last_seq=last_seq)
+    sender = Sender(lg.stream_key, lg.config, queue, stats, lg.output_dir, lg.host, lg.pid, last_seq=last_seq)
     return sender, queue, stats
 
 
@@ -51,7 +51,7 @@ def open_process_sender(lg: MetricsLogger, last_seq: int, history_size: int) -> 
     if os.name != "posix":  # fd passing, memfd/mmap sharing and fork hooks
         raise ValueError("the process sender needs a POSIX system; use sender='thread'")
     client = ShipperClient(
-        lg.run_id,
+        lg.stream_key,
         lg.config,
         lg.output_dir,
         lg.host,

@@ -184,6 +184,19 @@ WHERE {shown_runs("r")}
 ORDER BY (r.status IN ({in_list(LIVE_STATUSES)})) DESC, r.started_at DESC NULLS LAST, r.run_id"""
 
 
+def stream_table_sql() -> str:
+    """The fleet view's streams of the shown runs: worker, host, state, episodes and recent rate."""
+    return f"""SELECT s.run_id, s.stream, s.worker, s.host, s.pid, s.status,
+       epoch_us(s.last_seen) / 1e6 AS last_seen, coalesce(e.n, 0) AS episodes, coalesce(e.recent, 0) AS recent
+FROM streams s LEFT JOIN (
+  SELECT run_id, stream, count(*) AS n,
+         count(*) FILTER (WHERE ts >= (SELECT max(ts) FROM episodes) - INTERVAL {RATE_WINDOW_S} SECOND)
+           AS recent
+  FROM episodes WHERE stream IS NOT NULL GROUP BY ALL) e USING (run_id, stream)
+WHERE s.run_id IN (SELECT r.run_id FROM runs r WHERE {shown_runs("r")})
+ORDER BY s.run_id, s.worker, s.started_at NULLS LAST, s.stream"""
+
+
 def status_sql() -> str:
     """Trainer runs counted by status (``traindash status``)."""
     return (

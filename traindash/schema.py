@@ -5,7 +5,7 @@ readers that open a file themselves (``traindash sql`` with no collector) compar
 Version 1 is the schema of the release before migrations existed.
 """
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def describe(version: int) -> str:

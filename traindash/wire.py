@@ -250,6 +250,24 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+STREAM_SEP = "#"
+
+
+def stream_key(run_id: str, stream: str | None) -> str:
+    """The sequencing key of one writer of a run: the run id itself, or ``run#stream``.
+
+    Seqs, acks and spools are per key, so exactly-once holds per stream; the collector
+    stores the rows under ``run_id`` with the ``stream`` column set.
+    """
+    return run_id if not stream else f"{run_id}{STREAM_SEP}{stream}"
+
+
+def split_stream_key(key: str) -> tuple[str, str | None]:
+    """``(run_id, stream)`` of a sequencing key; ``stream`` is None for a one-stream run."""
+    run, sep, stream = key.partition(STREAM_SEP)
+    return (run, stream) if sep and run and stream else (key, None)
+
+
 def ack_topic(run_id: str) -> bytes:
     return TOPIC_ACK + run_id.encode() + b"\0"
 

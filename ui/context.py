@@ -17,8 +17,9 @@ import zmq
 
 from traindash.config import UIConfig
 from traindash.query import QueryClient, QueryError
-from traindash.reports import trainer_table_sql
+from traindash.reports import stream_table_sql, trainer_table_sql
 from traindash.ui.feed import RowsFeed
+from traindash.ui.fleet import add_streams
 from traindash.ui.history import History, alerts_sql, fetch_history, fetch_window
 from traindash.ui.render import css, nav_html
 from traindash.ui.system import add_gpu_util
@@ -50,6 +51,11 @@ class AppContext:
         with self.client() as client:
             runs = client.query(trainer_table_sql(), timeout=TABLE_TIMEOUT).to_pylist()
             add_gpu_util(client, runs, TABLE_TIMEOUT)
+            try:
+                streams = client.query(stream_table_sql(), timeout=TABLE_TIMEOUT).to_pylist()
+            except QueryError:
+                streams = []  # a database from before streams
+            add_streams(runs, streams)
             try:
                 alerts = client.query(alerts_sql([]), timeout=TABLE_TIMEOUT).to_pylist()
             except QueryError:

@@ -26,8 +26,9 @@ from traindash.ui.figures import (
     robust_range,
     set_episode_axis,
 )
+from traindash.ui.fleet import FLEET_CSS, fleet_html
 from traindash.ui.kpi import KpiState, cards
-from traindash.ui.render import alerts_html, cards_html, css, trainers_html
+from traindash.ui.render import alerts_html, cards_html, css
 from traindash.ui.scalars import ScalarsPanel
 from traindash.ui.series import (
     EPISODE_AXES,
@@ -152,7 +153,7 @@ class LiveSession:
         self.axis = pn.widgets.RadioButtonGroup(name="x axis", options=list(EPISODE_AXES), value="episode")
         self.scalars = ScalarsPanel(theme)
         self._figs: dict[str, Any] = {}
-        self.trainers = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
+        self.trainers = pn.pane.HTML("", stylesheets=[*style, FLEET_CSS], sizing_mode="stretch_width")
         self.alerts = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
         self.message = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
         self.system = SystemSection(ctx, theme)
@@ -443,7 +444,7 @@ class LiveSession:
             return
         self.apply_runs(runs)
         picked = set(self.picker.value)
-        self.trainers.object = trainers_html([r for r in self.runs if r["run_id"] in picked] or self.runs)
+        self.trainers.object = fleet_html([r for r in self.runs if r["run_id"] in picked] or self.runs)
         self.alerts.object = alerts_html(alerts)
         self.update_kpis()
 
