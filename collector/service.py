@@ -223,7 +223,8 @@ class Collector(GracefulExit):
         if self.owners is not None and isinstance(msg, (wire.Batch, wire.Heartbeat)):
             key, run = _user_id(frames), wire.split_stream_key(msg.run_id)[0]
             if not self.owners.admit(run, key):  # every stream of a run: the run's owner
-                self._reject("foreign-run", f"run {run!r} belongs to another key", f"{key} at {_sender(frames)}")
+                sender = f"{key} at {_sender(frames)}"
+                self._reject("foreign-run", f"run {run!r} belongs to another key", sender)
                 return
             if (claim := self.owners.unsaved(run)) is not None:
                 self.work.owners[run] = claim

@@ -19,13 +19,18 @@ import pyarrow as pa
 
 from traindash import reports
 from traindash.collector.migrations import MigrationError, upgrade_file
+from traindash.collector.streams import Streams, is_stream
 from traindash.collector.tables import (
     ALERTS,
     CORE_COLUMNS,
     MAX_CUSTOM_COLUMNS,
     SCALARS,
     TABLE_OF_KIND,
+    as_int,
+    as_tags,
+    clip_str,
     merged,
+    micros,
     overflow_scalars,
     records,
     run_records,
@@ -34,7 +39,6 @@ from traindash.collector.tables import (
     to_json,
     unified,
 )
-from traindash.collector.streams import Streams, is_stream
 from traindash.wire import RecordKind, Section
 
 log = logging.getLogger("traindash.collector.store")
@@ -69,10 +73,6 @@ class Work:
 
     def __bool__(self) -> bool:
         return bool(self.sections or self.marks or self.seen)
-
-
-def _micros(ts: float | None) -> int | None:
-    return None if ts is None else int(ts * 1e6)
 
 
 class Store:
@@ -253,20 +253,20 @@ class Store:
         if not rows:
             return
         self.known.update(rows)
-        ts = [_micros(r.get("ts")) for r in rows.values()]
+        ts = [micros(r.get("ts")) for r in rows.values()]
         arrow = pa.table(
             {
                 "run_id": list(rows),
-                "experiment": [_str(r.get("experiment")) for r in rows.values()],
-                "name": [_str(r.get("name")) for r in rows.values()],
-                "host": [_str(r.get("host")) for r in rows.values()],
-                "pid": pa.array([_int(r.get("pid")) for r in rows.values()], pa.int64()),
+                "experiment": [clip_str(r.get("experiment")) for r in rows.values()],
+                "name": [clip_str(r.get("name")) for r in rows.values()],
+                "host": [clip_str(r.get("host")) for r in rows.values()],
+                "pid": pa.array([as_int(r.get("pid")) for r in rows.values()], pa.int64()),
                 "started_at": pa.array(ts, pa.int64()),
                 "hyperparameters": [to_json(r.get("hyperparameters") or {}) for r in rows.values()],
-                "tags": pa.array([_tags(r.get("tags")) for r in rows.values()], pa.list_(pa.string())),
-                "description": [_str(r.get("description")) or "" for r in rows.values()],
-                "role": [_str(r.get("role")) or reports.TRAINER_ROLE for r in rows.values()],
-                "objective": [_str(r.get("objective")) or "profit" for r in rows.values()],
+                "tags": pa.array([as_tags(r.get("tags")) for r in rows.values()], pa.list_(pa.string())),
+                "description": [clip_str(r.get("description")) or "" for r in rows.values()],
+                "role": [clip_str(r.get("role")) or reports.TRAINER_ROLE for r in rows.values()],
+                "objective": [clip_str(r.get("objective")) or "profit" for r in rows.values()],
             }
         )
         self.con.register("_run_starts", arrow)
@@ -295,8 +295,8 @@ class Store:
         arrow = pa.table(
             {
                 "run_id": list(rows),
-                "ended_at": pa.array([_micros(r.get("ts")) for r in rows.values()], pa.int64()),
-                "status": [_str(r.get("status")) or "finished" for r in rows.values()],
+                "ended_at": pa.array([micros(r.get("ts")) for r in rows.values()], pa.int64()),
+                "status": [clip_str(r.get("status")) or "finished" for r in rows.values()],
                 "final_metrics": [to_json(r.get("final_metrics") or {}) for r in rows.values()],
             }
         )
@@ -318,9 +318,9 @@ class Store:
             consumer, runs, seqs = r.get("consumer"), r.get("run_ids"), r.get("evaluated_seqs")
             if isinstance(consumer, str) and isinstance(runs, list) and isinstance(seqs, list):
                 values += [
-                    (consumer, run, seq, _micros(r.get("ts")))
+                    (consumer, run, seq, micros(r.get("ts")))
                     for run, seq in zip(runs, seqs, strict=False)
-                    if isinstance(run, str) and _int(seq) is not None
+                    if isinstance(run, str) and as_int(seq) is not None
                 ]
         if not values:
             return
@@ -366,7 +366,7 @@ class Store:
             run = runs[0]
             self.con.execute(
                 set_marks.format(acked="$2", seen="$3") + " WHERE run_id = $1",
-                [run, marks.get(run), _micros(seen.get(run))],
+                [run, marks.get(run), micros(seen.get(run))],
             )
             return
         self.con.execute(
@@ -374,7 +374,7 @@ class Store:
             + """ FROM (SELECT unnest($1) AS run_id, unnest($2::BIGINT[]) AS acked,
                             unnest($3::BIGINT[]) AS seen) AS v
                WHERE runs.run_id = v.run_id""",
-            [runs, [marks.get(r) for r in runs], [_micros(seen.get(r)) for r in runs]],
+            [runs, [marks.get(r) for r in runs], [micros(seen.get(r)) for r in runs]],
         )
 
     def manage(self, action: str, run_ids: list[str]) -> list[str]:
@@ -418,7 +418,7 @@ class Store:
                ON CONFLICT (reason) DO UPDATE SET count = excluded.count,
                    last_at = excluded.last_at, last_sender = excluded.last_sender,
                    last_detail = excluded.last_detail""",
-            [[r, n, _micros(t), sender, detail[:500]] for r, n, t, sender, detail in rows],
+            [[r, n, micros(t), sender, detail[:500]] for r, n, t, sender, detail in rows],
         )
 
     def reject_counts(self) -> dict[str, int]:
@@ -436,7 +436,7 @@ class Store:
                        WHEN last_seen < make_timestamp(?) THEN 'lost' ELSE 'stalled' END
                    WHERE status IN ({reports.in_list(reports.LIVE_STATUSES)})
                        AND last_seen < make_timestamp(?)""",
-                [_micros(now - lost_after), _micros(now - stall_after)],
+                [micros(now - lost_after), micros(now - stall_after)],
             )
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -455,15 +455,3 @@ def _out_of_memory(exc: BaseException) -> bool:
     return any(
         m in text for m in ("out of memory", "could not allocate", "failed to allocate", "failed to pin")
     )
-
-
-def _tags(value: object) -> list[str]:
-    return [str(t) for t in value] if isinstance(value, list) else []
-
-
-def _str(value: object) -> str | None:
-    return None if value is None else str(value)[:10_000]
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and abs(value) < 2**63 else None
