@@ -316,8 +316,9 @@ class Collector(GracefulExit):
         for run_id in work.acks:
             self.rows.send_multipart(wire.encode(wire.Ack(run_id, self.seq.committed.get(run_id, 0))))
         for run_id, section in work.sections:
-            # Subscribers follow runs: a stream's rows go out under its run.
-            self.rows.send_multipart(wire.encode(wire.Rows(wire.split_stream_key(run_id)[0], section)))
+            # Subscribers follow runs: a stream's rows go out under its run, naming the stream.
+            run, stream = wire.split_stream_key(run_id)
+            self.rows.send_multipart(wire.encode(wire.Rows(run, section, stream)))
 
     def _task_done(self, _result: object, exc: BaseException | None) -> None:
         if exc is not None:

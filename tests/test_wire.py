@@ -170,3 +170,13 @@ def test_a_query_from_an_older_client_and_to_an_older_collector() -> None:
         "max_rows": 5,
     }
     assert "id" not in msgpack.unpackb(wire.encode(wire.Result(b"x"))[1])
+
+
+def test_rows_name_their_stream_and_older_rows_have_none() -> None:
+    section = wire.Section(
+        wire.RecordKind.EPISODE, {"seq": np.array([1], dtype=np.int64), "ts": np.array([1.0])}
+    )
+    for stream in ("env_runner_1-42", None):
+        back = wire.decode(wire.encode(wire.Rows("run-1", section, stream)))
+        assert isinstance(back, wire.Rows)
+        assert (back.run_id, back.stream) == ("run-1", stream)

@@ -26,7 +26,8 @@ Rows socket (collector PUB -> ui, alerts, producers):
            record up to ``have``. One connection keeps its order, so what the producer sent
            before that heartbeat above ``have`` was lost on the way: send it again.
 ``rows``   topic ``b"rows\\0" + kind + b"\\0" + run + b"\\0"``:
-           ``{v, k, run, kind, cols}``, rows just committed, in the batch column format.
+           ``{v, k, run, kind, cols[, stream]}``, rows just committed, in the batch column
+           format. ``stream`` names the writer of a multi-stream run: its seqs are its own.
 
 Query socket (DEALER/REQ -> collector ROUTER):
 
@@ -179,8 +180,12 @@ class Ack:
 
 @dataclass(frozen=True)
 class Rows:
+    """Committed rows of ``run_id``; ``stream``: their writer when the run has several
+    (seqs are per stream then), None for a run's only writer."""
+
     run_id: str
     section: Section
+    stream: str | None = None
 
 
 @dataclass(frozen=True)
@@ -327,6 +332,8 @@ def encode(msg: Message) -> list[bytes]:
     elif isinstance(msg, Rows):
         topic = rows_topic(msg.section.kind, msg.run_id)
         body.update(k=Kind.ROWS.value, run=msg.run_id, **_pack_section(msg.section))
+        if msg.stream is not None:
+            body["stream"] = msg.stream
     elif isinstance(msg, Query):
         topic = b"query"
         body.update(k=Kind.QUERY.value, sql=msg.sql, max_rows=msg.max_rows)
@@ -529,7 +536,10 @@ def decode(frames: list[bytes], limits: Limits = DEFAULT_LIMITS) -> Message:
                 return Ack(_run_id(body), _seq(body, "acked"), _seq(body, "have"), probe)
             return Ack(_run_id(body), _seq(body, "acked"))
         if kind == Kind.ROWS.value:
-            return Rows(_run_id(body), _unpack_section(body))
+            stream = body.get("stream")
+            if stream is not None and not isinstance(stream, str):
+                raise WireError("bad-field", "stream")
+            return Rows(_run_id(body), _unpack_section(body), stream)
         if kind == Kind.QUERY.value:
             return _decode_query(body)
         if kind == Kind.RESULT.value:
