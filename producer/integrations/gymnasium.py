@@ -77,13 +77,22 @@ class RecordEpisodes(VectorWrapper):
         self._prev_dones = np.zeros(n, dtype=bool)
 
     def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
-        """Reset (all sub-environments, or those of ``options["reset_mask"]``) and their tallies."""
+        """Reset (all sub-environments, or those of ``options["reset_mask"]``) and their tallies.
+
+        ``seed`` may be a list, one seed per sub-environment, as the sync and async vector
+        envs take (gymnasium 1.2's ``VectorWrapper.reset`` declares it; 1.4's does not).
+        """
         mask = None if options is None else options.get("reset_mask")
         # A copy: gymnasium's vector envs pop ``reset_mask`` from the dict they are given,
         # and wrappers outside this one (RecordEpisodeStatistics) still need to see it.
-        obs, info = self.env.reset(seed=seed, options=None if options is None else dict(options))
+        obs, info = self.env.reset(
+            # VectorEnv.reset's annotation says int | None in every gymnasium version, though
+            # SyncVectorEnv and AsyncVectorEnv (and 1.2's VectorWrapper) take a list of seeds.
+            seed=seed,  # type: ignore[arg-type]
+            options=None if options is None else dict(options),
+        )
         if mask is None:
             self._returns[:] = 0.0
             self._lengths[:] = 0
