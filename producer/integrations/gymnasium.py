@@ -12,12 +12,15 @@
 Each finished episode becomes a row of ``episodes`` with ``episode_return``,
 ``episode_length``, ``env_step`` (``num_envs`` per vector step, as CleanRL's
 ``global_step`` and SB3's ``num_timesteps`` count), ``terminated``, ``truncated``,
-``env_index`` and ``worker``. The bookkeeping is that of gymnasium's own vector
-``RecordEpisodeStatistics`` in each of the three autoreset modes (``NEXT_STEP``: the step
-after an episode's end is the reset step, not counted; ``SAME_STEP``: the end step already
-carries the reset observation; ``DISABLED``: the caller resets done sub-environments with
-``reset(options={"reset_mask": ...})``), so both report the same episodes with the same
-returns and lengths. The work per vector step is a few numpy calls on ``num_envs`` values.
+``env_index`` and ``worker``. Each episode is counted from its sub-environment's reset to
+its end in each of the three autoreset modes (``NEXT_STEP``: the step after an episode's
+end is the reset step, not counted; ``SAME_STEP``: the end step already carries the reset
+observation, so the next step is the new episode's first; ``DISABLED``: the caller resets
+done sub-environments with ``reset(options={"reset_mask": ...})``). That is the bookkeeping
+of gymnasium 1.4's vector ``RecordEpisodeStatistics``; the one of gymnasium 1.2 (which
+ray[rllib] 2.60 pins) counts ``SAME_STEP`` as ``NEXT_STEP``, one step short per episode
+after each sub-environment's first (fixed by Farama-Foundation/Gymnasium PR 1624), and
+this recorder does not. The work per vector step is a few numpy calls on ``num_envs`` values.
 """
 
 from __future__ import annotations
@@ -77,13 +80,22 @@ class RecordEpisodes(VectorWrapper):
         self._prev_dones = np.zeros(n, dtype=bool)
 
     def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
-        """Reset (all sub-environments, or those of ``options["reset_mask"]``) and their tallies."""
+        """Reset (all sub-environments, or those of ``options["reset_mask"]``) and their tallies.
+
+        ``seed`` may be a list, one seed per sub-environment, as the sync and async vector
+        envs take (gymnasium 1.2's ``VectorWrapper.reset`` declares it; 1.4's does not).
+        """
         mask = None if options is None else options.get("reset_mask")
         # A copy: gymnasium's vector envs pop ``reset_mask`` from the dict they are given,
         # and wrappers outside this one (RecordEpisodeStatistics) still need to see it.
-        obs, info = self.env.reset(seed=seed, options=None if options is None else dict(options))
+        obs, info = self.env.reset(
+            # VectorEnv.reset's annotation says int | None in every gymnasium version, though
+            # SyncVectorEnv and AsyncVectorEnv (and 1.2's VectorWrapper) take a list of seeds.
+            seed=seed,  # type: ignore[arg-type]
+            options=None if options is None else dict(options),
+        )
         if mask is None:
             self._returns[:] = 0.0
             self._lengths[:] = 0
