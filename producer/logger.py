@@ -161,6 +161,9 @@ class MetricsLogger:
         self.experiment_name = experiment_name
         self.output_dir = Path(output_dir).absolute()
         self.buffer_size = buffer_size
+        # Queue length at which a log call wakes the thread sender: buffer_size, or 1 while
+        # the sender dozes (nothing in flight), so a quiet stream costs no idle wake-ups.
+        self._wake_at = buffer_size
         self.auto_save_interval = auto_save_interval
         self.enable_async = enable_async
         self.config = _with_system_interval(
@@ -271,15 +274,17 @@ class MetricsLogger:
         q.append(record)
         self._last_episode = episode
         n = len(q)
-        if n >= self.buffer_size:
+        if n >= self._wake_at:
             self._backlog(n)
         elif not self.enable_async:
             self._sender.drain()
 
     def _backlog(self, n: int) -> None:
-        if n == self.buffer_size:
-            cast(Sender, self._sender).wake.set()  # only the thread sender's log_episode gets here
-        elif n >= MAX_QUEUED or not self.enable_async:
+        if n == self._wake_at:
+            cast(Sender, self._sender).wake.set()  # only the thread sender gets here
+            if self.enable_async:
+                return
+        if n >= MAX_QUEUED or not self.enable_async:
             # The sender is behind: pack here (CPU only, no network or disk) so the queue,
             # and the trainer's memory, stay bounded.
             self._sender.drain()
@@ -321,7 +326,7 @@ class MetricsLogger:
             )
         )
         n = len(self._queue)
-        if n >= self.buffer_size:
+        if n >= self._wake_at:
             self._backlog(n)
         elif not self.enable_async:
             self._sender.drain()
@@ -344,10 +349,13 @@ class MetricsLogger:
         q = self._queue
         q.append((SCALARS, time.time() if ts is None else ts, step, values))
         n = len(q)
-        if n >= self.buffer_size:
+        if n >= self._wake_at:
             self._backlog(n)
         elif not self.enable_async:
             self._sender.drain()
+
+    def _sender_dozing(self, dozing: bool) -> None:
+        self._wake_at = 1 if dozing else self.buffer_size
 
     def update_hyperparameters(self, values: Mapping[str, Any]) -> None:
         """Merge ``values`` into the run's stored hyperparameters (TensorBoard's ``add_hparams``)."""

@@ -110,6 +110,9 @@ class Sender(threading.Thread):
         self.failures = 0
         self._warned: set[str] = set()
         self.on_packed: Callable[[], None] | None = None
+        # Told when the loop dozes (nothing queued or in flight) and when it wakes: the
+        # logger then wakes it on the next record (see MetricsLogger._wake_at).
+        self.on_doze: Callable[[bool], None] | None = None
         self.system: SystemSampler | None = None  # made on this thread: NVML may take a while
         self.system_due = 0.0
         self._load_spool()
@@ -209,9 +212,10 @@ class Sender(threading.Thread):
     def _loop(self, pub: zmq.Socket, sub: zmq.Socket, link: Link) -> None:
         cfg = self.config
         next_heartbeat = 0.0
+        doze_until: float | None = None
         while True:
             wait = cfg.flush_interval if self.ack_seen else min(EARLY_HEARTBEAT, cfg.flush_interval)
-            self._idle(wait)
+            self._idle(wait, doze_until)
             now = time.monotonic()
             if link.poll(now):
                 self.recovery.ask_soon(now)  # just connected
@@ -247,6 +251,7 @@ class Sender(threading.Thread):
                 pub.send_multipart(frames)
             if done:
                 return
+            doze_until = self._doze_until(next_heartbeat, link)
 
     def _sample_system(self, now: float) -> None:
         """Queue a system-metrics sample of the training process when one is due."""
@@ -269,9 +274,37 @@ class Sender(threading.Thread):
             self.system_due = now + interval
             self._warn_once("system", "traindash: system metrics sampling failed", exc_info=True)
 
-    def _idle(self, timeout: float) -> None:
-        """Between wake-ups: sleep until woken or ``timeout``."""
-        self.wake.wait(timeout)
+    def _idle(self, timeout: float, doze_until: float | None = None) -> None:
+        """Between wake-ups: sleep until woken or ``timeout``; when dozing, until the next
+        record, the next heartbeat or sample, whichever comes first."""
+        if doze_until is None or self.on_doze is None:
+            self.wake.wait(timeout)
+            return
+        self.on_doze(True)
+        try:
+            # A record queued before the logger saw the doze would not wake us: look again.
+            if not self.queue:
+                self.wake.wait(max(timeout, doze_until - time.monotonic()))
+        finally:
+            self.on_doze(False)
+
+    def _doze_until(self, next_heartbeat: float, link: Link) -> float | None:
+        """When nothing is queued, waiting to go out or unacknowledged, the loop has nothing
+        to do until the next heartbeat (or system sample): a thousand quiet streams in a
+        fleet would otherwise wake ten thousand times a second for nothing."""
+        if (
+            self.queue
+            or self.outbox
+            or self.unacked
+            or self.want_ack
+            or self.stop_deadline is not None
+            or not self.ack_seen
+            or not link.connected
+        ):
+            return None
+        if self.config.system_interval > 0:
+            return min(next_heartbeat, self.system_due)
+        return next_heartbeat
 
     def _probe_due(self, now: float) -> bool:
         """Whether to ask the collector where it stands (a heartbeat is always answered)."""

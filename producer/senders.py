@@ -44,6 +44,7 @@ def open_thread_sender(lg: MetricsLogger, last_seq: int, history_size: int) -> S
     queue: deque[Any] = deque()
     stats = RunStats(history_size)
     sender = Sender(lg.stream_key, lg.config, queue, stats, lg.output_dir, lg.host, lg.pid, last_seq=last_seq)
+    sender.on_doze = lg._sender_dozing
     return sender, queue, stats
 
 

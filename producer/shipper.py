@@ -76,7 +76,8 @@ class Shipper(Sender):
             self.snapshots.join(timeout=10)
             self._reply((Reply.OK, self.pending, self.collector_state))
 
-    def _idle(self, timeout: float) -> None:
+    def _idle(self, timeout: float, doze_until: float | None = None) -> None:
+        # The shipper polls the trainer's ring, so it never dozes: doze_until is not used.
         wait = min(timeout, self._poll_interval())
         try:
             if self.conn.poll(max(wait, 0.0)):
