@@ -1,16 +1,16 @@
 """The alerts service: committed rows in, rules applied per run, alerts out to Slack/email.
 
 It subscribes to every committed row on the collector's rows socket and evaluates the rows of
-each sequencing key (a trainer run's only writer, or each stream of a multi-writer run) in seq
-order (:mod:`alerts.follow`), polls ``runs`` and ``streams`` through the query socket for
-stalled/lost trainers and for keys it has fallen behind on, hands alerts to the
-:class:`~alerts.channels.Dispatcher` (worker threads) and records each delivered one, with
-the channels it reached, through a role="alerts" MetricsLogger.
+each sequencing key (a trainer run's only writer, or each stream ``run#stream`` of a
+multi-writer run, with rule state per key) in seq order (:mod:`alerts.follow`), polls
+``runs``/``streams`` through the query socket for stalled/lost trainers (per run) and for keys
+it has fallen behind on, hands alerts to the :class:`~alerts.channels.Dispatcher` and records
+each delivered one, with the channels it reached, through a role="alerts" MetricsLogger.
 
 Nothing is lost across restarts (see docs/alerts.md, "Restarts"): every alert has a key
-(run or stream, rule, the row that fired it) and is recorded after it is delivered; per key, a
-watermark says up to which seq every alert is recorded. On start, and whenever a key's
-committed rows (``runs.acked_seq``, ``streams.acked_seq``) stay ahead of what arrived live (a dropped message,
+(run or stream, rule, the row that fired it) and is recorded after it is delivered; per key,
+a watermark says up to which seq every alert is recorded. On start, and whenever a key's
+committed rows (``acked_seq``) stay ahead of what arrived live (a dropped message,
 a collector restart), the rows after the watermark are read back through the query socket
 and evaluated in order, from rule state rebuilt from SQL (:mod:`alerts.history`); an alert
 whose key is already stored is not raised again. Shutdown is a flag (SIGTERM/SIGINT) the
