@@ -1,7 +1,9 @@
-"""Following one run's rows in seq order: pure bookkeeping, no I/O.
+"""Following one run's (or one stream's) rows in seq order: pure bookkeeping, no I/O.
 
-Every record of a run has a seq (1, 2, 3, ...), whatever its kind, and the collector
-publishes each committed section of a batch. The alerts service keeps, per run:
+Every record of a sequencing key has a seq (1, 2, 3, ...), whatever its kind, and the
+collector publishes each committed section of a batch. The key is the run id for a run's only
+writer and ``run#stream`` for each stream of a multi-writer run (each stream has its own seqs,
+see docs/ray.md), so the alerts service keeps, per key:
 
 * ``evaluated``: every seq up to it has been evaluated (or was of a kind no rule reads);
 * ``pending``: rows that arrived out of order (a batch's sections come one kind at a time)
@@ -16,12 +18,15 @@ from the live feed are evaluated once.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from traindash.wire import RecordKind
+from traindash.alerts.history import alert_key
+from traindash.alerts.rules import Alert
+from traindash.wire import RecordKind, split_stream_key
 
 MAX_PENDING = 50_000
 
@@ -30,9 +35,9 @@ Row = tuple[RecordKind, dict[str, Any]]
 
 @dataclass
 class RunTrack:
-    """The alerts service's view of one run's rows."""
+    """The alerts service's view of the rows of one sequencing key (a run, or a stream of one)."""
 
-    run_id: str
+    key: str  # the run id, or ``run#stream``
     evaluated: int | None = None  # None until the start-up knows where this run begins
     ready: bool = False  # rule state rebuilt as of ``evaluated``
     ignored: bool = False  # not a trainer run
@@ -42,6 +47,21 @@ class RunTrack:
     recorded: set[str] = field(default_factory=set)  # keys stored for rows past the rebuild
     behind: tuple[int, float] | None = None  # (committed seq seen, since) while lagging
     stall_marker: str | None = None  # what the current stalled/lost alert is keyed on
+
+    @property
+    def run_id(self) -> str:
+        return split_stream_key(self.key)[0]
+
+    @property
+    def stream(self) -> str | None:
+        return split_stream_key(self.key)[1]
+
+    def keyed(self, alert: Alert, marker: str, row_seq: int | None) -> Alert:
+        """``alert`` as it is sent and recorded: keyed on this key, the rule and ``marker``
+        (the row's seq, or a stall), under the run, naming the stream in its data."""
+        data = alert.data if self.stream is None else {**alert.data, "stream": self.stream}
+        key = alert_key(self.key, alert.rule, marker)
+        return dataclasses.replace(alert, run_id=self.run_id, data=data, key=key, row_seq=row_seq)
 
     def start_at(self, evaluated: int) -> None:
         """Begin after ``evaluated`` (a watermark, or the run's end on a first start)."""

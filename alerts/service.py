@@ -1,15 +1,16 @@
 """The alerts service: committed rows in, rules applied per run, alerts out to Slack/email.
 
-It subscribes to every committed row on the collector's rows socket and evaluates each
-trainer run's rows in seq order (:mod:`alerts.follow`), polls ``runs`` through the query
-socket for stalled/lost trainers and for runs it has fallen behind on, hands alerts to the
-:class:`~alerts.channels.Dispatcher` (worker threads) and records each delivered one, with
-the channels it reached, through a role="alerts" MetricsLogger.
+It subscribes to every committed row on the collector's rows socket and evaluates the rows of
+each sequencing key (a trainer run's only writer, or each stream ``run#stream`` of a
+multi-writer run, with rule state per key) in seq order (:mod:`alerts.follow`), polls
+``runs``/``streams`` through the query socket for stalled/lost trainers (per run) and for keys
+it has fallen behind on, hands alerts to the :class:`~alerts.channels.Dispatcher` and records
+each delivered one, with the channels it reached, through a role="alerts" MetricsLogger.
 
 Nothing is lost across restarts (see docs/alerts.md, "Restarts"): every alert has a key
-(run, rule, the row that fired it) and is recorded after it is delivered; per run, a
-watermark says up to which seq every alert is recorded. On start, and whenever a run's
-committed rows (``runs.acked_seq``) stay ahead of what arrived live (a dropped message,
+(run or stream, rule, the row that fired it) and is recorded after it is delivered; per key,
+a watermark says up to which seq every alert is recorded. On start, and whenever a key's
+committed rows (``acked_seq``) stay ahead of what arrived live (a dropped message,
 a collector restart), the rows after the watermark are read back through the query socket
 and evaluated in order, from rule state rebuilt from SQL (:mod:`alerts.history`); an alert
 whose key is already stored is not raised again. Shutdown is a flag (SIGTERM/SIGINT) the
@@ -18,7 +19,6 @@ loop checks; a second signal skips the drain.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -34,7 +34,7 @@ from traindash.alerts import liveness
 from traindash.alerts.channels import GAVE_UP, Dispatcher
 from traindash.alerts.config import AlertsConfig
 from traindash.alerts.follow import Row, RunTrack
-from traindash.alerts.history import ENDED, History, RunInfo, alert_key, clean_model_row
+from traindash.alerts.history import ENDED, History, RunInfo, clean_model_row
 from traindash.alerts.record import AlertRecorder
 from traindash.alerts.rules import Alert, RuleEngine
 from traindash.alerts.system import build_channels
@@ -182,10 +182,11 @@ class AlertsService(GracefulExit):
             log.warning("alerts: skipped a malformed message: %s", exc)
             return
         if isinstance(msg, wire.Rows):
-            self.handle_rows(msg.run_id, msg.section)
+            self.handle_rows(wire.stream_key(msg.run_id, msg.stream), msg.section)
 
-    def handle_rows(self, run_id: str, section: wire.Section) -> None:
-        track = self._track(run_id)
+    def handle_rows(self, key: str, section: wire.Section) -> None:
+        """Committed rows of a sequencing key: a run id, or ``run#stream``."""
+        track = self._track(key)
         if track.ignored:
             return
         for row in section_rows(section):
@@ -193,10 +194,10 @@ class AlertsService(GracefulExit):
         if self.started:
             self._advance(track)
 
-    def _track(self, run_id: str) -> RunTrack:
-        track = self.tracks.get(run_id)
+    def _track(self, key: str) -> RunTrack:
+        track = self.tracks.get(key)
         if track is None:
-            track = self.tracks[run_id] = RunTrack(run_id)
+            track = self.tracks[key] = RunTrack(key)
             if self.started:  # a run that began after the start-up: from its first row
                 track.start_at(0)
         return track
@@ -245,18 +246,20 @@ class AlertsService(GracefulExit):
         statuses = self.history.status_alerts()
         self.first_start = not marks and not self._since_us and not self.config.from_start
         for info in runs:
-            track = self._track(info.run_id)
+            track = self._track(info.key)
             if not info.trainer:
                 track.ignored = True
                 track.pending.clear()
                 continue
-            if info.run_id in marks:
-                track.start_at(marks[info.run_id])
+            if info.key in marks:
+                track.start_at(marks[info.key])
             elif self.first_start and (info.started_at or 0) < self.clock() - FIRST_START_GRACE:
                 track.start_at(info.acked_seq)
                 track.published = -1  # publish it, so the next start begins here too
             else:
                 track.start_at(0)
+            if info.stream is not None:
+                continue  # liveness alerts are per run
             stored = statuses.get(info.run_id, [])
             old_stall = not stored and (info.last_seen_us or 0) < self._since_us
             liveness.seed(self.engine, track, info, stored, self.first_start or old_stall)
@@ -266,7 +269,7 @@ class AlertsService(GracefulExit):
         if not self._since_us:
             self.recorder.mark(self.config.consumer, {"*": 0})
         self.started = True
-        behind = sum(1 for i in runs if i.trainer and i.acked_seq > (self.tracks[i.run_id].evaluated or 0))
+        behind = sum(1 for i in runs if i.trainer and i.acked_seq > (self.tracks[i.key].evaluated or 0))
         log.info(
             "alerts: %s; %d run(s) to read back",
             "first start, following from now" if self.first_start else "resuming from the watermarks",
@@ -274,7 +277,7 @@ class AlertsService(GracefulExit):
         )
 
     def _watch(self, info: RunInfo) -> None:
-        track = self._track(info.run_id)
+        track = self._track(info.key)
         if track.ignored:
             return
         if not info.trainer:
@@ -284,7 +287,8 @@ class AlertsService(GracefulExit):
         if track.evaluated is None:
             track.start_at(0)
         assert track.evaluated is not None
-        self._status(track, info)
+        if info.stream is None:
+            self._status(track, info)
         if info.acked_seq <= track.evaluated:
             track.behind = None
             return
@@ -296,7 +300,7 @@ class AlertsService(GracefulExit):
 
     def _make_ready(self, track: RunTrack) -> bool:
         assert self.history is not None and track.evaluated is not None
-        info = self.history.run(track.run_id)
+        info = self.history.run(track.key)
         if info is None:
             return False
         if not info.trainer:
@@ -304,13 +308,13 @@ class AlertsService(GracefulExit):
             track.pending.clear()
             return False
         self.history.rebuild(self.engine, info, track.evaluated, self._warm)
-        track.recorded.update(self.history.recorded_keys(track.run_id, track.evaluated))
+        track.recorded.update(self.history.recorded_keys(track.key, track.evaluated))
         track.ready = True
         return True
 
     def _catch_up_from_sql(self, track: RunTrack) -> None:
         assert self.history is not None
-        info = self.history.run(track.run_id)
+        info = self.history.run(track.key)
         if info is not None:
             self._catch_up(track, info)
 
@@ -320,10 +324,10 @@ class AlertsService(GracefulExit):
         if not track.ready and not self._make_ready(track):
             return
         start, target = track.evaluated, info.acked_seq
-        log.info("alerts: reading back run %s, seq %d..%d", track.run_id, start + 1, target)
+        log.info("alerts: reading back run %s, seq %d..%d", track.key, start + 1, target)
         ended = False
         while track.evaluated < target and not self.should_exit:
-            rows, complete = self.history.rows(track.run_id, track.evaluated, target)
+            rows, complete = self.history.rows(track.key, track.evaluated, target)
             for seq, kind, row in rows:
                 track.pending.setdefault(seq, (kind, row))  # a row also seen live: evaluated once
             for seq, item in track.take_through(complete):
@@ -348,7 +352,7 @@ class AlertsService(GracefulExit):
     # -- evaluating ------------------------------------------------------------------------------
     def _evaluate(self, track: RunTrack, seq: int, item: Row) -> None:
         kind, row = item
-        run_id, engine = track.run_id, self.engine
+        run_id, engine = track.key, self.engine  # rule state is per key
         ts = row.get("ts")
         now = float(ts) if isinstance(ts, (int, float)) else self.clock()  # replays decide alike
         if kind is RecordKind.EPISODE:
@@ -369,7 +373,7 @@ class AlertsService(GracefulExit):
         track.evaluated = max(track.evaluated, seq)
 
     def _raise(self, track: RunTrack, alert: Alert, marker: str, row_seq: int | None) -> Alert:
-        keyed = dataclasses.replace(alert, key=alert_key(track.run_id, alert.rule, marker), row_seq=row_seq)
+        keyed = track.keyed(alert, marker, row_seq)
         assert keyed.key is not None
         if keyed.key in track.recorded or keyed.key in self.sent:
             log.debug("alerts: %s was sent before", keyed.key)
@@ -407,7 +411,7 @@ class AlertsService(GracefulExit):
             self._settled(alert, locked=True)
 
     def _settled(self, alert: Alert, locked: bool = False) -> None:
-        track = self.tracks.get(alert.run_id or "")
+        track = self.tracks.get(wire.stream_key(alert.run_id or "", alert.data.get("stream")))
         if track is None or alert.row_seq is None:
             return
         if not locked:
@@ -429,6 +433,6 @@ class AlertsService(GracefulExit):
                     continue
                 safe = track.safe_mark()
                 if safe > track.published:
-                    moved[track.run_id] = track.published = safe
+                    moved[track.key] = track.published = safe
             if moved:
                 self.recorder.mark(self.config.consumer, moved)

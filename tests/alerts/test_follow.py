@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from traindash.alerts.follow import RunTrack
+from traindash.alerts.rules import Alert
 from traindash.wire import RecordKind
 
 EP, MO = RecordKind.EPISODE, RecordKind.MODEL
@@ -53,3 +56,12 @@ def test_the_watermark_stays_behind_an_alert_not_recorded_yet() -> None:
     assert t.safe_mark() == 29
     del t.inflight[30]
     assert t.safe_mark() == 50
+
+
+def test_an_alert_of_a_stream_is_keyed_on_the_stream_and_stored_under_its_run() -> None:
+    fired = Alert("critical", "custom:dd", "Deep", "drawdown > 3 for run r#a", "r#a", {"x": 1})
+    keyed = RunTrack("r#a").keyed(fired, "7", 7)
+    assert (keyed.run_id, keyed.key, keyed.row_seq) == ("r", "r#a:custom:dd:7", 7)
+    assert keyed.data == {"x": 1, "stream": "a"}
+    plain = RunTrack("r").keyed(dataclasses.replace(fired, run_id="r"), "hb5", None)
+    assert (plain.run_id, plain.key, plain.data) == ("r", "r:custom:dd:hb5", {"x": 1})
