@@ -67,3 +67,38 @@ def test_a_subclass_of_metricslogger_keeps_its_class_on_either_sender(tmp_path) 
             assert lg.get_statistics()["total_episodes"] == 1
         finally:
             lg.close(timeout=0.2)
+
+
+def test_a_quiet_sender_dozes_until_the_next_record_or_heartbeat(collector, tmp_path) -> None:
+    """With nothing queued or in flight the loop sleeps until a heartbeat is due (here 30 s)
+    instead of every flush interval, and a logged record wakes it at once."""
+    from traindash.config import ProducerConfig
+    from traindash.producer import MetricsLogger
+
+    cfg = ProducerConfig(endpoints=collector.endpoints, flush_interval=0.05, heartbeat_interval=30.0)
+    lg = MetricsLogger("doze", output_dir=str(tmp_path), config=cfg, system_metrics_interval=None)
+    try:
+        lg.log_episode(0, profit=1.0)
+        assert lg.flush(timeout=60)
+        sender = lg._sender
+        wakes = []
+        idle = sender._idle
+
+        def counted(timeout: float, doze_until: float | None = None) -> None:
+            wakes.append(doze_until)
+            idle(timeout, doze_until)
+
+        sender._idle = counted
+        time.sleep(0.5)  # the ack's last wake-up, then the doze
+        wakes.clear()
+        time.sleep(2.0)  # 40 flush intervals
+        assert len(wakes) <= 2, wakes  # awake every 50 ms this would be about 40
+        before = collector.scalar("SELECT count(*) FROM episodes")
+        started = time.monotonic()
+        lg.log_episode(1, profit=2.0)
+        deadline = started + 20  # well inside the 30 s until the next heartbeat
+        while collector.scalar("SELECT count(*) FROM episodes") == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert collector.scalar("SELECT count(*) FROM episodes") == before + 1
+    finally:
+        lg.close(timeout=30)
