@@ -183,7 +183,10 @@ class Sender(threading.Thread):
 
     # -- the thread -------------------------------------------------------------------
     def run(self) -> None:
-        ctx = zmq.Context()
+        # One context (one ZeroMQ I/O thread) for every sender of the process: a process
+        # with a hundred streams ran a hundred I/O threads. Never terminated here; each
+        # sender closes its own sockets (pyzmq makes a new instance after a fork).
+        ctx = zmq.Context.instance()
         pub = ctx.socket(zmq.PUB)
         sub = ctx.socket(zmq.SUB)
         link: Link | None = None
@@ -207,7 +210,6 @@ class Sender(threading.Thread):
                 link.close()
             pub.close()
             sub.close()
-            ctx.term()
 
     def _loop(self, pub: zmq.Socket, sub: zmq.Socket, link: Link) -> None:
         cfg = self.config
