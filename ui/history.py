@@ -167,7 +167,7 @@ def bucketed_sql(
 bounds AS (SELECT {bounds}),
 keyed AS (SELECT win.*, (seq - s0) * {n} // (s1 - s0 + 1) AS bucket FROM {src}),
 agg AS (SELECT {part}bucket, {means}, unnest([{", ".join(keeps)}]) AS kseq FROM keyed GROUP BY {part}bucket)
-SELECT {picked}{st} FROM keyed k
+SELECT {picked}{", k.stream" if multi else ""} FROM keyed k
 JOIN (SELECT DISTINCT ON ({part}kseq) * FROM agg WHERE kseq IS NOT NULL) a
   ON {"k.stream IS NOT DISTINCT FROM a.stream AND " if multi else ""}k.seq = a.kseq
 ORDER BY {_order(multi, "k.")}"""
