@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import numpy as np
 
+from tests.harness import CollectorProcess, wait_for
 from traindash.collector.migrations import migrations
+from traindash.producer import MetricsLogger
+from traindash.query import QueryClient
 from traindash.ui import history
+from traindash.ui.feed import RowsFeed
+from traindash.ui.history import fetch_history
+from traindash.ui.pages.live import RunView
 from traindash.ui.series import EPISODE_COLUMNS, EPISODE_SOURCE
 from traindash.ui.streams import SeqMarks, merge_window
 from traindash.wire import RecordKind
@@ -114,3 +122,65 @@ def test_kpis_model_tail_and_scalars_of_several_streams_follow_time() -> None:
     for stream in ("a", "b"):
         seqs = [r[1] for r in rows if r[5] == stream]
         assert min(seqs) == 1 and max(seqs) == 2000  # each stream's ends survive
+
+
+def test_the_live_views_data_source_holds_every_row_of_two_streams(
+    collector: CollectorProcess, tmp_path: Path
+) -> None:
+    """Two streams of one run log episodes with overlapping seqs through a real collector; the
+    live page's run view (history, then the rows feed) ends up holding each row once."""
+    run = "two-writers"
+    feed = RowsFeed(collector.endpoints.rows)
+    buffer = feed.register()
+    feed.start()
+    view = RunView(run, run, "#1f77b4")
+    loggers = {
+        s: MetricsLogger(
+            "streams", output_dir=str(tmp_path / s), run_id=run, stream=s, config=collector.producer_config()
+        )
+        for s in ("a", "b")
+    }
+
+    def log(stream: str, first: int, n: int) -> None:
+        for e in range(first, first + n):
+            loggers[stream].log_episode(e, profit=float(e))
+        loggers[stream].flush()
+
+    def stored() -> int:
+        return int(collector.scalar(f"SELECT count(*) FROM episodes WHERE run_id = '{run}'") or 0)
+
+    try:
+        log("a", 1, 1)  # until the feed hears a row, its subscription may not be in place
+        wait_for(lambda: feed.received > 0, 30, "the rows feed to hear the collector")
+        log("a", 2, 29)
+        log("b", 1, 10)
+        wait_for(lambda: stored() == 40, 30, "the first episodes")
+        with QueryClient(collector.endpoints.query, timeout=10.0) as client:
+            view.apply(fetch_history(client, run))  # the feed holds these rows too
+        log("b", 11, 10)  # seqs below a's newest
+        log("a", 31, 5)
+        wait_for(lambda: stored() == 55, 30, "the later episodes")
+        source = view.sources.episodes
+
+        def shown() -> int:
+            items, lost = buffer.drain()
+            assert not lost
+            for rows in items:
+                if rows.run_id == run and rows.section.kind is RecordKind.EPISODE:
+                    new = view.new_rows(RecordKind.EPISODE, rows.stream, rows.section.cols)
+                    if new is not None:
+                        source.stream(new)  # type: ignore[arg-type]
+            return len(source.data["seq"])
+
+        wait_for(lambda: shown() >= 55, 30, "every row in the live view")
+    finally:
+        for lg in loggers.values():
+            lg.close()
+        feed.stop()
+    held = sorted(
+        (view.marks.names[sid], int(seq))
+        for sid, seq in zip(source.data["sid"], source.data["seq"], strict=True)
+    )
+    rows = collector.query(f"SELECT stream, seq FROM episodes WHERE run_id = '{run}'").to_pylist()
+    assert held == sorted((r["stream"], r["seq"]) for r in rows)  # each row once, none missing
+    assert {s for s, _ in held} == {"a", "b"}
