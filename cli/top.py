@@ -42,9 +42,12 @@ RUNS_SQL = """SELECT r.run_id, coalesce(r.name, r.run_id) AS name, r.experiment,
 FROM runs r WHERE coalesce(r.role, 'trainer') = 'trainer'
 ORDER BY (r.status IN ('running', 'stalled')) DESC, r.started_at DESC NULLS LAST LIMIT {limit}"""
 
+# The newest first: by seq for a run's only writer; by time for a run of several streams,
+# whose seqs are per stream.
+NEWEST = "CASE WHEN stream IS NULL THEN seq END DESC, ts DESC, stream DESC, seq DESC"
 EPISODES_SQL = """SELECT run_id, count(*) AS episodes, max(episode) AS episode, max({col}) AS best,
-       list({col} ORDER BY seq DESC) FILTER (WHERE rn <= {points}) AS trend
-FROM (SELECT run_id, seq, episode, {col}, row_number() OVER (PARTITION BY run_id ORDER BY seq DESC) AS rn
+       list({col} ORDER BY rn) FILTER (WHERE rn <= {points}) AS trend
+FROM (SELECT run_id, episode, {col}, row_number() OVER (PARTITION BY run_id ORDER BY {newest}) AS rn
       FROM episodes WHERE run_id IN ({ids}))
 GROUP BY run_id"""
 
@@ -74,7 +77,7 @@ def load_runs(client: QueryClient) -> list[dict[str, Any]]:
         by_objective.setdefault(col if col in episode_cols else "profit", []).append(r)
     for col, group in by_objective.items():
         ids = ", ".join(sql_literal(r["run_id"]) for r in group)
-        sql = EPISODES_SQL.format(col=f'"{col}"', points=60, ids=ids)
+        sql = EPISODES_SQL.format(col=f'"{col}"', points=60, ids=ids, newest=NEWEST)
         stats = {s["run_id"]: s for s in client.query(sql, timeout=QUERY_TIMEOUT).to_pylist()}
         for r in group:
             s = stats.get(r["run_id"], {})

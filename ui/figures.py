@@ -24,7 +24,7 @@ from bokeh.models import (
 from bokeh.models.annotations import Legend, Span, Title
 from bokeh.plotting import figure
 
-from traindash.ui.series import EPISODE_COLUMNS, MODEL_COLUMNS, empty
+from traindash.ui.series import EPISODE_SOURCE, MODEL_SOURCE, empty
 from traindash.ui.themes import Theme
 
 # key -> title, in the guide's order.
@@ -64,8 +64,8 @@ class RunSources:
             run_id,
             label,
             color,
-            ColumnDataSource(empty(EPISODE_COLUMNS), name=f"episodes:{run_id}"),
-            ColumnDataSource(empty(MODEL_COLUMNS), name=f"model:{run_id}"),
+            ColumnDataSource(empty(EPISODE_SOURCE), name=f"episodes:{run_id}"),
+            ColumnDataSource(empty(MODEL_SOURCE), name=f"model:{run_id}"),
             objective,
         )
 

@@ -23,6 +23,7 @@ from traindash.ui.feed import RowsFeed
 from traindash.ui.figures import PLOTS, RunSources, live_figures
 from traindash.ui.history import fetch_history
 from traindash.ui.series import EPISODE_ROLLING, MODEL_ROLLING, Roller, episode_rows, model_rows
+from traindash.ui.streams import SeqMarks
 from traindash.ui.themes import get_theme
 from traindash.wire import RecordKind
 
@@ -45,24 +46,32 @@ class LiveView:
         flags = {k: v for k, v in (("query", query), ("rows", rows), ("theme", theme)) if v}
         cfg = UIConfig.resolve(flags)
         self.theme = get_theme(cfg.theme)
-        with QueryClient(cfg.endpoints.query, timeout=10.0) as client:
-            if not run_ids:
-                run_ids = [r["run_id"] for r in client.query(runs_sql()).to_pylist()[:1]]
-            self.sources: dict[str, RunSources] = {}
-            self.rollers: dict[str, tuple[Roller, Roller]] = {}
-            for i, run_id in enumerate(run_ids):
-                src = RunSources.new(run_id, run_id, self.theme.palette[i % len(self.theme.palette)])
-                history = fetch_history(client, run_id)
-                src.episodes.data = dict(history.episodes)
-                src.model.data = dict(history.model)
-                ep_roll, mo_roll = Roller(EPISODE_ROLLING), Roller(MODEL_ROLLING)
-                ep_roll.seed(history.tails)
-                mo_roll.seed(history.tails)
-                self.sources[run_id], self.rollers[run_id] = src, (ep_roll, mo_roll)
+        # Subscribed before the history is read, so no row falls between the two; the rows
+        # both hold are dropped per (kind, stream) by each run's marks.
         self.streamed = 0
         self.feed = RowsFeed(cfg.endpoints.rows)
         self.buffer = self.feed.register()
         self.feed.start()
+        try:
+            with QueryClient(cfg.endpoints.query, timeout=10.0) as client:
+                if not run_ids:
+                    run_ids = [r["run_id"] for r in client.query(runs_sql()).to_pylist()[:1]]
+                self.sources: dict[str, RunSources] = {}
+                self.rollers: dict[str, tuple[Roller, Roller]] = {}
+                self.marks: dict[str, SeqMarks] = {}
+                for i, run_id in enumerate(run_ids):
+                    src = RunSources.new(run_id, run_id, self.theme.palette[i % len(self.theme.palette)])
+                    history = fetch_history(client, run_id)
+                    src.episodes.data = dict(history.episodes)
+                    src.model.data = dict(history.model)
+                    ep_roll, mo_roll = Roller(EPISODE_ROLLING), Roller(MODEL_ROLLING)
+                    ep_roll.seed(history.tails)
+                    mo_roll.seed(history.tails)
+                    self.sources[run_id], self.rollers[run_id] = src, (ep_roll, mo_roll)
+                    self.marks[run_id] = history.marks
+        except BaseException:
+            self.feed.stop()
+            raise
         figs = live_figures(self.theme, list(self.sources.values()))
         self.panel = pn.Column(
             pn.pane.Markdown(f"**traindash** live: {', '.join(self.sources)}"),
@@ -81,16 +90,21 @@ class LiveView:
             src = self.sources.get(rows.run_id)
             if src is None:
                 continue
-            ep_roll, mo_roll = self.rollers[rows.run_id]
-            cols = dict(rows.section.cols)
-            if rows.section.kind is RecordKind.EPISODE:
-                # bokeh's stubs take a dict of a union, and dict is invariant
-                src.episodes.stream(episode_rows(cols, ep_roll), rollover=ROLLOVER)  # type: ignore[arg-type]
-            elif rows.section.kind is RecordKind.MODEL:
-                src.model.stream(model_rows(cols, mo_roll), rollover=ROLLOVER)  # type: ignore[arg-type]
-            else:
+            kind = rows.section.kind
+            if kind not in (RecordKind.EPISODE, RecordKind.MODEL):
                 continue
-            n += len(rows.section)
+            ep_roll, mo_roll = self.rollers[rows.run_id]
+            marks = self.marks[rows.run_id]
+            cols = marks.take(kind, rows.stream, rows.section.cols)
+            if cols is None:
+                continue
+            sid = marks.sid(rows.stream)
+            if kind is RecordKind.EPISODE:
+                # bokeh's stubs take a dict of a union, and dict is invariant
+                src.episodes.stream(episode_rows(cols, ep_roll, sid=sid), rollover=ROLLOVER)  # type: ignore[arg-type]
+            else:
+                src.model.stream(model_rows(cols, mo_roll, sid), rollover=ROLLOVER)  # type: ignore[arg-type]
+            n += len(cols["seq"])
         self.streamed += n
         return n
 

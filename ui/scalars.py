@@ -9,6 +9,7 @@ live are added as they arrive. Everything here runs on the document's thread.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,8 +18,9 @@ from bokeh.models import ColumnDataSource
 from bokeh.palettes import Category10_10
 
 from traindash.ui.figures import RunSources, scalar_figure
+from traindash.ui.streams import SeqMarks, Stream
 from traindash.ui.themes import Theme
-from traindash.wire import Section
+from traindash.wire import RecordKind, Section
 
 ROLLOVER = 20_000
 DASHES = ("solid", "dashed", "dotted", "dotdash")
@@ -39,36 +41,38 @@ class ScalarsPanel:
         self.figs: dict[str, Any] = {}
         self.sources: dict[tuple[str, str], ColumnDataSource] = {}
         self.colors: dict[str, str] = {}
-        self.last_seq: dict[str, int] = {}
+        self.marks: dict[str, SeqMarks] = {}  # per run: the newest seq shown of each stream
         self.members: dict[str, list[tuple[str, str]]] = {}
 
     def reset(self, runs: list[RunSources]) -> None:
         """Start over for a new pick of runs (their history follows through :meth:`load`)."""
         self.runs = {r.run_id: (i, r) for i, r in enumerate(runs)}
-        self.figs, self.sources, self.last_seq = {}, {}, {r.run_id: 0 for r in runs}
+        self.figs, self.sources, self.marks = {}, {}, {r.run_id: SeqMarks() for r in runs}
         self.members = {}
         self.grid.objects = []
 
-    def load(self, run_id: str, history: dict[str, dict[str, np.ndarray]]) -> None:
-        """Show a run's fetched scalars; streamed records up to the newest seq are skipped."""
-        newest, dirty = 0, set[str]()
+    def load(
+        self, run_id: str, history: dict[str, dict[str, np.ndarray]], streams: Sequence[Stream] = (None,)
+    ) -> None:
+        """Show a run's fetched scalars; streamed records up to the newest seq of their stream
+        are skipped. ``streams``: the stream of each ``sid`` in the history (0: None)."""
+        dirty = set[str]()
+        marks = self.marks.setdefault(run_id, SeqMarks())
         for name in sorted(history):
             cols = history[name]
             self._source(run_id, name, dirty).data = {k: cols[k] for k in ("seq", "step", "value")}
-            if len(cols["seq"]):
-                newest = max(newest, int(cols["seq"].max()))
-        self.last_seq[run_id] = max(self.last_seq.get(run_id, 0), newest)
+            sid = cols.get("sid")
+            marks.seed(RecordKind.SCALARS, cols["seq"], None if sid is None else [streams[i] for i in sid])
         self._redraw(dirty)
 
-    def stream(self, run_id: str, section: Section) -> None:
-        """Append a committed ``scalars`` section of a shown run."""
+    def stream(self, run_id: str, section: Section, stream: Stream = None) -> None:
+        """Append a committed ``scalars`` section of a shown run, written by ``stream``."""
         if run_id not in self.runs:
             return
         seq = np.asarray(section.cols["seq"], dtype=np.int64)
-        keep = seq > self.last_seq.get(run_id, 0)
+        keep = self.marks.setdefault(run_id, SeqMarks()).fresh(RecordKind.SCALARS, stream, seq)
         if not keep.any():
             return
-        self.last_seq[run_id] = int(seq[keep].max())
         step = np.asarray(section.cols["step"], dtype=np.float64)[keep]
         dirty: set[str] = set()
         for i, name in enumerate(section.names):

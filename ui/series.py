@@ -41,6 +41,9 @@ EPISODE_COLUMNS = (
 # The x axes an episode plot can follow: switch label -> column of the episode source.
 EPISODE_AXES = {"episode": "episode", "env step": "env_step", "wall time": "wall"}
 MODEL_COLUMNS = ("seq", "ts", "step", "episode", "loss", "loss_smooth", "q_mean", "q_std", "q_lo", "q_hi")
+# The data sources add each row's stream id (``ui.streams``: 0 for a run's only writer).
+EPISODE_SOURCE = (*EPISODE_COLUMNS, "sid")
+MODEL_SOURCE = (*MODEL_COLUMNS, "sid")
 
 # derived column -> (raw column, window, scale)
 EPISODE_ROLLING = {
@@ -105,9 +108,12 @@ def _float_col(cols: Mapping[str, Any], name: str, n: int) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in value], dtype=np.float64)
 
 
-def episode_rows(cols: Mapping[str, Any], roller: Roller, objective: str = "profit") -> dict[str, np.ndarray]:
+def episode_rows(
+    cols: Mapping[str, Any], roller: Roller, objective: str = "profit", sid: int = 0
+) -> dict[str, np.ndarray]:
     """Streamed episode columns (from the rows socket) shaped for the episode data source;
-    ``objective`` names the column the objective plot and KPI cards follow."""
+    ``objective`` names the column the objective plot and KPI cards follow, ``sid`` the
+    rows' stream id."""
     n = len(cols["seq"])
     out = {
         name: _float_col(cols, name, n)
@@ -118,10 +124,11 @@ def episode_rows(cols: Mapping[str, Any], roller: Roller, objective: str = "prof
     out["objective"] = _float_col(cols, objective, n)
     out["wall"] = out["ts"] * 1000.0  # ms, as Bokeh's datetime axis wants
     roller.apply(out)
-    return {name: out[name] for name in EPISODE_COLUMNS}
+    out["sid"] = np.full(n, sid, dtype=np.int64)
+    return {name: out[name] for name in EPISODE_SOURCE}
 
 
-def model_rows(cols: Mapping[str, Any], roller: Roller) -> dict[str, np.ndarray]:
+def model_rows(cols: Mapping[str, Any], roller: Roller, sid: int = 0) -> dict[str, np.ndarray]:
     """Streamed model-metric columns shaped for the model data source."""
     n = len(cols["seq"])
     out = {name: _float_col(cols, name, n) for name in ("ts", "loss", "q_mean", "q_std")}
@@ -132,7 +139,8 @@ def model_rows(cols: Mapping[str, Any], roller: Roller) -> dict[str, np.ndarray]
     out["q_lo"] = out["q_mean"] - std
     out["q_hi"] = out["q_mean"] + std
     roller.apply(out)
-    return {name: out[name] for name in MODEL_COLUMNS}
+    out["sid"] = np.full(n, sid, dtype=np.int64)
+    return {name: out[name] for name in MODEL_SOURCE}
 
 
 def empty(columns: Iterable[str]) -> dict[str, list]:

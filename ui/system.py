@@ -22,7 +22,9 @@ from bokeh.plotting import figure
 from traindash.query import QueryClient, QueryError, sql_literal
 from traindash.ui.figures import TOOLS, style
 from traindash.ui.render import css
+from traindash.ui.streams import SeqMarks, Stream
 from traindash.ui.themes import Theme
+from traindash.wire import RecordKind
 
 if TYPE_CHECKING:
     from traindash.ui.context import AppContext
@@ -40,12 +42,17 @@ SYSTEM_PLOTS = {
 GPU_DASHES = ("solid", "dashed", "dotted", "dotdash", "dashdot")
 
 
+# seq order for a run's only writer; rows of several streams (a seq space each) in time order
+ORDER = "CASE WHEN stream IS NULL THEN seq END{0}, ts{0}, stream{0}, seq{0}"
+
+
 def history_sql(run_id: str, max_rows: int = MAX_ROWS) -> str:
     """The newest ``max_rows`` system rows of a run, oldest first, ``t`` in ms for Bokeh."""
-    return f"""SELECT seq, epoch_us(ts) / 1e3 AS t, gpu_index::DOUBLE AS gpu_index, cpu_percent,
+    return f"""SELECT seq, stream, epoch_us(ts) / 1e3 AS t, gpu_index::DOUBLE AS gpu_index, cpu_percent,
        rss_bytes::DOUBLE AS rss_bytes, gpu_util_percent, gpu_mem_used_bytes::DOUBLE AS gpu_mem_used_bytes
-FROM (SELECT * FROM system WHERE run_id = {sql_literal(run_id)} ORDER BY seq DESC LIMIT {int(max_rows)})
-ORDER BY seq"""
+FROM (SELECT * FROM system WHERE run_id = {sql_literal(run_id)} ORDER BY {ORDER.format(" DESC")}
+  LIMIT {int(max_rows)})
+ORDER BY {ORDER.format("")}"""
 
 
 def gpu_util_sql() -> str:
@@ -124,15 +131,15 @@ def system_figures(theme: Theme) -> dict[str, figure]:
 
 
 class RunSystem:
-    """One picked run's sources and the newest seq shown."""
+    """One picked run's sources and the newest seq shown of each of its streams."""
 
     def __init__(self, run_id: str, label: str, color: str) -> None:
         self.run_id, self.label, self.color = run_id, label, color
         self.process = ColumnDataSource(_empty(PROCESS_COLUMNS), name=f"proc:{run_id}")
         self.gpus: dict[int, ColumnDataSource] = {}
-        self.last_seq = 0
+        self.marks = SeqMarks()
         self.loaded = False
-        self.pending: list[Mapping[str, Any]] = []
+        self.pending: list[tuple[Mapping[str, Any], Stream]] = []
 
 
 class SystemSection:
@@ -205,33 +212,32 @@ class SystemSection:
         for run_id, run in self.runs.items():
             cols = fetched.get(run_id)
             if cols is not None and len(cols["seq"]):
+                streams = cols.pop("stream", None)
+                run.marks.seed(RecordKind.SYSTEM, cols["seq"], None if streams is None else list(streams))
                 self._show(run, cols, replace=True)
             run.loaded = True
-            for part in run.pending:
-                self._show(run, part)
+            for part, stream in run.pending:
+                self._show(run, part, stream=stream)
             run.pending.clear()
 
-    def on_rows(self, run_id: str, cols: Mapping[str, Any]) -> None:
-        """A streamed ``system`` section of a run."""
+    def on_rows(self, run_id: str, cols: Mapping[str, Any], stream: Stream = None) -> None:
+        """A streamed ``system`` section of a run, written by ``stream`` (None: its only writer)."""
         run = self.runs.get(run_id)
         if run is None:
             return
         if not run.loaded:
-            run.pending.append(cols)
+            run.pending.append((cols, stream))
         else:
-            self._show(run, cols)
+            self._show(run, cols, stream=stream)
 
-    def _show(self, run: RunSystem, cols: Mapping[str, Any], replace: bool = False) -> None:
-        seq = np.asarray(cols["seq"], dtype=np.int64)
-        keep = seq > run.last_seq
-        if not keep.any():
-            return
-        if not keep.all():
-            idx = np.flatnonzero(keep)
-            cols = {
-                k: (v[idx] if isinstance(v, np.ndarray) else [v[i] for i in idx]) for k, v in cols.items()
-            }
-        run.last_seq = int(seq.max())
+    def _show(
+        self, run: RunSystem, cols: Mapping[str, Any], replace: bool = False, stream: Stream = None
+    ) -> None:
+        if not replace:  # fetched history is shown whole (its marks are seeded by the caller)
+            new = run.marks.take(RecordKind.SYSTEM, stream, cols)
+            if new is None:
+                return
+            cols = new
         process, gpus = split(cols)
         if len(process["seq"]):
             if replace:

@@ -28,10 +28,13 @@ def _db() -> duckdb.DuckDBPyConnection:
 def test_scalars_history_is_downsampled_per_name_keeping_ends_and_extremes() -> None:
     con = _db()
     con.execute(
-        "INSERT INTO scalars SELECT 'r', i, now(), i, 'losses/v', CASE WHEN i = 7777 THEN 1e6 ELSE i END "
-        "FROM range(1, 50001) t(i)"
+        "INSERT INTO scalars (run_id, seq, ts, step, name, value) SELECT 'r', i, now(), i, 'losses/v', "
+        "CASE WHEN i = 7777 THEN 1e6 ELSE i END FROM range(1, 50001) t(i)"
     )
-    con.execute("INSERT INTO scalars SELECT 'r', i, now(), i, 'charts/sps', 5 FROM range(1, 11) t(i)")
+    con.execute(
+        "INSERT INTO scalars (run_id, seq, ts, step, name, value) "
+        "SELECT 'r', i, now(), i, 'charts/sps', 5 FROM range(1, 11) t(i)"
+    )
     rows = con.execute(scalars_sql("r", max_points=400)).fetchall()
     v = [(step, value) for name, _seq, step, value, _ts in rows if name == "losses/v"]
     assert len(v) <= 400 and v[0][0] == 1 and v[-1][0] == 50_000 and (7777, 1e6) in v

@@ -32,15 +32,16 @@ from traindash.ui.render import alerts_html, cards_html, css
 from traindash.ui.scalars import ScalarsPanel
 from traindash.ui.series import (
     EPISODE_AXES,
-    EPISODE_COLUMNS,
     EPISODE_ROLLING,
-    MODEL_COLUMNS,
+    EPISODE_SOURCE,
     MODEL_ROLLING,
+    MODEL_SOURCE,
     Roller,
     concat,
     episode_rows,
     model_rows,
 )
+from traindash.ui.streams import SeqMarks, Stream, merge_window
 from traindash.ui.system import SystemSection
 from traindash.ui.themes import Theme
 from traindash.wire import RecordKind
@@ -70,20 +71,6 @@ def default_selection(runs: list[dict[str, Any]], wanted: list[str]) -> list[str
     return live[:MAX_DEFAULT_RUNS] or ids[:1]
 
 
-def merge_window(
-    shown: dict[str, Any], fine: dict[str, np.ndarray], lo: float, hi: float
-) -> dict[str, np.ndarray]:
-    """Shown rows outside ``[lo, hi]`` plus the finer rows inside it (and rows streamed
-    since the fine query), in seq order."""
-    seq = np.asarray(shown["seq"], dtype=np.int64)
-    x = np.asarray(shown["episode"], dtype=np.float64)
-    newest = fine["seq"].max() if len(fine["seq"]) else -1
-    keep = (x < lo) | (x > hi) | (seq > newest)
-    merged = {k: np.concatenate([np.asarray(shown[k])[keep], np.asarray(fine[k])]) for k in EPISODE_COLUMNS}
-    order = np.argsort(merged["seq"], kind="stable")
-    return {k: v[order] for k, v in merged.items()}
-
-
 class RunView:
     """One selected run on the page: its sources, rolling state and what was already shown."""
 
@@ -92,7 +79,7 @@ class RunView:
         self.sources = RunSources.new(run_id, label, color, objective)
         self.ep_roll = Roller(EPISODE_ROLLING)
         self.mo_roll = Roller(MODEL_ROLLING)
-        self.last_seq = {RecordKind.EPISODE: 0, RecordKind.MODEL: 0}
+        self.marks = SeqMarks()  # per (kind, stream): a run's streams each count their own seqs
         self.kpi = KpiState()
         self.downsampled = False
 
@@ -102,23 +89,21 @@ class RunView:
         self.sources.model.data = h.model
         self.ep_roll.seed(h.tails)
         self.mo_roll.seed(h.tails)
-        self.last_seq[RecordKind.EPISODE] = int(h.episodes["seq"].max()) if len(h.episodes["seq"]) else 0
-        self.last_seq[RecordKind.MODEL] = int(h.model["seq"].max()) if len(h.model["seq"]) else 0
+        self.marks = h.marks  # holds the rows' stream ids (``sid``) and what the history shows
         self.downsampled = h.downsampled
         self.objective = self.sources.objective = h.objective
         self.kpi = KpiState.from_record(h.kpi, h.objective)
 
-    def new_rows(self, kind: RecordKind, cols: dict[str, Any]) -> dict[str, Any] | None:
-        """The part of a streamed section not yet shown (history and stream may overlap)."""
-        seq = np.asarray(cols["seq"])
-        keep = seq > self.last_seq[kind]
-        if not keep.any():
+    def new_rows(self, kind: RecordKind, stream: Stream, cols: dict[str, Any]) -> dict[str, Any] | None:
+        """The part of a streamed section of ``stream`` not yet shown (history and stream may
+        overlap), with the stream's id; None when nothing is new."""
+        new = self.marks.take(kind, stream, cols)
+        if new is None:
             return None
-        self.last_seq[kind] = int(seq[keep].max())
-        if keep.all():
-            return cols
-        idx = np.flatnonzero(keep)
-        return {k: (v[idx] if isinstance(v, np.ndarray) else [v[i] for i in idx]) for k, v in cols.items()}
+        sid = self.marks.sid(stream)
+        if kind is RecordKind.EPISODE:
+            return episode_rows(new, self.ep_roll, self.objective, sid)
+        return model_rows(new, self.mo_roll, sid)
 
 
 class LiveSession:
@@ -299,7 +284,7 @@ class LiveSession:
             try:
                 fetched = prefetch[run_id].result()
                 view.apply(fetched)
-                self.scalars.load(run_id, fetched.scalars or {})
+                self.scalars.load(run_id, fetched.scalars or {}, fetched.marks.names)
             except QueryError as exc:
                 self.message.object = f'<div class="lvl-bad">cannot load {run_id}: {exc}</div>'
         self._prefetch = None
@@ -351,7 +336,9 @@ class LiveSession:
         for run_id, fine in windows.items():
             view = self.views.get(run_id)
             if view is not None:
-                view.sources.episodes.data = merge_window(view.sources.episodes.data, fine, lo, hi)
+                fine["sid"] = view.marks.sids(fine.pop("stream"))
+                shown = view.sources.episodes.data
+                view.sources.episodes.data = merge_window(shown, fine, lo, hi, EPISODE_SOURCE)
 
     # -- updating (periodic callback, on the document's thread) -------------------------
     def tick(self) -> None:
@@ -371,36 +358,30 @@ class LiveSession:
         for rows in items:
             kind = rows.section.kind
             if kind is RecordKind.SYSTEM:
-                self.system.on_rows(rows.run_id, rows.section.cols)
+                self.system.on_rows(rows.run_id, rows.section.cols, rows.stream)
                 continue
             if kind in (RecordKind.RUN, RecordKind.END, RecordKind.ALERT):
                 refresh = True
                 continue
             if kind is RecordKind.SCALARS:
-                self.scalars.stream(rows.run_id, rows.section)
+                self.scalars.stream(rows.run_id, rows.section, rows.stream)
                 continue
             view = self.views.get(rows.run_id)
             if view is None or kind not in (RecordKind.EPISODE, RecordKind.MODEL):
                 continue
-            cols = view.new_rows(kind, rows.section.cols)
-            if cols is None:
-                continue
-            if kind is RecordKind.EPISODE:
-                chunks.setdefault((rows.run_id, kind), []).append(
-                    episode_rows(cols, view.ep_roll, view.objective)
-                )
-            else:
-                chunks.setdefault((rows.run_id, kind), []).append(model_rows(cols, view.mo_roll))
+            cols = view.new_rows(kind, rows.stream, rows.section.cols)
+            if cols is not None:
+                chunks.setdefault((rows.run_id, kind), []).append(cols)
         episodes = False
         for (run_id, kind), parts in chunks.items():
             view = self.views[run_id]
             if kind is RecordKind.EPISODE:
-                new: dict[str, Any] = concat(parts, EPISODE_COLUMNS)
+                new: dict[str, Any] = concat(parts, EPISODE_SOURCE)
                 view.kpi.update(new["episode"], new["objective"], new["sharpe"])
                 view.sources.episodes.stream(new, rollover=ROLLOVER)
                 episodes = True
             else:
-                model: dict[str, Any] = concat(parts, MODEL_COLUMNS)
+                model: dict[str, Any] = concat(parts, MODEL_SOURCE)
                 view.sources.model.stream(model, rollover=ROLLOVER)
         if episodes:
             self._fit_sharpe()
