@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from traindash.reports import LIVE_STATUSES, RATE_WINDOW_S
-from traindash.ui.render import ago, table_html
+from traindash.ui.render import ago, gpu_cell, table_html
 
 STATE_CLASS = {"running": "lvl-good", "finished": "lvl-none", "stalled": "lvl-warn"}
 STATE_ORDER = ("running", "stalled", "lost", "failed", "finished")
@@ -82,8 +82,9 @@ def streams_html(streams: Sequence[dict[str, Any]], now: float | None = None) ->
 
 
 def fleet_html(runs: Sequence[dict[str, Any]], now: float | None = None) -> str:
-    """The fleet table: a row per run as the trainer table has, its streams folded below it."""
-    head = ["run", "host", "pid", "state", "episodes/s", "SPS", "episodes", "last seen"]
+    """The fleet table: a row per run (host, pid, state, episodes/s, environment steps/s from
+    the episodes' env steps, episodes, GPU utilisation, last seen), its streams folded below."""
+    head = ["run", "host", "pid", "state", "episodes/s", "SPS", "episodes", "GPU", "last seen"]
     body = []
     for r in runs:
         status = str(r.get("status") or "")
@@ -95,14 +96,13 @@ def fleet_html(runs: Sequence[dict[str, Any]], now: float | None = None) -> str:
             f"{_rate(r):.1f}",
             "—" if r.get("sps") is None else f"{r['sps']:,.0f}",
             r.get("episodes"),
+            gpu_cell(r.get("gpu_util_percent")),
             ago(r.get("last_seen"), now),
         ]
+        classes = {3: _state_class(status), 7: "gpu"}
         body.append(
             "<tr>"
-            + "".join(
-                f'<td class="{_state_class(status) if i == 3 else ""}">{_esc(v)}</td>'
-                for i, v in enumerate(cells)
-            )
+            + "".join(f'<td class="{classes.get(i, "")}">{_esc(v)}</td>' for i, v in enumerate(cells))
             + "</tr>"
         )
         streams = r.get("streams") or []

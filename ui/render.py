@@ -12,7 +12,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from traindash.reports import LIVE_STATUSES, RATE_WINDOW_S
 from traindash.ui.kpi import Card
 from traindash.ui.themes import Theme
 
@@ -98,36 +97,6 @@ def gpu_cell(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return ""
     return f"{value:.0f}%"
-
-
-def trainers_html(runs: Sequence[dict[str, Any]], now: float | None = None) -> str:
-    """The trainer table: one row per run with host, pid, state, episodes/s, environment
-    steps/s (SPS, from the episodes' env steps), episodes, GPU utilisation and last seen."""
-    rows, classes = [], []
-    for r in runs:
-        status = r.get("status") or ""
-        level = {"running": "lvl-good", "finished": "lvl-none", "stalled": "lvl-warn"}.get(status, "lvl-bad")
-        rate = (r.get("recent") or 0) / RATE_WINDOW_S if status in LIVE_STATUSES else 0.0
-        rows.append(
-            [
-                r.get("name"),
-                r.get("host"),
-                r.get("pid"),
-                status,
-                f"{rate:.1f}",
-                "—" if r.get("sps") is None else f"{r['sps']:,.0f}",
-                r.get("episodes"),
-                gpu_cell(r.get("gpu_util_percent")),
-                ago(r.get("last_seen"), now),
-            ]
-        )
-        classes.append(["", "", "", level, "", "", "", "gpu", ""])
-    return table_html(
-        ["run", "host", "pid", "state", "episodes/s", "SPS", "episodes", "GPU", "last seen"],
-        rows,
-        "no trainer has connected yet",
-        classes,
-    )
 
 
 def alerts_html(alerts: Sequence[dict[str, Any]], now: float | None = None) -> str:

@@ -7,9 +7,9 @@ import duckdb
 from traindash.collector.migrations import migrations
 from traindash.reports import trainer_table_sql as runs_sql
 from traindash.ui.figures import EPISODE_PLOTS, RunSources, live_figures, set_episode_axis
+from traindash.ui.fleet import fleet_html
 from traindash.ui.history import kpi_sql, scalars_sql
 from traindash.ui.kpi import KpiState, cards
-from traindash.ui.render import trainers_html
 from traindash.ui.scalars import group_of
 from traindash.ui.themes import get_theme
 
@@ -61,7 +61,7 @@ def test_kpi_cards_and_sql_follow_the_objective() -> None:
         )
     )
     assert run["objective"] == "episode_return" and run["sps"] == 100.0
-    assert "SPS" in trainers_html([run]) and ">100<" in trainers_html([run])
+    assert "SPS" in fleet_html([run]) and ">100<" in fleet_html([run])
 
 
 def test_axis_switch_points_every_episode_glyph_at_the_column() -> None:

@@ -11,8 +11,9 @@ import pytest
 from traindash.collector.tables import CORE_COLUMNS, EPISODES, MODEL_METRICS
 from traindash.ui import history
 from traindash.ui.figures import PLOTS, RunSources, fit_range, live_figures, robust_range
+from traindash.ui.fleet import fleet_html
 from traindash.ui.kpi import KpiState, best_episode_level, cards, profit_level, sharpe_level, status_level
-from traindash.ui.render import cards_html, trainers_html
+from traindash.ui.render import cards_html
 from traindash.ui.series import EPISODE_COLUMNS, EPISODE_ROLLING, Roller, episode_rows, rolling_mean
 from traindash.ui.themes import get_theme
 
@@ -173,7 +174,7 @@ def test_unknown_theme_is_a_clear_error() -> None:
 
 
 def test_trainer_table_shows_host_pid_state_rate_and_last_seen() -> None:
-    html = trainers_html(
+    html = fleet_html(
         [
             {
                 "name": "t0",

@@ -6,7 +6,7 @@ import duckdb
 import numpy as np
 
 from traindash.collector.migrations.v0003_system import DDL
-from traindash.ui.render import trainers_html
+from traindash.ui.fleet import fleet_html
 from traindash.ui.system import gpu_util_sql, split, system_figures
 from traindash.ui.themes import get_theme
 
@@ -65,9 +65,7 @@ def test_the_trainer_tables_gpu_figure_is_the_newest_sample_of_the_gpus_a_run_us
     con.execute("INSERT INTO system (run_id, seq, ts, cpu_percent) VALUES ('c', 1, now(), 50)")
     got = dict(con.execute(gpu_util_sql()).fetchall())
     assert got == {"a": 40.0, "b": 40.0}  # run c has no GPU rows
-    html = trainers_html(
-        [{"name": "a", "status": "running", "gpu_util_percent": 87.4}, {"name": "c"}], now=0.0
-    )
+    html = fleet_html([{"name": "a", "status": "running", "gpu_util_percent": 87.4}, {"name": "c"}], now=0.0)
     assert "<th>GPU</th>" in html and "87%" in html
 
 
