@@ -186,7 +186,7 @@ class Sender(threading.Thread):
         # One context (one ZeroMQ I/O thread) for every sender of the process: a process
         # with a hundred streams ran a hundred I/O threads. Never terminated here; each
         # sender closes its own sockets (pyzmq makes a new instance after a fork).
-        ctx = zmq.Context.instance()
+        ctx: zmq.Context = zmq.Context.instance()
         pub = ctx.socket(zmq.PUB)
         sub = ctx.socket(zmq.SUB)
         link: Link | None = None
