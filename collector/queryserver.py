@@ -269,6 +269,7 @@ class QueryServer(threading.Thread):
             limit_s=limit,
             by_client=by_client,
             peer=peer,
+            arrow_frame=msg.arrow_frame,
             envelope=envelope,
         )
         try:

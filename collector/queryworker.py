@@ -87,7 +87,7 @@ class Worker(threading.Thread):
             if job.cut is None:
                 check_sql(self.cursor, job.sql, self.max_bytes)
                 answer = run_query(self.cursor, job.sql, job.max_rows, self.max_bytes)
-                reply = wire.Result(memoryview(answer.arrow), answer.truncated, job.rid)
+                reply = wire.Result(memoryview(answer.arrow), answer.truncated, job.rid, job.arrow_frame)
                 return (CUT_OFF, "row-cap", reply) if answer.truncated else (ANSWERED, "", reply)
         except QueryRefused as exc:
             return REFUSED, exc.reason, wire.Error(str(exc), job.rid)

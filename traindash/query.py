@@ -80,6 +80,17 @@ def read_capped(con: Any, sql: str, max_rows: int, batch_size: int = 10_000) -> 
     return pa.Table.from_batches(batches, schema=reader.schema), truncated
 
 
+def read_arrow(stream: bytes | memoryview) -> pa.Table:
+    """The table in an Arrow IPC stream; its columns point into ``stream``, not copies of it."""
+    return pa.ipc.open_stream(pa.py_buffer(stream)).read_all()
+
+
+def _frames(parts: list[zmq.Frame]) -> list[bytes | memoryview]:
+    """A reply's frames: the small ones as bytes, a result's Arrow frame left in ZeroMQ's
+    buffer (the memoryview keeps it alive)."""
+    return [p.bytes for p in parts[:2]] + [p.buffer for p in parts[2:]]
+
+
 def collector_answers(query_endpoint: str, timeout: float = 0.5) -> bool:
     """True when a collector answers a trivial query on ``query_endpoint`` within ``timeout``."""
     try:
@@ -137,15 +148,16 @@ class QueryClient:
 
     def query(self, sql: str, max_rows: int = 1_000_000, timeout: float | None = None) -> pa.Table:
         wait = self.timeout if timeout is None else timeout
-        msg = self.request(wire.Query(sql, max_rows, next(self._ids), self.lane, wait), wait)
+        query = wire.Query(sql, max_rows, next(self._ids), self.lane, wait, arrow_frame=True)
+        msg = self.request(query, wait)
         self.last_truncated = msg.truncated
-        return pa.ipc.open_stream(msg.arrow).read_all()
+        return read_arrow(msg.arrow)
 
     def stats(self, what: str = "counters", timeout: float | None = None) -> pa.Table:
         """The collector's query counters (``counters``) or its query settings and load
         (``server``)."""
         msg = self.request(wire.Stats(what, next(self._ids)), timeout)
-        return pa.ipc.open_stream(msg.arrow).read_all()
+        return read_arrow(msg.arrow)
 
     def request(self, message: wire.Message, timeout: float | None = None) -> wire.Result:
         """Send one request on the query socket and return the collector's result."""
@@ -163,7 +175,7 @@ class QueryClient:
             if left <= 0 or not sock.poll(max(1, int(left * 1000))):
                 raise self._gave_up(rid, progress, wait)
             try:
-                msg = wire.decode(sock.recv_multipart(), REPLY_LIMITS)
+                msg = wire.decode(_frames(sock.recv_multipart(copy=False)), REPLY_LIMITS)
             except wire.WireError as exc:
                 raise QueryError(f"malformed reply from the collector: {exc}") from None
             if isinstance(msg, wire.Progress):
