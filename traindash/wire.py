@@ -1,8 +1,9 @@
 """The traindash wire format, version 1. This module is its only owner.
 
 Every ZeroMQ message is two frames, ``[topic, body]``; ``body`` is a msgpack map that
-always carries ``v`` (the format version) and ``k`` (a :class:`Kind`). The one exception is a
-``result`` sent to a client that asked for ``arrow_frame``: ``[topic, body, arrow]``.
+always carries ``v`` (the format version) and ``k`` (a :class:`Kind`). The exceptions are a
+``part`` and a ``result`` sent to a client that asked for ``arrow_frame``: ``[topic, body,
+arrow]``.
 
 Ingest socket (trainers PUB -> collector SUB), topics ``b"batch"`` and ``b"hb"``:
 
@@ -33,10 +34,15 @@ Query socket (DEALER/REQ -> collector ROUTER):
 
 ``query``  ``{v, k, sql, max_rows[, id, lane, timeout, arrow_frame]}``; answered by ``result``
            ``{v, k, arrow, truncated[, id]}`` (``arrow``: an Arrow IPC stream) or ``error``
-           ``{v, k, message[, id]}``. A query with ``arrow_frame: true`` is answered by
-           ``[b"result", {v, k, truncated, arrow_frame: true[, id]}, arrow]``: the stream as a
-           third frame, which both ends pass without copying it (a msgpack ``bin`` is copied
-           when packed and again when unpacked). ``id`` (the client's request number) marks a client
+           ``{v, k, message[, id]}``. A query with ``id`` and ``arrow_frame: true`` is
+           answered by any number of ``part`` messages ``[b"part", {v, k, id}, arrow]`` and
+           then ``[b"result", {v, k, truncated, id, arrow_frame: true, parts}, arrow]`` (or an
+           ``error``): each ``arrow`` frame is a whole Arrow IPC stream of the next rows, the
+           result's rows are those of the ``parts`` parts and then its own. The collector
+           sends each part as soon as it is read, and both ends pass the frames without
+           copying them (a msgpack ``bin`` is copied when packed and again when unpacked).
+           A client that gets an ``error`` drops the parts. ``id`` (the client's request
+           number) marks a client
            that knows ``progress`` and ``cancel``; ``lane`` is ``console`` (default) or
            ``service`` (the dashboard's and alerts' own queries, which keep a worker a
            console query cannot take); ``timeout`` (seconds) is how long the client waits:
@@ -52,7 +58,8 @@ Query socket (DEALER/REQ -> collector ROUTER):
            writes the query socket takes; the collector's writer carries them out);
            answered by ``result`` (a table of the ``run_id``s changed) or ``error``.
 
-The fields in brackets, the third frame and the kinds ``progress``, ``cancel`` and ``stats`` came later within
+The fields in brackets, the third frame and the kinds ``progress``, ``cancel``, ``stats`` and
+``part`` came later within
 format 1: an older peer ignores the fields it does not know, and the new kinds are only sent
 to a peer that showed it knows them (a request with ``id``; a reply with ``progress``).
 
@@ -114,6 +121,7 @@ class Kind(str, Enum):
     PROGRESS = "progress"
     CANCEL = "cancel"
     STATS = "stats"
+    PART = "part"
 
 
 MANAGE_ACTIONS = ("archive", "delete")
@@ -209,12 +217,22 @@ class Manage:
 
 @dataclass(frozen=True)
 class Result:
-    """An Arrow IPC stream; ``arrow_frame`` sends it as a third frame (see the module docstring)."""
+    """An Arrow IPC stream; ``arrow_frame`` sends it as a third frame after ``parts``
+    :class:`Part` messages (see the module docstring)."""
 
     arrow: bytes | memoryview
     truncated: bool = False
     id: int | None = None
     arrow_frame: bool = False
+    parts: int = 0
+
+
+@dataclass(frozen=True)
+class Part:
+    """Some rows of a result still being read: a whole Arrow IPC stream, in its own frame."""
+
+    id: int
+    arrow: bytes | memoryview
 
 
 @dataclass(frozen=True)
@@ -243,7 +261,7 @@ class Stats:
     id: int | None = None
 
 
-Message = Batch | Heartbeat | Ack | Rows | Query | Result | Error | Manage | Progress | Cancel | Stats
+Message = Batch | Heartbeat | Ack | Rows | Query | Result | Error | Manage | Progress | Cancel | Stats | Part
 
 
 @dataclass(frozen=True)
@@ -332,9 +350,12 @@ def encode(msg: Message) -> list[bytes]:
         body.update(k=Kind.RESULT.value, truncated=msg.truncated)
         _put_id(body, msg.id)
         if msg.arrow_frame:
-            body["arrow_frame"] = True
+            body.update(arrow_frame=True, parts=msg.parts)
             return [topic, msgpack.packb(body, use_bin_type=True), msg.arrow]  # type: ignore[list-item]
         body["arrow"] = msg.arrow
+    elif isinstance(msg, Part):
+        body.update(k=Kind.PART.value, id=msg.id)
+        return [b"part", msgpack.packb(body, use_bin_type=True), msg.arrow]  # type: ignore[list-item]
     elif isinstance(msg, Error):
         topic = b"error"
         body.update(k=Kind.ERROR.value, message=msg.message)
@@ -513,8 +534,8 @@ def decode(frames: Sequence[bytes | memoryview], limits: Limits = DEFAULT_LIMITS
     if body.get("v") != FORMAT_VERSION:
         raise WireError("bad-version", repr(body.get("v"))[:20])
     kind = body.get("k")
-    if len(frames) == 3 and kind != Kind.RESULT.value:
-        raise WireError("bad-frames", f"3 frames for {str(kind)[:20]!r}")
+    if (len(frames) == 3) != (kind == Kind.PART.value or (kind == Kind.RESULT.value and "arrow" not in body)):
+        raise WireError("bad-frames", f"{len(frames)} frames for {str(kind)[:20]!r}")
     try:
         if kind == Kind.BATCH.value:
             return _decode_batch(body)
@@ -537,6 +558,8 @@ def decode(frames: Sequence[bytes | memoryview], limits: Limits = DEFAULT_LIMITS
             return _decode_query(body)
         if kind == Kind.RESULT.value:
             return _decode_result(body, frames)
+        if kind == Kind.PART.value:
+            return Part(_id(body, True), frames[2])  # type: ignore[arg-type]
         if kind == Kind.ERROR.value:
             return Error(_get(body, "message", str), _id(body))
         if kind == Kind.PROGRESS.value:
@@ -565,8 +588,8 @@ def decode(frames: Sequence[bytes | memoryview], limits: Limits = DEFAULT_LIMITS
 
 def _decode_result(body: dict, frames: Sequence[bytes | memoryview]) -> Result:
     truncated, rid = bool(body.get("truncated", False)), _id(body)
-    if body.get("arrow_frame") is True:
-        if len(frames) != 3:
-            raise WireError("bad-frames", f"a result with arrow_frame in {len(frames)} frames")
-        return Result(frames[2], truncated, rid, True)
+    if len(frames) == 3:
+        if body.get("arrow_frame") is not True:
+            raise WireError("bad-field", "a result in 3 frames without arrow_frame")
+        return Result(frames[2], truncated, rid, True, _seq(body, "parts"))
     return Result(_get(body, "arrow", bytes), truncated, rid)
