@@ -91,8 +91,10 @@ def test_a_result_that_passes_the_byte_cap_after_some_parts_is_an_error(small_ca
         assert client.query("SELECT 42 AS n").column("n").to_pylist() == [42]
 
 
-def test_a_client_that_misses_a_part_says_so_rather_than_return_fewer_rows() -> None:
-    # A ROUTER drops messages past its high-water mark; the client counts the parts.
+def test_a_client_counts_the_parts_and_reads_an_older_collector_s_single_reply() -> None:
+    # A ROUTER drops messages past its high-water mark: a client that misses a part says so
+    # rather than return fewer rows. An older collector ignores arrow_frame and answers in
+    # one msgpack map, as before.
     ctx = zmq.Context()
     server = ctx.socket(zmq.ROUTER)
     server.setsockopt(zmq.LINGER, 0)
@@ -106,15 +108,18 @@ def test_a_client_that_misses_a_part_says_so_rather_than_return_fewer_rows() -> 
         return memoryview(sink.getvalue())
 
     def answer() -> None:
-        for _ in range(2):
+        for _ in range(3):
             if not server.poll(30_000):
                 return
             envelope, *request = server.recv_multipart()
             query = wire.decode(request)
             assert isinstance(query, wire.Query) and query.arrow_frame and query.id is not None
-            sends = [wire.Progress(query.id, 0, True), wire.Part(query.id, stream(3))]
-            lost = query.sql == "lose one"
-            sends.append(wire.Result(stream(2), False, query.id, True, parts=2 if lost else 1))
+            if query.sql == "older collector":
+                sends: list[wire.Message] = [wire.Result(bytes(stream(4)), False, query.id)]
+            else:
+                sends = [wire.Progress(query.id, 0, True), wire.Part(query.id, stream(3))]
+                lost = query.sql == "lose one"
+                sends.append(wire.Result(stream(2), False, query.id, True, parts=2 if lost else 1))
             for msg in sends:
                 server.send_multipart([envelope, *wire.encode(msg)], copy=False)
 
@@ -125,6 +130,7 @@ def test_a_client_that_misses_a_part_says_so_rather_than_return_fewer_rows() -> 
             assert client.query("keep all").column("n").to_pylist() == [0, 1, 2, 0, 1]
             with pytest.raises(QueryError, match="1 of the 2 parts .* lost"):
                 client.query("lose one")
+            assert client.query("older collector").column("n").to_pylist() == [0, 1, 2, 3]
     finally:
         thread.join(timeout=30)
         server.close(0)
