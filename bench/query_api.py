@@ -5,8 +5,9 @@
 A database gets one run of N episodes (1M; 100k with --quick) with the guide's columns plus
 custom DOUBLE columns up to 25 columns in all. Then ``connect(...).sql("SELECT * FROM
 episodes").df()`` is timed three times (median) from the closed file (read-only) and through
-a running collector's query socket (Arrow IPC). Peer in the same run: DuckDB's own
-``con.sql(...).df()`` on the same file, the floor for any reader of it.
+a running collector's query socket (Arrow IPC, in parts as it is read). Peers in the same
+run: DuckDB's own ``con.sql(...).df()`` on the same file, and, after the collector rows, the
+reply an older client gets (the whole stream in one msgpack map, the wire before parts).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,22 @@ def timed(fn: Any) -> tuple[float, Any]:
     started = time.perf_counter()
     value = fn()
     return time.perf_counter() - started, value
+
+
+def runs_note(note: str, times: list[float]) -> str:
+    return f"{note}; runs {', '.join(f'{t:.3f}' for t in times)} s"
+
+
+def older_client_df(endpoint: str, sql: str, n: int, rid: int) -> Any:
+    """The whole result in one msgpack reply, read as a client from before ``arrow_frame``."""
+    import pyarrow as pa
+
+    from traindash import wire
+    from traindash.query import QueryClient
+
+    with QueryClient(endpoint, timeout=120) as client:
+        reply = client.request(wire.Query(sql, n, rid, "console", 120.0), 120.0)
+        return pa.ipc.open_stream(reply.arrow).read_all().to_pandas()
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -118,7 +136,29 @@ def run(quick: bool = False) -> list[dict]:
                 times.append(seconds)
             con.close()
             rows.append(
-                row("query_api", "traindash.connect() collector", "to pandas", median(times), "s", note)
+                row(
+                    "query_api",
+                    "traindash.connect() collector",
+                    "to pandas",
+                    median(times),
+                    "s",
+                    runs_note(note, times),
+                )
+            )
+            older = []
+            for i in range(REPEATS):
+                seconds, df = timed(partial(older_client_df, collector.endpoints.query, sql, n, i + 1))
+                assert len(df) == n and len(df.columns) == cols, (len(df), len(df.columns))
+                older.append(seconds)
+            rows.append(
+                row(
+                    "query_api",
+                    "collector, one msgpack reply (older client)",
+                    "to pandas",
+                    median(older),
+                    "s",
+                    runs_note(note, older),
+                )
             )
         finally:
             collector.kill()

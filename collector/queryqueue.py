@@ -39,6 +39,7 @@ class Job:
     limit_s: float
     by_client: bool  # the deadline is the client's own timeout, not the server's cap
     peer: str = "?"
+    arrow_frame: bool = False  # the client takes the Arrow stream as a frame of its own
     envelope: list[bytes] = field(default_factory=list)
     started: float | None = None
     announced: bool = False  # a "queued" progress message went out

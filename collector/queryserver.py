@@ -14,7 +14,8 @@ DuckDB cursor, so readers do not wait behind each other), and stops what nobody 
 Clients that send a request ``id`` get a ``progress`` message at once (queued behind N, or
 started), so a client that gives up can say "busy" rather than "no collector". Everything
 that does not end in an answer is logged and counted (:mod:`traindash.collector.querystats`).
-Results travel as an Arrow IPC stream. See docs/queries.md.
+Results travel as an Arrow IPC stream, in parts as they are read to clients that take them
+(``arrow_frame``). See docs/queries.md.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ import zmq
 from traindash import security, wire
 from traindash.collector.querymemory import QUERY_SHARE, MemoryGuard, memory_bound, mib, rss
 from traindash.collector.queryqueue import CONSOLE, SERVICE, Job, QueueFull, Scheduler
-from traindash.collector.queryrun import run_query
+from traindash.collector.queryrun import MAX_PARTS, run_query
 from traindash.collector.querystats import REFUSED, WITHDRAWN, QueryStats
-from traindash.collector.queryworker import CUT_MESSAGES, Outcome, Worker
+from traindash.collector.queryworker import CUT_MESSAGES, PART, Outcome, Worker
 from traindash.config import CollectorConfig, parse_size
 
 log = logging.getLogger("traindash.collector.query")
@@ -51,6 +52,10 @@ RECV_BURST = 200
 HOLD_S = 0.5
 STOP_TIMEOUT = 4.0  # for the workers to finish at shutdown (the collector waits 5 s)
 YIELD_WAIT_S = 2.0
+# A ROUTER drops what it cannot queue for a peer (ZeroMQ's default is 1,000 messages): room
+# for a client's results in parts on both lanes and more (a client counts its parts, so a
+# loss is an error, never a short table).
+SEND_HWM = 4 * (MAX_PARTS + 1)
 
 
 class QueryServer(threading.Thread):
@@ -72,6 +77,7 @@ class QueryServer(threading.Thread):
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.MAXMSGSIZE, 1024 * 1024)
+        self.sock.setsockopt(zmq.SNDHWM, SEND_HWM)
         if config.curve_secret is not None:
             security.secure_server(self.sock, config.curve_secret)
         try:
@@ -269,6 +275,7 @@ class QueryServer(threading.Thread):
             limit_s=limit,
             by_client=by_client,
             peer=peer,
+            arrow_frame=msg.arrow_frame,
             envelope=envelope,
         )
         try:
@@ -323,6 +330,9 @@ class QueryServer(threading.Thread):
                 worker, job, outcome, reason, reply = self.done.get_nowait()
             except queue.Empty:
                 return
+            if outcome == PART:
+                self._send(job.envelope, reply)
+                continue
             self.sched.done(job)
             self._where.pop(job, None)
             self.idle.append(worker)

@@ -3,7 +3,8 @@
 The router thread (``collector/queryserver.py``) hands a worker a job; the router and the
 memory guard (``collector/querymemory.py``) may interrupt it
 (``cursor.interrupt()``) with a reason; the worker turns the job into a reply and an
-outcome for the counters, and hands both back through ``on_done``.
+outcome for the counters, and hands both back through ``on_done``. A result read in parts
+hands each part to ``on_done`` as it comes, with the outcome :data:`PART`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from functools import partial
 
 import duckdb
+import pyarrow as pa
 
 from traindash import wire
 from traindash.collector.queryqueue import Job
@@ -40,6 +43,7 @@ CUT_MESSAGES = {
 
 
 Outcome = tuple[str, str, wire.Message]  # (outcome, reason, reply)
+PART = "part"  # not an outcome: one part of a result still being read, to send on
 
 
 class Worker(threading.Thread):
@@ -81,13 +85,19 @@ class Worker(threading.Thread):
                 self.current = None
             self.on_done(self, job, outcome)
 
+    def _part(self, job: Job, arrow: pa.Buffer) -> None:
+        self.on_done(self, job, (PART, "", wire.Part(job.rid, memoryview(arrow))))  # type: ignore[arg-type]
+
     def execute(self, job: Job) -> Outcome:
         """The outcome of one job (it never raises: a query must never end the server)."""
         try:
             if job.cut is None:
                 check_sql(self.cursor, job.sql, self.max_bytes)
-                answer = run_query(self.cursor, job.sql, job.max_rows, self.max_bytes)
-                reply = wire.Result(memoryview(answer.arrow), answer.truncated, job.rid)
+                emit = partial(self._part, job) if job.arrow_frame and job.rid is not None else None
+                answer = run_query(self.cursor, job.sql, job.max_rows, self.max_bytes, emit)
+                reply = wire.Result(
+                    memoryview(answer.arrow), answer.truncated, job.rid, job.arrow_frame, answer.parts
+                )
                 return (CUT_OFF, "row-cap", reply) if answer.truncated else (ANSWERED, "", reply)
         except QueryRefused as exc:
             return REFUSED, exc.reason, wire.Error(str(exc), job.rid)

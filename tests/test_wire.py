@@ -180,3 +180,27 @@ def test_rows_name_their_stream_and_older_rows_have_none() -> None:
         back = wire.decode(wire.encode(wire.Rows("run-1", section, stream)))
         assert isinstance(back, wire.Rows)
         assert (back.run_id, back.stream) == ("run-1", stream)
+
+
+def test_a_result_in_parts_travels_in_frames_of_its_own_and_an_older_collector_ignores_the_ask() -> None:
+    arrow = memoryview(bytearray(b"arrow ipc stream"))
+    frames = wire.encode(wire.Result(arrow, True, 7, arrow_frame=True, parts=2))
+    assert len(frames) == 3 and frames[2] is arrow
+    assert "arrow" not in msgpack.unpackb(frames[1])
+    msg = wire.decode(frames)
+    assert isinstance(msg, wire.Result) and msg.arrow is arrow and msg.truncated
+    assert (msg.id, msg.parts, msg.arrow_frame) == (7, 2, True)
+    part = wire.encode(wire.Part(7, arrow))
+    assert part[0] == b"part" and part[2] is arrow and wire.decode(part) == wire.Part(7, arrow)
+    # The ask is one more field of the query, which an older collector does not read.
+    query = wire.Query("SELECT 1", 5, 3, "console", 2.0, arrow_frame=True)
+    assert msgpack.unpackb(wire.encode(query)[1])["arrow_frame"] is True
+    assert wire.decode(wire.encode(query)) == query
+    # Without the ask the result is as before: two frames, the stream inside the msgpack map.
+    assert msgpack.unpackb(wire.encode(wire.Result(b"x", id=3))[1])["arrow"] == b"x"
+    with pytest.raises(WireError, match="frames"):
+        wire.decode([*wire.encode(wire.Error("no", 1)), b"extra"])
+    with pytest.raises(WireError, match="frames"):
+        wire.decode(frames[:2])
+    with pytest.raises(WireError, match="frames"):
+        wire.decode(part[:2])

@@ -80,6 +80,19 @@ def read_capped(con: Any, sql: str, max_rows: int, batch_size: int = 10_000) -> 
     return pa.Table.from_batches(batches, schema=reader.schema), truncated
 
 
+def read_arrow(*streams: bytes | memoryview) -> pa.Table:
+    """The rows of Arrow IPC streams, in order; the columns point into the streams' memory
+    (ZeroMQ's receive buffers), not copies of it."""
+    tables = [pa.ipc.open_stream(pa.py_buffer(s)).read_all() for s in streams]
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def _frames(parts: list[zmq.Frame]) -> list[bytes | memoryview]:
+    """A reply's frames: the small ones as bytes, a result's Arrow frame left in ZeroMQ's
+    buffer (the memoryview keeps it alive)."""
+    return [p.bytes for p in parts[:2]] + [p.buffer for p in parts[2:]]
+
+
 def collector_answers(query_endpoint: str, timeout: float = 0.5) -> bool:
     """True when a collector answers a trivial query on ``query_endpoint`` within ``timeout``."""
     try:
@@ -137,18 +150,26 @@ class QueryClient:
 
     def query(self, sql: str, max_rows: int = 1_000_000, timeout: float | None = None) -> pa.Table:
         wait = self.timeout if timeout is None else timeout
-        msg = self.request(wire.Query(sql, max_rows, next(self._ids), self.lane, wait), wait)
+        query = wire.Query(sql, max_rows, next(self._ids), self.lane, wait, arrow_frame=True)
+        msg, parts = self._exchange(query, wait)
         self.last_truncated = msg.truncated
-        return pa.ipc.open_stream(msg.arrow).read_all()
+        return read_arrow(*parts, msg.arrow)
 
     def stats(self, what: str = "counters", timeout: float | None = None) -> pa.Table:
         """The collector's query counters (``counters``) or its query settings and load
         (``server``)."""
         msg = self.request(wire.Stats(what, next(self._ids)), timeout)
-        return pa.ipc.open_stream(msg.arrow).read_all()
+        return read_arrow(msg.arrow)
 
     def request(self, message: wire.Message, timeout: float | None = None) -> wire.Result:
-        """Send one request on the query socket and return the collector's result."""
+        """Send one request on the query socket and return the collector's result (for a
+        query that asks for ``arrow_frame``, use :meth:`query`, which keeps its parts)."""
+        return self._exchange(message, timeout)[0]
+
+    def _exchange(
+        self, message: wire.Message, timeout: float | None = None
+    ) -> tuple[wire.Result, list[bytes | memoryview]]:
+        """The collector's result of one request, and the parts that came before it."""
         sock = self._socket()
         rid = getattr(message, "id", None)
         if isinstance(message, wire.Manage) and rid is None:
@@ -158,12 +179,13 @@ class QueryClient:
         wait = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
         progress: wire.Progress | None = None
+        parts: list[bytes | memoryview] = []
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not sock.poll(max(1, int(left * 1000))):
                 raise self._gave_up(rid, progress, wait)
             try:
-                msg = wire.decode(sock.recv_multipart(), REPLY_LIMITS)
+                msg = wire.decode(_frames(sock.recv_multipart(copy=False)), REPLY_LIMITS)
             except wire.WireError as exc:
                 raise QueryError(f"malformed reply from the collector: {exc}") from None
             if isinstance(msg, wire.Progress):
@@ -172,11 +194,19 @@ class QueryClient:
                 continue
             if rid is not None and getattr(msg, "id", rid) not in (rid, None):
                 continue  # the late answer to a request this client gave up on
+            if isinstance(msg, wire.Part):
+                parts.append(msg.arrow)
+                continue
             if isinstance(msg, wire.Error):
                 raise QueryError(msg.message)
             if not isinstance(msg, wire.Result):
                 raise QueryError("unexpected reply from the collector")
-            return msg
+            if msg.parts != len(parts):
+                raise QueryError(
+                    f"{msg.parts - len(parts)} of the {msg.parts} parts of the collector's answer "
+                    "were lost on the way; try again"
+                )
+            return msg, parts
 
     def _gave_up(self, rid: int | None, progress: wire.Progress | None, wait: float) -> QueryError:
         """The error for a request not answered in ``wait`` seconds; cancels it if it can."""

@@ -1,7 +1,9 @@
 """The traindash wire format, version 1. This module is its only owner.
 
 Every ZeroMQ message is two frames, ``[topic, body]``; ``body`` is a msgpack map that
-always carries ``v`` (the format version) and ``k`` (a :class:`Kind`).
+always carries ``v`` (the format version) and ``k`` (a :class:`Kind`). The exceptions are a
+``part`` and a ``result`` sent to a client that asked for ``arrow_frame``: ``[topic, body,
+arrow]``.
 
 Ingest socket (trainers PUB -> collector SUB), topics ``b"batch"`` and ``b"hb"``:
 
@@ -31,9 +33,17 @@ Rows socket (collector PUB -> ui, alerts, producers):
 
 Query socket (DEALER/REQ -> collector ROUTER):
 
-``query``  ``{v, k, sql, max_rows[, id, lane, timeout]}``; answered by ``result``
+``query``  ``{v, k, sql, max_rows[, id, lane, timeout, arrow_frame]}``; answered by ``result``
            ``{v, k, arrow, truncated[, id]}`` (``arrow``: an Arrow IPC stream) or ``error``
-           ``{v, k, message[, id]}``. ``id`` (the client's request number) marks a client
+           ``{v, k, message[, id]}``. A query with ``id`` and ``arrow_frame: true`` is
+           answered by any number of ``part`` messages ``[b"part", {v, k, id}, arrow]`` and
+           then ``[b"result", {v, k, truncated, id, arrow_frame: true, parts}, arrow]`` (or an
+           ``error``): each ``arrow`` frame is a whole Arrow IPC stream of the next rows, the
+           result's rows are those of the ``parts`` parts and then its own. The collector
+           sends each part as soon as it is read, and both ends pass the frames without
+           copying them (a msgpack ``bin`` is copied when packed and again when unpacked).
+           A client that gets an ``error`` drops the parts. ``id`` (the client's request
+           number) marks a client
            that knows ``progress`` and ``cancel``; ``lane`` is ``console`` (default) or
            ``service`` (the dashboard's and alerts' own queries, which keep a worker a
            console query cannot take); ``timeout`` (seconds) is how long the client waits:
@@ -49,7 +59,8 @@ Query socket (DEALER/REQ -> collector ROUTER):
            writes the query socket takes; the collector's writer carries them out);
            answered by ``result`` (a table of the ``run_id``s changed) or ``error``.
 
-The fields in brackets and the kinds ``progress``, ``cancel`` and ``stats`` came later within
+The fields in brackets, the third frame and the kinds ``progress``, ``cancel``, ``stats`` and
+``part`` came later within
 format 1: an older peer ignores the fields it does not know, and the new kinds are only sent
 to a peer that showed it knows them (a request with ``id``; a reply with ``progress``).
 
@@ -67,6 +78,7 @@ and figures with their units in their names; see docs/system.md).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -110,6 +122,7 @@ class Kind(str, Enum):
     PROGRESS = "progress"
     CANCEL = "cancel"
     STATS = "stats"
+    PART = "part"
 
 
 MANAGE_ACTIONS = ("archive", "delete")
@@ -197,6 +210,7 @@ class Query:
     id: int | None = None
     lane: str = "console"
     timeout: float | None = None
+    arrow_frame: bool = False  # the client takes the result's Arrow stream as its own frame
 
 
 @dataclass(frozen=True)
@@ -208,9 +222,22 @@ class Manage:
 
 @dataclass(frozen=True)
 class Result:
+    """An Arrow IPC stream; ``arrow_frame`` sends it as a third frame after ``parts``
+    :class:`Part` messages (see the module docstring)."""
+
     arrow: bytes | memoryview
     truncated: bool = False
     id: int | None = None
+    arrow_frame: bool = False
+    parts: int = 0
+
+
+@dataclass(frozen=True)
+class Part:
+    """Some rows of a result still being read: a whole Arrow IPC stream, in its own frame."""
+
+    id: int
+    arrow: bytes | memoryview
 
 
 @dataclass(frozen=True)
@@ -239,7 +266,7 @@ class Stats:
     id: int | None = None
 
 
-Message = Batch | Heartbeat | Ack | Rows | Query | Result | Error | Manage | Progress | Cancel | Stats
+Message = Batch | Heartbeat | Ack | Rows | Query | Result | Error | Manage | Progress | Cancel | Stats | Part
 
 
 @dataclass(frozen=True)
@@ -341,10 +368,19 @@ def encode(msg: Message) -> list[bytes]:
             body.update(id=msg.id, lane=msg.lane)
             if msg.timeout is not None:
                 body["timeout"] = float(msg.timeout)
+        if msg.arrow_frame:
+            body["arrow_frame"] = True
     elif isinstance(msg, Result):
         topic = b"result"
-        body.update(k=Kind.RESULT.value, arrow=msg.arrow, truncated=msg.truncated)
+        body.update(k=Kind.RESULT.value, truncated=msg.truncated)
         _put_id(body, msg.id)
+        if msg.arrow_frame:
+            body.update(arrow_frame=True, parts=msg.parts)
+            return [topic, msgpack.packb(body, use_bin_type=True), msg.arrow]  # type: ignore[list-item]
+        body["arrow"] = msg.arrow
+    elif isinstance(msg, Part):
+        body.update(k=Kind.PART.value, id=msg.id)
+        return [b"part", msgpack.packb(body, use_bin_type=True), msg.arrow]  # type: ignore[list-item]
     elif isinstance(msg, Error):
         topic = b"error"
         body.update(k=Kind.ERROR.value, message=msg.message)
@@ -389,7 +425,10 @@ def _decode_query(body: dict) -> Query:
         timeout = float(_get(body, "timeout", (int, float)))
         if not 0 <= timeout < 1e9:
             raise WireError("bad-field", f"timeout {timeout}")
-    return Query(_get(body, "sql", str), int(_get(body, "max_rows", int)), rid, lane, timeout)
+    arrow_frame = body.get("arrow_frame", False)
+    if not isinstance(arrow_frame, bool):
+        raise WireError("bad-field", "arrow_frame is not a bool")
+    return Query(_get(body, "sql", str), int(_get(body, "max_rows", int)), rid, lane, timeout, arrow_frame)
 
 
 def _get(body: dict, key: str, types: type | tuple[type, ...]) -> Any:
@@ -497,9 +536,10 @@ def _decode_batch(body: dict) -> Batch:
     return Batch(run, first, last, sections, ack)
 
 
-def decode(frames: list[bytes], limits: Limits = DEFAULT_LIMITS) -> Message:
-    """Parse and validate ``[topic, body]``; raises :class:`WireError` on anything off."""
-    if len(frames) != 2:
+def decode(frames: Sequence[bytes | memoryview], limits: Limits = DEFAULT_LIMITS) -> Message:
+    """Parse and validate ``[topic, body]`` (or a result's ``[topic, body, arrow]``, whose
+    ``arrow`` is passed on as it is, not copied); raises :class:`WireError` on anything off."""
+    if len(frames) not in (2, 3):
         raise WireError("bad-frames", f"{len(frames)} frames")
     try:
         body = msgpack.unpackb(
@@ -519,6 +559,8 @@ def decode(frames: list[bytes], limits: Limits = DEFAULT_LIMITS) -> Message:
     if body.get("v") != FORMAT_VERSION:
         raise WireError("bad-version", repr(body.get("v"))[:20])
     kind = body.get("k")
+    if (len(frames) == 3) != (kind == Kind.PART.value or (kind == Kind.RESULT.value and "arrow" not in body)):
+        raise WireError("bad-frames", f"{len(frames)} frames for {str(kind)[:20]!r}")
     try:
         if kind == Kind.BATCH.value:
             return _decode_batch(body)
@@ -543,7 +585,9 @@ def decode(frames: list[bytes], limits: Limits = DEFAULT_LIMITS) -> Message:
         if kind == Kind.QUERY.value:
             return _decode_query(body)
         if kind == Kind.RESULT.value:
-            return Result(_get(body, "arrow", bytes), bool(body.get("truncated", False)), _id(body))
+            return _decode_result(body, frames)
+        if kind == Kind.PART.value:
+            return Part(_id(body, True), frames[2])  # type: ignore[arg-type]
         if kind == Kind.ERROR.value:
             return Error(_get(body, "message", str), _id(body))
         if kind == Kind.PROGRESS.value:
@@ -568,3 +612,12 @@ def decode(frames: list[bytes], limits: Limits = DEFAULT_LIMITS) -> Message:
     except (TypeError, ValueError, OverflowError) as exc:
         raise WireError("bad-field", str(exc)[:80]) from None
     raise WireError("unknown-kind", repr(kind)[:40])
+
+
+def _decode_result(body: dict, frames: Sequence[bytes | memoryview]) -> Result:
+    truncated, rid = bool(body.get("truncated", False)), _id(body)
+    if len(frames) == 3:
+        if body.get("arrow_frame") is not True:
+            raise WireError("bad-field", "a result in 3 frames without arrow_frame")
+        return Result(frames[2], truncated, rid, True, _seq(body, "parts"))
+    return Result(_get(body, "arrow", bytes), truncated, rid)
