@@ -81,7 +81,7 @@ def streams_html(streams: Sequence[dict[str, Any]], now: float | None = None) ->
     )
 
 
-def fleet_html(runs: Sequence[dict[str, Any]], now: float | None = None) -> str:
+def fleet_html(runs: Sequence[dict[str, Any]], now: float | None = None, open_streams: bool = False) -> str:
     """The fleet table: a row per run (host, pid, state, episodes/s, environment steps/s from
     the episodes' env steps, episodes, GPU utilisation, last seen), its streams folded below."""
     head = ["run", "host", "pid", "state", "episodes/s", "SPS", "episodes", "GPU", "last seen"]
@@ -108,7 +108,8 @@ def fleet_html(runs: Sequence[dict[str, Any]], now: float | None = None) -> str:
         streams = r.get("streams") or []
         if streams:
             summary = html.escape(f"{len(streams)} streams: {state_counts(streams)}")
-            folded = f"<details><summary>{summary}</summary>{streams_html(streams, now)}</details>"
+            state = " open" if open_streams else ""
+            folded = f"<details{state}><summary>{summary}</summary>{streams_html(streams, now)}</details>"
             body.append(
                 f'<tr class="td-streams"><td colspan="{len(head)}">{health_grid(streams)}{folded}</td></tr>'
             )

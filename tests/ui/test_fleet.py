@@ -42,6 +42,7 @@ def test_a_run_with_120_streams_is_one_row_a_grid_and_a_folded_table() -> None:
     assert grid.count('class="lvl-bad"') == 3 and grid.count('class="lvl-good"') == 117
     assert 'title="env_runner_0 @ node-0: lost"' in grid
     assert out.count("env_runner_119") >= 2  # in the grid's title and the stream table
+    assert "<details open>" in fleet_html(runs, now=NOW, open_streams=True)
 
 
 def test_state_counts_live_states_first() -> None:

@@ -48,9 +48,14 @@ def test_fleet_table_shows_a_runs_streams_and_their_states(
         assert page.locator(".td-grid span").count() == 3
         assert page.locator(".td-grid span.lvl-good").count() == 2
         assert not page.get_by_text("env_runner_1-101", exact=True).is_visible()  # folded
-        summary.click()
+        # Opened with the box, the streams stay open through the table's refreshes.
+        page.locator("input[type=checkbox]").check()  # the page's one checkbox
         page.get_by_text("env_runner_1", exact=True).wait_for()
         assert page.locator("table.td-fleet > tbody > tr").count() == 2  # the run, its streams
+        refreshed = page.locator(".td-streams summary").element_handle()
+        wait_for(lambda: refreshed is None or not refreshed.is_visible(), 30, "a refresh of the table", 0.2)
+        page.get_by_text("env_runner_1", exact=True).wait_for()
+        assert page.get_by_text("env_runner_1", exact=True).is_visible()
     finally:
         for lg in loggers:
             lg.close()

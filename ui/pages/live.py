@@ -139,6 +139,10 @@ class LiveSession:
         self.scalars = ScalarsPanel(theme)
         self._figs: dict[str, Any] = {}
         self.trainers = pn.pane.HTML("", stylesheets=[*style, FLEET_CSS], sizing_mode="stretch_width")
+        # The table is rebuilt on every refresh, so a block opened by a click would close
+        # again: this box keeps every run's streams open.
+        self.show_streams = pn.widgets.Checkbox(name="show every stream", value=False)
+        self.show_streams.param.watch(lambda _: self._render_fleet(), "value")
         self.alerts = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
         self.message = pn.pane.HTML("", stylesheets=style, sizing_mode="stretch_width")
         self.system = SystemSection(ctx, theme)
@@ -195,6 +199,7 @@ class LiveSession:
             pn.Row(
                 pn.Column(
                     pn.pane.HTML(h.format("Trainers"), stylesheets=[css(t)]),
+                    self.show_streams,
                     self.trainers,
                     sizing_mode="stretch_width",
                     styles=section,
@@ -424,10 +429,14 @@ class LiveSession:
             self.message.object = f'<div class="lvl-bad">collector not answering: {exc}</div>'
             return
         self.apply_runs(runs)
-        picked = set(self.picker.value)
-        self.trainers.object = fleet_html([r for r in self.runs if r["run_id"] in picked] or self.runs)
+        self._render_fleet()
         self.alerts.object = alerts_html(alerts)
         self.update_kpis()
+
+    def _render_fleet(self) -> None:
+        picked = set(self.picker.value)
+        runs = [r for r in self.runs if r["run_id"] in picked] or self.runs
+        self.trainers.object = fleet_html(runs, open_streams=self.show_streams.value)
 
     def close(self) -> None:
         self.closed = True
