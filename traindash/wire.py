@@ -376,11 +376,13 @@ def encode(msg: Message) -> list[bytes]:
         _put_id(body, msg.id)
         if msg.arrow_frame:
             body.update(arrow_frame=True, parts=msg.parts)
-            return [topic, msgpack.packb(body, use_bin_type=True), msg.arrow]  # type: ignore[list-item]
+            frames: list[Any] = [topic, msgpack.packb(body, use_bin_type=True), msg.arrow]
+            return frames
         body["arrow"] = msg.arrow
     elif isinstance(msg, Part):
         body.update(k=Kind.PART.value, id=msg.id)
-        return [b"part", msgpack.packb(body, use_bin_type=True), msg.arrow]  # type: ignore[list-item]
+        part: list[Any] = [b"part", msgpack.packb(body, use_bin_type=True), msg.arrow]
+        return part
     elif isinstance(msg, Error):
         topic = b"error"
         body.update(k=Kind.ERROR.value, message=msg.message)
