@@ -285,10 +285,13 @@ class Sender(threading.Thread):
         self.on_doze(True)
         try:
             # A record queued before the logger saw the doze would not wake us: look again.
-            if not self.queue:
-                self.wake.wait(max(timeout, doze_until - time.monotonic()))
+            woken = not self.queue and self.wake.wait(max(timeout, doze_until - time.monotonic()))
         finally:
             self.on_doze(False)
+        if woken and self.queue and self.stop_deadline is None and not self.want_ack:
+            # The first record after a quiet spell woke us: gather a batch for a flush
+            # interval, as an awake sender does, rather than send records one by one.
+            self.wake.wait(timeout)
 
     def _doze_until(self, next_heartbeat: float, link: Link) -> float | None:
         """When nothing is queued, waiting to go out or unacknowledged, the loop has nothing
