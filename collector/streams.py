@@ -127,20 +127,32 @@ class Streams:
         )
 
     def end(self, ends: dict[str, dict]) -> None:
-        """Streams end; a run ends with the last of its live streams (taking that end's status)."""
-        for key, r in ends.items():
-            run = split_stream_key(key)[0]
-            args = [micros(r.get("ts")), clip_str(r.get("status")) or "finished"]
-            self.con.execute(
-                "UPDATE streams SET ended_at = make_timestamp(?), status = ? WHERE stream_key = ?",
-                [*args, key],
-            )
-            self.con.execute(
-                f"""UPDATE runs SET ended_at = make_timestamp(?), status = ?
-                   WHERE run_id = ? AND NOT EXISTS (SELECT 1 FROM streams s
-                       WHERE s.run_id = ? AND s.status IN ({reports.in_list(reports.LIVE_STATUSES)}))""",
-                [*args, run, run],
-            )
+        """Streams end; a run ends with the last of its live streams (taking that end's status).
+
+        Two statements however many streams end together (a fleet closing at once).
+        """
+        if not ends:
+            return
+        keys = list(ends)
+        stamps = [micros(ends[k].get("ts")) for k in keys]
+        statuses = [clip_str(ends[k].get("status")) or "finished" for k in keys]
+        self.con.execute(
+            """UPDATE streams SET ended_at = make_timestamp(v.t), status = v.s
+               FROM (SELECT unnest($1::VARCHAR[]) AS k, unnest($2::BIGINT[]) AS t,
+                            unnest($3::VARCHAR[]) AS s) AS v
+               WHERE streams.stream_key = v.k""",
+            [keys, stamps, statuses],
+        )
+        last = {split_stream_key(k)[0]: (t, st) for k, t, st in zip(keys, stamps, statuses, strict=True)}
+        runs = list(last)
+        self.con.execute(
+            f"""UPDATE runs SET ended_at = make_timestamp(v.t), status = v.s
+               FROM (SELECT unnest($1::VARCHAR[]) AS r, unnest($2::BIGINT[]) AS t,
+                            unnest($3::VARCHAR[]) AS s) AS v
+               WHERE runs.run_id = v.r AND NOT EXISTS (SELECT 1 FROM streams s
+                   WHERE s.run_id = v.r AND s.status IN ({reports.in_list(reports.LIVE_STATUSES)}))""",
+            [runs, [last[r][0] for r in runs], [last[r][1] for r in runs]],
+        )
 
     def write_marks(self, marks: dict[str, int], seen: dict[str, float]) -> dict[str, float]:
         """Write the streams' marks and liveness among ``marks``/``seen``; returns the liveness
