@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 from pathlib import Path
 
@@ -45,8 +46,11 @@ def test_disk_full_stops_acks_then_everything_arrives(small_disk: Path, tmp_path
             output_dir=str(tmp_path / "logs"),
             config=c.producer_config(resend_after=0.5, close_timeout=60),
         )
+        # Values that do not compress: DuckDB writes a large insert to the file compressed,
+        # and 200,000 rows of counters and constants fit in the 1.5 MB left.
+        rng = random.Random(7)
         for i in range(200_000):
-            lg.log_episode(i, float(i), custom=1.0)
+            lg.log_episode(i, rng.random(), custom=rng.random(), other=rng.random())
         wait_for(lambda: "commit failed" in c.log(), 60, "a commit to fail on the full disk")
         assert lg.flush(timeout=1) is False
         assert c.answers(), "the collector stopped serving while the disk was full"
