@@ -195,3 +195,21 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
         f"{os.cpu_count()} CPUs, shared machine: compare within a run)"
     )
     print(format_table(rows))
+
+
+def rows_arrived(sub: Any, timeout_ms: int) -> tuple[Any, Any] | None:
+    """Wait up to ``timeout_ms`` for one message on a rows-socket SUB; for committed rows,
+    ``(log -> commit seconds, logged ts)`` per row (arrival is taken as commit time)."""
+    import numpy as np
+
+    from traindash import wire
+
+    if not sub.poll(timeout_ms):
+        return None
+    frames = sub.recv_multipart()
+    arrived = time.time()
+    msg = wire.decode(frames)
+    if not isinstance(msg, wire.Rows):
+        return None
+    ts = np.asarray(msg.section.cols["ts"], dtype=np.float64)
+    return arrived - ts, ts

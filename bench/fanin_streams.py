@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, percentile, print_table, row  # noqa: E402
+from common import ROOT, percentile, print_table, row, rows_arrived  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 BENCH = "fanin_streams"
@@ -101,15 +101,9 @@ def measure(processes: int, streams: int, rate: float, seconds: float, flush: fl
 
     def listen() -> None:
         while not stop.is_set():
-            if not sub.poll(200):
-                continue
-            frames = sub.recv_multipart()
-            arrived = time.time()
-            msg = wire.decode(frames)
-            if isinstance(msg, wire.Rows):
-                ts = np.asarray(msg.section.cols["ts"], dtype=np.float64)
-                lat.append(arrived - ts)
-                logged.append(ts)
+            if (got := rows_arrived(sub, 200)) is not None:
+                lat.append(got[0])
+                logged.append(got[1])
 
     procs: list[Any] = []
     try:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, emit_result, median, percentile, print_table, row  # noqa: E402
+from common import ROOT, emit_result, median, percentile, print_table, row, rows_arrived  # noqa: E402
 
 BENCH = "ingest"
 READY, GO = "READY", "GO"
@@ -268,16 +268,10 @@ def latency(rate: float, seconds: float, tmp: Path) -> list[dict]:
         trainers.start()
         got, deadline = 0, time.monotonic() + seconds * 3 + 60
         while got < episodes and time.monotonic() < deadline:
-            if not sub.poll(500):
-                continue
-            frames = sub.recv_multipart()
-            arrived = time.time()
-            msg = wire.decode(frames)
-            if isinstance(msg, wire.Rows):
-                ts = np.asarray(msg.section.cols["ts"], dtype=np.float64)
-                lat.append(arrived - ts)
-                ts_all.append(ts)
-                got += len(ts)
+            if (arrived := rows_arrived(sub, 500)) is not None:
+                lat.append(arrived[0])
+                ts_all.append(arrived[1])
+                got += len(arrived[1])
         res = trainers.results(timeout=120)[0]
         collector.stop()
     finally:
